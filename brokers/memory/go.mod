@@ -1,0 +1,3 @@
+module github.com/outboxkit/outboxkit/brokers/memory
+
+go 1.26.0

@@ -1,0 +1,3 @@
+module github.com/outboxkit/outboxkit/cmd/outbox
+
+go 1.26.0

@@ -1,0 +1,3 @@
+module github.com/outboxkit/outboxkit/drivers/mysql
+
+go 1.26.0

@@ -1,0 +1,377 @@
+// Package outbox is the transactional outbox for Go services: write business
+// rows and the events that describe them in ONE database transaction, and let
+// a Relay publish those events to a broker through Watermill.
+//
+// The delivery contract: an event is published if and only if its
+// transaction committed; every committed event is published at least once
+// (duplicates only for events in flight at a crash, at most one batch per
+// relay, always with the same id); events with the same key reach the broker
+// in commit order; a failing event is retried with capped exponential backoff
+// and then marked dead without holding back other keys; and the relay never
+// makes an application INSERT wait.
+//
+// Typical wiring:
+//
+//	drv, _ := postgres.New(db, postgres.Config{})   // drivers/postgres
+//	ob, _ := outbox.New(drv, outbox.Config{})
+//	_ = ob.Migrate(ctx)
+//
+//	tx, _ := db.BeginTx(ctx, nil)
+//	// ... business writes on tx ...
+//	_ = ob.Insert(ctx, tx, &outbox.Event{Type: "invoice.issued", Topic: "invoices", Key: id, Payload: body})
+//	_ = tx.Commit()
+//
+//	relay, _ := outbox.NewRelay(drv, publisher, outbox.RelayConfig{})
+//	_ = relay.Run(ctx) // until ctx is cancelled
+package outbox
+
+import (
+	"cmp"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/outboxkit/outboxkit/framework/outboxdriver"
+)
+
+// DefaultMaxPayloadBytes is the default Config.MaxPayloadBytes: 1 MiB.
+const DefaultMaxPayloadBytes = 1 << 20
+
+// Config configures an Outbox (the writer and admin side).
+type Config struct {
+	// MaxPayloadBytes rejects, at Insert, events whose payload is larger.
+	// Zero means DefaultMaxPayloadBytes (1 MiB); negative is invalid. Keep it
+	// below your broker's own limit (NATS defaults to 1 MiB per message).
+	MaxPayloadBytes int
+
+	// Propagate, when set, is called at Insert with the caller's context and
+	// the event's headers so tracing context travels with the event. With
+	// OpenTelemetry:
+	//
+	//	Propagate: func(ctx context.Context, h map[string]string) {
+	//		otel.GetTextMapPropagator().Inject(ctx, propagation.MapCarrier(h))
+	//	}
+	//
+	// Nil means: copy a traceparent/tracestate put in the context with
+	// ContextWithTraceparent, if any.
+	Propagate func(ctx context.Context, headers map[string]string)
+
+	// Logger receives operational logs. Nil discards them.
+	Logger *slog.Logger
+}
+
+func (c Config) withDefaults() Config {
+	c.MaxPayloadBytes = cmp.Or(c.MaxPayloadBytes, DefaultMaxPayloadBytes)
+	if c.Propagate == nil {
+		c.Propagate = propagateFromContext
+	}
+	if c.Logger == nil {
+		c.Logger = discardLogger()
+	}
+	return c
+}
+
+func (c Config) validate() error {
+	if c.MaxPayloadBytes < 0 {
+		return configError("MaxPayloadBytes %d must not be negative", c.MaxPayloadBytes)
+	}
+	return nil
+}
+
+// Outbox writes events inside callers' transactions and administers stored
+// events (stats, list, retry, purge). It is safe for concurrent use.
+type Outbox struct {
+	driver outboxdriver.Driver
+	cfg    Config
+}
+
+// New returns an Outbox on the given driver (see drivers/postgres and
+// drivers/mysql).
+func New(driver outboxdriver.Driver, cfg Config) (*Outbox, error) {
+	if driver == nil {
+		return nil, configError("driver must not be nil")
+	}
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	return &Outbox{driver: driver, cfg: cfg}, nil
+}
+
+// Driver returns the driver the Outbox was built on.
+func (o *Outbox) Driver() outboxdriver.Driver { return o.driver }
+
+// Migrate creates or upgrades the outbox table. It is idempotent and safe to
+// call from several processes at start-up.
+func (o *Outbox) Migrate(ctx context.Context) error {
+	return o.driver.MigrateUp(ctx, &outboxdriver.MigrateUpParams{})
+}
+
+// Insert validates events and inserts them inside tx, the caller's
+// transaction. They are published if and only if tx commits.
+//
+// The signature takes a *sql.Tx on purpose: writing events through a *sql.DB
+// (autocommit) would publish them even when the business transaction rolls
+// back, which is exactly the bug the outbox exists to prevent. With sqlx or
+// similar wrappers, pass the underlying *sql.Tx.
+//
+// Insert fills each event's ID (a UUIDv7 when empty) and CreatedAt. When any
+// event is invalid, Insert returns an *EventError and writes nothing; the
+// transaction stays usable.
+func (o *Outbox) Insert(ctx context.Context, tx *sql.Tx, events ...*Event) error {
+	if tx == nil {
+		return fmt.Errorf("%w: Insert needs the caller's *sql.Tx, got nil", ErrInvalidEvent)
+	}
+	if len(events) == 0 {
+		return nil
+	}
+	rows := make([]outboxdriver.InsertEvent, len(events))
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	for i, e := range events {
+		row, err := o.prepare(ctx, i, e, now)
+		if err != nil {
+			return err
+		}
+		rows[i] = row
+	}
+	if err := o.driver.EventInsert(ctx, &outboxdriver.EventInsertParams{Tx: tx, Events: rows}); err != nil {
+		return fmt.Errorf("outbox: insert into %s: %w", o.driver.Table(), err)
+	}
+	for i, e := range events {
+		e.ID = rows[i].ID
+		e.CreatedAt = rows[i].CreatedAt
+	}
+	return nil
+}
+
+func (o *Outbox) prepare(ctx context.Context, i int, e *Event, now time.Time) (outboxdriver.InsertEvent, error) {
+	invalid := func(field, reason string) error {
+		return &EventError{Index: i, Field: field, Reason: reason, Err: ErrInvalidEvent}
+	}
+	if e == nil {
+		return outboxdriver.InsertEvent{}, invalid("Event", "nil event")
+	}
+	id := e.ID
+	if id == "" {
+		u, err := uuid.NewV7()
+		if err != nil {
+			return outboxdriver.InsertEvent{}, fmt.Errorf("outbox: generate event id: %w", err)
+		}
+		id = u.String()
+	} else if u, err := uuid.Parse(id); err != nil {
+		return outboxdriver.InsertEvent{}, invalid("ID", fmt.Sprintf("%q is not a UUID", id))
+	} else {
+		id = u.String()
+	}
+	switch {
+	case strings.TrimSpace(e.Type) == "":
+		return outboxdriver.InsertEvent{}, invalid("Type", "must not be empty")
+	case len(e.Type) > 255:
+		return outboxdriver.InsertEvent{}, invalid("Type", "longer than 255 bytes")
+	case strings.TrimSpace(e.Topic) == "":
+		return outboxdriver.InsertEvent{}, invalid("Topic", "must not be empty")
+	case len(e.Topic) > 255:
+		return outboxdriver.InsertEvent{}, invalid("Topic", "longer than 255 bytes")
+	case len(e.Key) > 255:
+		return outboxdriver.InsertEvent{}, invalid("Key", "longer than 255 bytes")
+	case len(e.Payload) > o.cfg.MaxPayloadBytes:
+		return outboxdriver.InsertEvent{}, &EventError{Index: i, Field: "Payload", Err: ErrEventTooLarge,
+			Reason: fmt.Sprintf("%d bytes exceeds MaxPayloadBytes %d", len(e.Payload), o.cfg.MaxPayloadBytes)}
+	}
+	headers := make(map[string]string, len(e.Headers)+2)
+	for k, v := range e.Headers {
+		if k == "" {
+			return outboxdriver.InsertEvent{}, invalid("Headers", "empty header name")
+		}
+		if strings.HasPrefix(k, reservedPrefix) {
+			return outboxdriver.InsertEvent{}, invalid("Headers", fmt.Sprintf("%q uses the reserved prefix %q", k, reservedPrefix))
+		}
+		headers[k] = v
+	}
+	o.cfg.Propagate(ctx, headers)
+	hb, err := json.Marshal(headers)
+	if err != nil {
+		return outboxdriver.InsertEvent{}, invalid("Headers", err.Error())
+	}
+	payload := e.Payload
+	if payload == nil {
+		payload = []byte{}
+	}
+	return outboxdriver.InsertEvent{
+		ID: id, Type: e.Type, Topic: e.Topic, Key: e.Key,
+		Payload: payload, Headers: hb, CreatedAt: now,
+	}, nil
+}
+
+// Get returns one stored event by id, or an error wrapping ErrNotFound.
+func (o *Outbox) Get(ctx context.Context, id string) (*StoredEvent, error) {
+	if _, err := uuid.Parse(id); err != nil {
+		return nil, fmt.Errorf("outbox: get %q: not an event id: %w", id, ErrNotFound)
+	}
+	row, err := o.driver.EventGet(ctx, &outboxdriver.EventGetParams{ID: id})
+	if err != nil {
+		return nil, fmt.Errorf("outbox: get %s: %w", id, err)
+	}
+	return storedFromRow(row)
+}
+
+// ListFilter selects events for List. Zero fields do not filter.
+type ListFilter struct {
+	// Status keeps events in this status.
+	Status Status
+	// Type keeps events of this type.
+	Type string
+	// Key keeps events of this key.
+	Key string
+	// Since keeps events created at or after it.
+	Since time.Time
+	// Until keeps events created before it.
+	Until time.Time
+	// After is the pagination cursor: the Seq of the last event of the
+	// previous page (ListPage.Next).
+	After int64
+	// Limit is the page size. Zero means 100; at most 10000.
+	Limit int
+}
+
+// ListPage is one page of List results.
+type ListPage struct {
+	// Events are ordered by Seq (insertion order).
+	Events []*StoredEvent
+	// Next is the cursor for the following page (ListFilter.After); zero when
+	// this page is the last.
+	Next int64
+}
+
+// List returns events matching f, oldest first, one page at a time.
+func (o *Outbox) List(ctx context.Context, f ListFilter) (*ListPage, error) {
+	if f.Status != "" && !f.Status.Valid() {
+		return nil, fmt.Errorf("outbox: list: unknown status %q (want pending, delivered or dead)", f.Status)
+	}
+	limit := cmp.Or(f.Limit, 100)
+	if limit < 0 || limit > 10000 {
+		return nil, fmt.Errorf("outbox: list: Limit %d out of range 1..10000", f.Limit)
+	}
+	rows, err := o.driver.EventList(ctx, &outboxdriver.EventListParams{
+		Status: f.Status, Type: f.Type, Key: f.Key, Since: f.Since, Until: f.Until,
+		AfterSeq: f.After, Limit: limit + 1,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("outbox: list: %w", err)
+	}
+	page := &ListPage{}
+	if len(rows) > limit {
+		rows = rows[:limit]
+		page.Next = rows[limit-1].Seq
+	}
+	for _, r := range rows {
+		s, err := storedFromRow(r)
+		if err != nil {
+			// An unreadable row is still listed so operators can see it.
+			s.LastError = cmp.Or(s.LastError, err.Error())
+		}
+		page.Events = append(page.Events, s)
+	}
+	return page, nil
+}
+
+// Stats are counters for operators and health checks.
+type Stats struct {
+	// Pending counts events not yet delivered (including those in backoff).
+	Pending int64
+	// Dead counts events that exhausted their attempts.
+	Dead int64
+	// OldestPendingAge is how long the oldest pending event has waited.
+	OldestPendingAge time.Duration
+	// DeliveredLastMinute counts events delivered in the last 60 seconds.
+	DeliveredLastMinute int64
+}
+
+// Stats returns the outbox counters.
+func (o *Outbox) Stats(ctx context.Context) (*Stats, error) {
+	s, err := o.driver.EventStats(ctx, &outboxdriver.EventStatsParams{})
+	if err != nil {
+		return nil, fmt.Errorf("outbox: stats: %w", err)
+	}
+	out := &Stats{Pending: s.Pending, Dead: s.Dead, DeliveredLastMinute: s.DeliveredLastMinute}
+	if !s.OldestPending.IsZero() {
+		out.OldestPendingAge = max(0, s.Now.Sub(s.OldestPending))
+	}
+	return out, nil
+}
+
+// Retry makes the given events pending again with a fresh attempt budget, so
+// the relay (re)publishes them: dead events are retried, delivered ones are
+// resent, pending ones not currently leased are scheduled immediately. It
+// returns how many events changed. Unknown ids are ignored.
+func (o *Outbox) Retry(ctx context.Context, ids ...string) (int64, error) {
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	for _, id := range ids {
+		if _, err := uuid.Parse(id); err != nil {
+			return 0, fmt.Errorf("outbox: retry: %q is not an event id", id)
+		}
+	}
+	n, err := o.driver.EventRetry(ctx, &outboxdriver.EventRetryParams{IDs: ids})
+	if err != nil {
+		return 0, fmt.Errorf("outbox: retry: %w", err)
+	}
+	return n, nil
+}
+
+// RetryDead makes every dead event (of eventType, when not empty) pending
+// again with a fresh attempt budget and returns how many changed.
+func (o *Outbox) RetryDead(ctx context.Context, eventType string) (int64, error) {
+	n, err := o.driver.EventRetry(ctx, &outboxdriver.EventRetryParams{AllDead: true, Type: eventType})
+	if err != nil {
+		return 0, fmt.Errorf("outbox: retry dead: %w", err)
+	}
+	return n, nil
+}
+
+// PurgeOptions tune Purge.
+type PurgeOptions struct {
+	// BatchSize bounds each DELETE so that purging never holds long locks.
+	// Zero means 1000.
+	BatchSize int
+	// Progress, when set, is called after each batch with the running total.
+	Progress func(deleted int64)
+}
+
+// Purge deletes delivered events older than olderThan, in bounded batches,
+// and returns how many it deleted. Pending and dead events are never purged.
+// It stops early, returning what it deleted so far, when ctx is cancelled.
+func (o *Outbox) Purge(ctx context.Context, olderThan time.Duration, opts PurgeOptions) (int64, error) {
+	if olderThan < 0 {
+		return 0, fmt.Errorf("outbox: purge: olderThan %s must not be negative", olderThan)
+	}
+	batch := cmp.Or(opts.BatchSize, 1000)
+	if batch < 1 {
+		return 0, fmt.Errorf("outbox: purge: BatchSize %d must be positive", opts.BatchSize)
+	}
+	before := time.Now().Add(-olderThan)
+	var total int64
+	for {
+		if err := ctx.Err(); err != nil {
+			return total, err
+		}
+		n, err := o.driver.EventPurge(ctx, &outboxdriver.EventPurgeParams{Before: before, Limit: batch})
+		if err != nil {
+			return total, fmt.Errorf("outbox: purge: %w", err)
+		}
+		total += n
+		if opts.Progress != nil && n > 0 {
+			opts.Progress(total)
+		}
+		if n < int64(batch) {
+			return total, nil
+		}
+	}
+}

@@ -1,0 +1,504 @@
+package outbox
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/components/forwarder"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/google/uuid"
+
+	"github.com/outboxkit/outboxkit/framework/internal/backoff"
+	"github.com/outboxkit/outboxkit/framework/outboxdriver"
+)
+
+// RelayConfig configures a Relay. Every zero field takes the default its
+// comment gives.
+type RelayConfig struct {
+	// ID names this relay in leases and logs; it must be unique among running
+	// relays. Zero means "<hostname>-<pid>-<random>".
+	ID string
+
+	// BatchSize is how many events one claim leases. It also bounds the
+	// duplicates a crash can cause (at most one batch). Zero means 100;
+	// at most 10000.
+	BatchSize int
+
+	// PollInterval is how long the relay sleeps when a claim finds nothing
+	// ready. Zero means 200ms.
+	PollInterval time.Duration
+
+	// LeaseDuration is how long claimed events stay reserved for this relay
+	// without a heartbeat; the relay extends it every LeaseDuration/3 while it
+	// works. After a crash, other relays (or this one restarted) take the
+	// events over once it expires. Zero means 30s; minimum 1s.
+	LeaseDuration time.Duration
+
+	// PublishTimeout fails an attempt whose broker acknowledgement has not
+	// arrived in time (the event is retried later; a late ack can cause one
+	// duplicate). Zero means 15s.
+	PublishTimeout time.Duration
+
+	// MaxAttempts is how many failed publishes make an event dead. Zero means
+	// 10; 1 means no retry.
+	MaxAttempts int
+
+	// BackoffMin is the delay after the first failed attempt; each further
+	// failure doubles it, with jitter, up to BackoffMax. Zero means 1s.
+	BackoffMin time.Duration
+
+	// BackoffMax caps the retry delay. Zero means 5m.
+	BackoffMax time.Duration
+
+	// ShutdownTimeout bounds how long Run waits, once its context is
+	// cancelled, for in-flight publishes and for recording their outcome.
+	// Zero means 10s.
+	ShutdownTimeout time.Duration
+
+	// Middlewares decorate the Watermill forwarder handler that publishes each
+	// event (e.g. metrics or tracing from watermill/message/router/middleware).
+	// A middleware returning an error fails the attempt.
+	Middlewares []message.HandlerMiddleware
+
+	// Observer, when set, is told the outcome of every attempt (for metrics).
+	// It must not block.
+	Observer func(Outcome)
+
+	// Logger receives operational logs, also Watermill's. Nil discards them.
+	Logger *slog.Logger
+}
+
+// Outcome describes one publish attempt, for RelayConfig.Observer.
+type Outcome struct {
+	EventID   string
+	Type      string
+	Topic     string
+	CreatedAt time.Time
+	// Err is nil when the broker acknowledged the event.
+	Err error
+	// Dead is true when this failure made the event dead.
+	Dead bool
+	// Duration is the time from handing the event to the forwarder to its
+	// acknowledgement.
+	Duration time.Duration
+}
+
+func (c RelayConfig) withDefaults() RelayConfig {
+	if c.ID == "" {
+		host, _ := os.Hostname()
+		c.ID = fmt.Sprintf("%s-%d-%s", cmp.Or(host, "relay"), os.Getpid(), uuid.NewString()[:8])
+	}
+	c.BatchSize = cmp.Or(c.BatchSize, 100)
+	c.PollInterval = cmp.Or(c.PollInterval, 200*time.Millisecond)
+	c.LeaseDuration = cmp.Or(c.LeaseDuration, 30*time.Second)
+	c.PublishTimeout = cmp.Or(c.PublishTimeout, 15*time.Second)
+	c.MaxAttempts = cmp.Or(c.MaxAttempts, 10)
+	c.BackoffMin = cmp.Or(c.BackoffMin, time.Second)
+	c.BackoffMax = cmp.Or(c.BackoffMax, 5*time.Minute)
+	c.ShutdownTimeout = cmp.Or(c.ShutdownTimeout, 10*time.Second)
+	if c.Logger == nil {
+		c.Logger = discardLogger()
+	}
+	return c
+}
+
+func (c RelayConfig) validate() error {
+	switch {
+	case len(c.ID) > 128:
+		return configError("ID longer than 128 bytes")
+	case c.BatchSize < 1 || c.BatchSize > 10000:
+		return configError("BatchSize %d out of range 1..10000", c.BatchSize)
+	case c.PollInterval < time.Millisecond:
+		return configError("PollInterval %s must be at least 1ms", c.PollInterval)
+	case c.LeaseDuration < time.Second:
+		return configError("LeaseDuration %s must be at least 1s", c.LeaseDuration)
+	case c.PublishTimeout <= 0:
+		return configError("PublishTimeout %s must be positive", c.PublishTimeout)
+	case c.MaxAttempts < 1:
+		return configError("MaxAttempts %d must be at least 1", c.MaxAttempts)
+	case c.BackoffMin <= 0:
+		return configError("BackoffMin %s must be positive", c.BackoffMin)
+	case c.BackoffMax < c.BackoffMin:
+		return configError("BackoffMax %s must not be below BackoffMin %s", c.BackoffMax, c.BackoffMin)
+	case c.ShutdownTimeout <= 0:
+		return configError("ShutdownTimeout %s must be positive", c.ShutdownTimeout)
+	}
+	return nil
+}
+
+// Relay publishes committed outbox events to a broker and records each one's
+// fate. It is built on Watermill: a subscriber over the outbox table feeds
+// Watermill's forwarder (components/forwarder), which unwraps each envelope
+// and publishes it with the given message.Publisher, through the forwarder
+// router's middlewares.
+//
+// Several relays may run against the same table (in one process or many):
+// claims are serialized in the database, so per-key order holds.
+type Relay struct {
+	driver    outboxdriver.Driver
+	publisher message.Publisher
+	cfg       RelayConfig
+	backoff   backoff.Policy
+	log       *slog.Logger
+
+	runMu sync.Mutex
+	ran   bool
+}
+
+// NewRelay returns a relay that moves events from driver's table to
+// publisher. The relay does not close the publisher.
+func NewRelay(driver outboxdriver.Driver, publisher message.Publisher, cfg RelayConfig) (*Relay, error) {
+	if driver == nil {
+		return nil, configError("driver must not be nil")
+	}
+	if publisher == nil {
+		return nil, configError("publisher must not be nil")
+	}
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	return &Relay{
+		driver:    driver,
+		publisher: publisher,
+		cfg:       cfg,
+		backoff:   backoff.Policy{Min: cfg.BackoffMin, Max: cfg.BackoffMax},
+		log:       cfg.Logger.With("relay", cfg.ID, "table", driver.Table()),
+	}, nil
+}
+
+// ID returns the relay's id as recorded in leases.
+func (r *Relay) ID() string { return r.cfg.ID }
+
+// Run relays events until ctx is cancelled, then stops claiming, waits up to
+// ShutdownTimeout for in-flight publishes, records their outcome, releases
+// the events it did not attempt and returns nil. Database and broker outages
+// are logged and retried, never returned. Run may be called once.
+func (r *Relay) Run(ctx context.Context) error {
+	r.runMu.Lock()
+	if r.ran {
+		r.runMu.Unlock()
+		return errors.New("outbox: Relay.Run called twice")
+	}
+	r.ran = true
+	r.runMu.Unlock()
+
+	sub := newTableSubscriber()
+	middlewares := append([]message.HandlerMiddleware{captureError}, r.cfg.Middlewares...)
+	fwd, err := forwarder.NewForwarder(sub, r.publisher, watermill.NewSlogLogger(r.cfg.Logger), forwarder.Config{
+		ForwarderTopic: r.driver.Table(),
+		Middlewares:    middlewares,
+		CloseTimeout:   r.cfg.ShutdownTimeout,
+	})
+	if err != nil {
+		return fmt.Errorf("outbox: start forwarder: %w", err)
+	}
+	// The forwarder's router gets its own context: on shutdown we first drain
+	// our in-flight messages through it, then close it.
+	fwdDone := make(chan error, 1)
+	go func() { fwdDone <- fwd.Run(context.WithoutCancel(ctx)) }()
+	select {
+	case <-fwd.Running():
+	case err := <-fwdDone:
+		return fmt.Errorf("outbox: forwarder stopped at start: %w", err)
+	case <-ctx.Done():
+		_ = fwd.Close()
+		<-fwdDone
+		return nil
+	}
+	r.log.Info("relay started", "batch_size", r.cfg.BatchSize, "lease", r.cfg.LeaseDuration)
+
+	w := &worker{Relay: r, sub: sub}
+	w.loop(ctx)
+
+	if err := fwd.Close(); err != nil {
+		r.log.Warn("closing forwarder", "err", err)
+	}
+	<-fwdDone
+	r.log.Info("relay stopped")
+	return nil
+}
+
+// worker is one Run's claim/publish/mark loop.
+type worker struct {
+	*Relay
+	sub *tableSubscriber
+}
+
+func (w *worker) loop(ctx context.Context) {
+	dbBackoff := backoff.Policy{Min: 100 * time.Millisecond, Max: 5 * time.Second}
+	dbFailures := 0
+	for ctx.Err() == nil {
+		rows, err := w.driver.EventClaimBatch(ctx, &outboxdriver.EventClaimBatchParams{
+			RelayID: w.cfg.ID, Limit: w.cfg.BatchSize, Lease: w.cfg.LeaseDuration,
+		})
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			dbFailures++
+			w.log.Warn("claim failed, retrying", "err", err, "failures", dbFailures)
+			sleep(ctx, dbBackoff.Delay(dbFailures))
+			continue
+		}
+		dbFailures = 0
+		if len(rows) == 0 {
+			sleep(ctx, w.cfg.PollInterval)
+			continue
+		}
+		w.process(ctx, rows)
+	}
+}
+
+// batchResult collects the outcome of one claimed batch.
+type batchResult struct {
+	mu        sync.Mutex
+	delivered []string
+	failed    []outboxdriver.FailedAttempt
+	released  []string
+}
+
+// process publishes one claimed batch: keys in parallel, each key's events
+// one at a time in Seq order; then records every outcome.
+func (w *worker) process(ctx context.Context, rows []*outboxdriver.EventRow) {
+	var groups [][]*outboxdriver.EventRow
+	byKey := map[string]int{}
+	for _, row := range rows {
+		if row.Key == "" {
+			groups = append(groups, []*outboxdriver.EventRow{row})
+			continue
+		}
+		i, ok := byKey[row.Key]
+		if !ok {
+			i = len(groups)
+			byKey[row.Key] = i
+			groups = append(groups, nil)
+		}
+		groups[i] = append(groups[i], row)
+	}
+
+	// hardStop ends waiting for acks ShutdownTimeout after ctx is cancelled.
+	hardCtx, cancelHard := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelHard()
+	stopWatch := context.AfterFunc(ctx, func() {
+		t := time.AfterFunc(w.cfg.ShutdownTimeout, cancelHard)
+		context.AfterFunc(hardCtx, func() { t.Stop() })
+	})
+	defer stopWatch()
+
+	ids := make([]string, len(rows))
+	for i, r := range rows {
+		ids[i] = r.ID
+	}
+	heartbeatDone := make(chan struct{})
+	go w.heartbeat(hardCtx, ids, heartbeatDone)
+
+	res := &batchResult{}
+	var wg sync.WaitGroup
+	for _, g := range groups {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w.publishGroup(ctx, hardCtx, g, res)
+		}()
+	}
+	wg.Wait()
+	close(heartbeatDone)
+	w.record(ctx, res)
+}
+
+func (w *worker) heartbeat(ctx context.Context, ids []string, done <-chan struct{}) {
+	t := time.NewTicker(w.cfg.LeaseDuration / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if _, err := w.driver.EventExtendLeases(ctx, &outboxdriver.EventExtendLeasesParams{
+				RelayID: w.cfg.ID, IDs: ids, Lease: w.cfg.LeaseDuration,
+			}); err != nil {
+				w.log.Warn("extending leases failed", "err", err)
+			}
+		}
+	}
+}
+
+// publishGroup publishes one key's events in order. A failure that leaves
+// the event pending releases the rest of the group, so later events of that
+// key wait behind it (per-key order); a dead event does not hold them back.
+func (w *worker) publishGroup(ctx, hardCtx context.Context, group []*outboxdriver.EventRow, res *batchResult) {
+	for i, row := range group {
+		if ctx.Err() != nil {
+			res.release(group[i:])
+			return
+		}
+		msg, err := envelope(row)
+		if err != nil {
+			w.log.Error("unreadable outbox row marked dead", "event_id", row.ID, "err", err)
+			res.fail(outboxdriver.FailedAttempt{ID: row.ID, Error: "unreadable row: " + err.Error(), Dead: true})
+			w.observe(row, err, true, 0)
+			continue
+		}
+		start := time.Now()
+		err = w.publishOne(hardCtx, msg)
+		if errors.Is(err, errAborted) {
+			// Outcome unknown (shutdown while in flight): release; the event
+			// will be published again, possibly a duplicate.
+			res.release(group[i:])
+			return
+		}
+		if err == nil {
+			res.deliver(row.ID)
+			w.observe(row, nil, false, time.Since(start))
+			continue
+		}
+		attempt := row.Attempts + 1
+		dead := attempt >= w.cfg.MaxAttempts
+		fa := outboxdriver.FailedAttempt{ID: row.ID, Error: truncate(err.Error(), 2000), Dead: dead}
+		if !dead {
+			fa.Delay = w.backoff.Delay(attempt)
+		}
+		res.fail(fa)
+		w.observe(row, err, dead, time.Since(start))
+		if dead {
+			w.log.Error("event is dead", "event_id", row.ID, "type", row.Type, "attempts", attempt, "err", err)
+			continue
+		}
+		w.log.Warn("publish failed, will retry", "event_id", row.ID, "type", row.Type, "attempt", attempt, "retry_in", fa.Delay, "err", err)
+		res.release(group[i+1:])
+		return
+	}
+}
+
+var errAborted = errors.New("outbox: relay stopped while the event was in flight")
+
+func (w *worker) publishOne(hardCtx context.Context, msg *message.Message) error {
+	slot := &errorSlot{}
+	msg.SetContext(context.WithValue(hardCtx, errorSlotKey{}, slot))
+	select {
+	case w.sub.out <- msg:
+	case <-hardCtx.Done():
+		return errAborted
+	}
+	timer := time.NewTimer(w.cfg.PublishTimeout)
+	defer timer.Stop()
+	select {
+	case <-msg.Acked():
+		return nil
+	case <-msg.Nacked():
+		if err := slot.get(); err != nil {
+			return err
+		}
+		return errors.New("forwarder nacked the message (handler panicked or a middleware nacked it)")
+	case <-timer.C:
+		return fmt.Errorf("no broker acknowledgement within PublishTimeout %s", w.cfg.PublishTimeout)
+	case <-hardCtx.Done():
+		return errAborted
+	}
+}
+
+func (w *worker) observe(row *outboxdriver.EventRow, err error, dead bool, d time.Duration) {
+	if w.cfg.Observer == nil {
+		return
+	}
+	w.cfg.Observer(Outcome{EventID: row.ID, Type: row.Type, Topic: row.Topic, CreatedAt: row.CreatedAt, Err: err, Dead: dead, Duration: d})
+}
+
+// record writes the batch's outcomes. It retries through database outages;
+// once ShutdownTimeout has passed after ctx was cancelled it gives up, and
+// the leases expire so that the events are published again (duplicates, never
+// loss).
+func (w *worker) record(ctx context.Context, res *batchResult) {
+	stopCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() { time.AfterFunc(w.cfg.ShutdownTimeout, cancel) })
+	defer stop()
+
+	steps := []struct {
+		name string
+		n    int
+		run  func(context.Context) error
+	}{
+		{"mark delivered", len(res.delivered), func(c context.Context) error {
+			_, err := w.driver.EventMarkDelivered(c, &outboxdriver.EventMarkDeliveredParams{RelayID: w.cfg.ID, IDs: res.delivered})
+			return err
+		}},
+		{"mark failed", len(res.failed), func(c context.Context) error {
+			_, err := w.driver.EventMarkFailed(c, &outboxdriver.EventMarkFailedParams{RelayID: w.cfg.ID, Failures: res.failed})
+			return err
+		}},
+		{"release", len(res.released), func(c context.Context) error {
+			_, err := w.driver.EventRelease(c, &outboxdriver.EventReleaseParams{RelayID: w.cfg.ID, IDs: res.released})
+			return err
+		}},
+	}
+	pol := backoff.Policy{Min: 100 * time.Millisecond, Max: 5 * time.Second}
+	for _, s := range steps {
+		if s.n == 0 {
+			continue
+		}
+		for attempt := 1; ; attempt++ {
+			err := s.run(stopCtx)
+			if err == nil {
+				break
+			}
+			if stopCtx.Err() != nil {
+				w.log.Error("giving up recording outcomes at shutdown; events will be published again after their lease expires",
+					"step", s.name, "events", s.n, "err", err)
+				return
+			}
+			w.log.Warn("recording outcomes failed, retrying", "step", s.name, "events", s.n, "attempt", attempt, "err", err)
+			sleep(stopCtx, pol.Delay(attempt))
+		}
+	}
+}
+
+func (b *batchResult) deliver(id string) {
+	b.mu.Lock()
+	b.delivered = append(b.delivered, id)
+	b.mu.Unlock()
+}
+
+func (b *batchResult) fail(f outboxdriver.FailedAttempt) {
+	b.mu.Lock()
+	b.failed = append(b.failed, f)
+	b.mu.Unlock()
+}
+
+func (b *batchResult) release(rows []*outboxdriver.EventRow) {
+	if len(rows) == 0 {
+		return
+	}
+	b.mu.Lock()
+	for _, r := range rows {
+		b.released = append(b.released, r.ID)
+	}
+	b.mu.Unlock()
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return strings.ToValidUTF8(s[:n], "")
+}

@@ -1,0 +1,275 @@
+// Package outboxdriver defines the interface a SQL dialect implements so that
+// the outbox core (package outbox) can store, claim and administer events.
+//
+// The interface is NOT STABLE: it may change in any minor release while the
+// project is young. Application code should use package outbox; only driver
+// authors (drivers/postgres, drivers/mysql, third-party dialects) depend on
+// this package directly.
+//
+// Every method takes a context and one *Params struct so that parameters can be
+// added without breaking implementations. Methods are listed in alphabetical
+// order and named noun-then-verb.
+package outboxdriver
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"regexp"
+	"time"
+)
+
+// Status is the lifecycle state of an outbox event as stored in the table.
+type Status string
+
+const (
+	// StatusPending marks an event that is waiting to be published (never
+	// attempted, in flight, or in backoff after a failed attempt).
+	StatusPending Status = "pending"
+	// StatusDelivered marks an event the broker acknowledged.
+	StatusDelivered Status = "delivered"
+	// StatusDead marks an event that failed MaxAttempts times or could not be
+	// read; it is kept with its last error until retried or purged.
+	StatusDead Status = "dead"
+)
+
+// Valid reports whether s is one of the known statuses.
+func (s Status) Valid() bool {
+	return s == StatusPending || s == StatusDelivered || s == StatusDead
+}
+
+// Driver is what a SQL dialect implements. Implementations must be safe for
+// concurrent use by several goroutines and several processes.
+//
+// Contract every implementation keeps (the conformance suite checks it):
+//   - EventInsert writes only through the given transaction and takes no lock
+//     that EventClaimBatch or any other relay-side method can hold for longer
+//     than one short statement: an application INSERT never waits for a relay.
+//   - EventClaimBatch never skips a committed pending event, whatever order
+//     transactions committed in (no offset/high-water-mark scheme).
+//   - EventClaimBatch returns an event with a non-empty key only if no earlier
+//     (lower Seq) pending event of the same key is leased by anyone or waiting
+//     for a retry, and claims serialize between relays, so per-key order holds
+//     with any number of relays.
+//   - Mark and release methods only touch events still leased by the given
+//     RelayID (fencing: a relay whose lease expired cannot overwrite the
+//     outcome recorded by the relay that took over).
+type Driver interface {
+	// DB returns the database handle the driver runs relay and admin queries on.
+	DB() *sql.DB
+
+	// EventClaimBatch leases up to Limit ready events to RelayID for Lease and
+	// returns them ordered by Seq.
+	EventClaimBatch(ctx context.Context, params *EventClaimBatchParams) ([]*EventRow, error)
+
+	// EventExtendLeases pushes the lease of the given pending events still
+	// leased by RelayID to now+Lease and returns how many were extended.
+	EventExtendLeases(ctx context.Context, params *EventExtendLeasesParams) (int64, error)
+
+	// EventGet returns one event by id, or ErrNotFound.
+	EventGet(ctx context.Context, params *EventGetParams) (*EventRow, error)
+
+	// EventInsert inserts events inside the caller's transaction. An event
+	// whose id already exists is skipped (idempotent insert by id) without
+	// failing the transaction.
+	EventInsert(ctx context.Context, params *EventInsertParams) error
+
+	// EventList returns events matching a filter, ordered by Seq, after a cursor.
+	EventList(ctx context.Context, params *EventListParams) ([]*EventRow, error)
+
+	// EventMarkDelivered records a successful publish of events leased by
+	// RelayID and returns how many rows were updated.
+	EventMarkDelivered(ctx context.Context, params *EventMarkDeliveredParams) (int64, error)
+
+	// EventMarkFailed records failed attempts (backoff or dead) of events
+	// leased by RelayID and returns how many rows were updated.
+	EventMarkFailed(ctx context.Context, params *EventMarkFailedParams) (int64, error)
+
+	// EventPurge deletes at most Limit delivered events older than Before and
+	// returns how many it deleted. Pending and dead events are never purged.
+	EventPurge(ctx context.Context, params *EventPurgeParams) (int64, error)
+
+	// EventRelease gives back the leases of events RelayID claimed but did not
+	// attempt, leaving attempts untouched.
+	EventRelease(ctx context.Context, params *EventReleaseParams) (int64, error)
+
+	// EventRetry makes dead (or, by id, delivered) events pending again with a
+	// fresh attempt budget and returns how many rows changed.
+	EventRetry(ctx context.Context, params *EventRetryParams) (int64, error)
+
+	// EventStats returns counters for operators.
+	EventStats(ctx context.Context, params *EventStatsParams) (*EventStats, error)
+
+	// MigrateStatus reports applied and pending schema migrations.
+	MigrateStatus(ctx context.Context, params *MigrateStatusParams) (*MigrateStatus, error)
+
+	// MigrateUp applies every pending schema migration (idempotent, safe to
+	// run from several processes at once).
+	MigrateUp(ctx context.Context, params *MigrateUpParams) error
+
+	// Name returns the dialect's short name, e.g. "postgres".
+	Name() string
+
+	// Table returns the quoted, fully qualified outbox table name, for messages.
+	Table() string
+}
+
+// EventRow is an outbox event as stored, including its delivery state.
+type EventRow struct {
+	Seq           int64
+	ID            string
+	Type          string
+	Topic         string
+	Key           string
+	Payload       []byte
+	Headers       []byte // JSON object of string values, as stored
+	Status        Status
+	Attempts      int
+	LastError     string
+	CreatedAt     time.Time
+	NextAttemptAt time.Time
+	DeliveredAt   *time.Time
+	LockedBy      string
+	LockedUntil   *time.Time
+}
+
+// InsertEvent is one event to insert; the core has already validated it.
+type InsertEvent struct {
+	ID        string
+	Type      string
+	Topic     string
+	Key       string
+	Payload   []byte
+	Headers   []byte // JSON object, never nil
+	CreatedAt time.Time
+}
+
+// EventClaimBatchParams are the parameters of Driver.EventClaimBatch.
+type EventClaimBatchParams struct {
+	RelayID string
+	Limit   int
+	Lease   time.Duration
+}
+
+// EventExtendLeasesParams are the parameters of Driver.EventExtendLeases.
+type EventExtendLeasesParams struct {
+	RelayID string
+	IDs     []string
+	Lease   time.Duration
+}
+
+// EventGetParams are the parameters of Driver.EventGet.
+type EventGetParams struct {
+	ID string
+}
+
+// EventInsertParams are the parameters of Driver.EventInsert.
+type EventInsertParams struct {
+	// Tx is the caller's transaction; the driver writes nothing outside it.
+	Tx     *sql.Tx
+	Events []InsertEvent
+}
+
+// EventListParams are the parameters of Driver.EventList. Zero fields do not filter.
+type EventListParams struct {
+	Status   Status
+	Type     string
+	Key      string
+	Since    time.Time // created_at >= Since
+	Until    time.Time // created_at < Until
+	AfterSeq int64     // cursor: only events with Seq > AfterSeq
+	Limit    int
+}
+
+// EventMarkDeliveredParams are the parameters of Driver.EventMarkDelivered.
+type EventMarkDeliveredParams struct {
+	RelayID string
+	IDs     []string
+}
+
+// FailedAttempt is the outcome of one failed publish.
+type FailedAttempt struct {
+	ID    string
+	Error string
+	// Delay is how long to wait before the next attempt (ignored when Dead).
+	Delay time.Duration
+	// Dead marks the event dead instead of scheduling another attempt.
+	Dead bool
+}
+
+// EventMarkFailedParams are the parameters of Driver.EventMarkFailed.
+type EventMarkFailedParams struct {
+	RelayID  string
+	Failures []FailedAttempt
+}
+
+// EventPurgeParams are the parameters of Driver.EventPurge.
+type EventPurgeParams struct {
+	Before time.Time
+	Limit  int
+}
+
+// EventReleaseParams are the parameters of Driver.EventRelease.
+type EventReleaseParams struct {
+	RelayID string
+	IDs     []string
+}
+
+// EventRetryParams are the parameters of Driver.EventRetry. Exactly one of IDs
+// and AllDead is set; Type optionally narrows AllDead.
+type EventRetryParams struct {
+	IDs     []string
+	AllDead bool
+	Type    string
+}
+
+// EventStatsParams are the parameters of Driver.EventStats.
+type EventStatsParams struct{}
+
+// EventStats are counters for operators.
+type EventStats struct {
+	Pending int64
+	Dead    int64
+	// OldestPending is the created_at of the oldest pending event (zero when none).
+	OldestPending time.Time
+	// DeliveredLastMinute counts events delivered in the last 60 seconds.
+	DeliveredLastMinute int64
+	// Now is the database's clock when the stats were read.
+	Now time.Time
+}
+
+// MigrateStatusParams are the parameters of Driver.MigrateStatus.
+type MigrateStatusParams struct{}
+
+// MigrateStatus lists schema versions.
+type MigrateStatus struct {
+	Applied []int
+	Pending []int
+}
+
+// MigrateUpParams are the parameters of Driver.MigrateUp.
+type MigrateUpParams struct{}
+
+// ErrNotFound is returned by Driver.EventGet when no event has the id.
+var ErrNotFound = errors.New("outbox: event not found")
+
+// ErrNotMigrated is returned when the outbox table does not exist yet; run
+// MigrateUp (or `outbox migrate up`) first.
+var ErrNotMigrated = errors.New("outbox: table does not exist (run migrations first)")
+
+// ErrInvalidConfig is wrapped by every configuration error of the core and the
+// drivers; the message names the offending field.
+var ErrInvalidConfig = errors.New("outbox: invalid config")
+
+var identRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,62}$`)
+
+// ValidateIdentifier checks that name can be used as a table or schema name:
+// it must match ^[A-Za-z_][A-Za-z0-9_]{0,62}$. field names the config field in
+// the error.
+func ValidateIdentifier(field, name string) error {
+	if !identRe.MatchString(name) {
+		return fmt.Errorf("%w: %s %q must match ^[A-Za-z_][A-Za-z0-9_]{0,62}$", ErrInvalidConfig, field, name)
+	}
+	return nil
+}
