@@ -429,12 +429,9 @@ func (d *Driver) migrations() ([]migration, error) {
 	if err != nil {
 		return nil, err
 	}
-	data := struct {
-		Table string
-		Index func(string) string
-	}{
-		Table: d.table,
-		Index: func(suffix string) string { return quote(d.cfg.Table + "_" + suffix + "_idx") },
+	data := struct{ Table string }{Table: d.table}
+	funcs := template.FuncMap{
+		"idx": func(suffix string) string { return quote(d.cfg.Table + "_" + suffix + "_idx") },
 	}
 	var out []migration
 	for _, e := range entries {
@@ -446,7 +443,7 @@ func (d *Driver) migrations() ([]migration, error) {
 		if err != nil {
 			return nil, err
 		}
-		tmpl, err := template.New(e.Name()).Parse(string(raw))
+		tmpl, err := template.New(e.Name()).Funcs(funcs).Parse(string(raw))
 		if err != nil {
 			return nil, fmt.Errorf("postgres: migration %s: %w", e.Name(), err)
 		}
