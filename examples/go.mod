@@ -1,3 +1,0 @@
-module github.com/outboxkit/outboxkit/examples
-
-go 1.26.0

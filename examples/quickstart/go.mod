@@ -1,0 +1,3 @@
+module github.com/outboxkit/outboxkit/examples/quickstart
+
+go 1.26.0
