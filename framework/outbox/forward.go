@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 
 	"github.com/outboxkit/outboxkit/framework/outboxdriver"
@@ -58,19 +60,72 @@ func (s *errorSlot) get() error {
 	return s.err
 }
 
-// captureError is the first middleware of the forwarder handler.
+// setOnce records err unless an error is already recorded: the broker's own
+// error (set by slotPublisher) wins over the forwarder's wrapped version.
+func (s *errorSlot) setOnce(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err == nil {
+		s.err = err
+	}
+}
+
+func slotOf(msg *message.Message) *errorSlot {
+	slot, _ := msg.Context().Value(errorSlotKey{}).(*errorSlot)
+	return slot
+}
+
+// captureError is the first middleware of the forwarder handler: it keeps a
+// middleware's error (first line only: Watermill's wrapped errors append a
+// stack trace) for last_error.
 func captureError(h message.HandlerFunc) message.HandlerFunc {
 	return func(msg *message.Message) ([]*message.Message, error) {
 		out, err := h(msg)
 		if err != nil {
-			if slot, ok := msg.Context().Value(errorSlotKey{}).(*errorSlot); ok {
-				slot.mu.Lock()
-				slot.err = err
-				slot.mu.Unlock()
+			if slot := slotOf(msg); slot != nil {
+				first, _, _ := strings.Cut(err.Error(), "\n")
+				slot.setOnce(errors.New(first))
 			}
 		}
 		return out, err
 	}
+}
+
+// slotPublisher wraps the broker publisher to keep the broker's own error,
+// unwrapped, for last_error. The forwarder gives the unwrapped message the
+// envelope's context, so the slot is reachable here.
+type slotPublisher struct{ message.Publisher }
+
+// Publish implements message.Publisher.
+func (p slotPublisher) Publish(topic string, msgs ...*message.Message) error {
+	err := p.Publisher.Publish(topic, msgs...)
+	if err != nil {
+		for _, m := range msgs {
+			if slot := slotOf(m); slot != nil {
+				slot.setOnce(err)
+			}
+		}
+	}
+	return err
+}
+
+// quietRouterLogger demotes the router's per-message "Handler returned error"
+// (which prints a stack trace) to debug: the relay logs every failed attempt
+// itself, once, with the event id and the retry plan.
+type quietRouterLogger struct{ watermill.LoggerAdapter }
+
+// Error implements watermill.LoggerAdapter.
+func (l quietRouterLogger) Error(msg string, err error, fields watermill.LogFields) {
+	if msg == "Handler returned error" {
+		l.LoggerAdapter.Debug(msg, fields.Add(watermill.LogFields{"err": err}))
+		return
+	}
+	l.LoggerAdapter.Error(msg, err, fields)
+}
+
+// With implements watermill.LoggerAdapter.
+func (l quietRouterLogger) With(fields watermill.LogFields) watermill.LoggerAdapter {
+	return quietRouterLogger{l.LoggerAdapter.With(fields)}
 }
 
 // tableSubscriber is the message.Subscriber the forwarder consumes. The

@@ -193,7 +193,7 @@ func (r *Relay) Run(ctx context.Context) error {
 
 	sub := newTableSubscriber()
 	middlewares := append([]message.HandlerMiddleware{captureError}, r.cfg.Middlewares...)
-	fwd, err := forwarder.NewForwarder(sub, r.publisher, watermill.NewSlogLogger(r.cfg.Logger), forwarder.Config{
+	fwd, err := forwarder.NewForwarder(sub, slotPublisher{r.publisher}, quietRouterLogger{watermill.NewSlogLogger(r.cfg.Logger)}, forwarder.Config{
 		ForwarderTopic: r.driver.Table(),
 		Middlewares:    middlewares,
 		CloseTimeout:   r.cfg.ShutdownTimeout,
