@@ -19,7 +19,6 @@ package tcpproxy
 
 import (
 	"errors"
-	"io"
 	"net"
 	"sync"
 	"time"
@@ -262,12 +261,8 @@ func (p *Proxy) pipe(pr *pair, dst, src net.Conn) {
 			}
 		}
 		if err != nil {
-			if errors.Is(err, io.EOF) {
-				if tc, ok := dst.(*net.TCPConn); ok {
-					_ = tc.CloseWrite()
-					continue
-				}
-			}
+			// Either side closing ends both directions: the protocols
+			// proxied here (PostgreSQL, MySQL, NATS) never half-close.
 			return
 		}
 	}
