@@ -84,6 +84,8 @@ type Outcome struct {
 	CreatedAt time.Time
 	// Err is nil when the broker acknowledged the event.
 	Err error
+	// Attempt is the attempt number (1 for the first publish).
+	Attempt int
 	// Dead is true when this failure made the event dead.
 	Dead bool
 	// Duration is the time from handing the event to the forwarder to its
@@ -412,7 +414,8 @@ func (w *worker) observe(row *outboxdriver.EventRow, err error, dead bool, d tim
 	if w.cfg.Observer == nil {
 		return
 	}
-	w.cfg.Observer(Outcome{EventID: row.ID, Type: row.Type, Topic: row.Topic, CreatedAt: row.CreatedAt, Err: err, Dead: dead, Duration: d})
+	w.cfg.Observer(Outcome{EventID: row.ID, Type: row.Type, Topic: row.Topic, CreatedAt: row.CreatedAt,
+		Err: err, Attempt: row.Attempts + 1, Dead: dead, Duration: d})
 }
 
 // record writes the batch's outcomes. It retries through database outages;

@@ -1,0 +1,192 @@
+package main
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"database/sql"
+	"fmt"
+	"net/url"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/outboxkit/outboxkit/drivers/postgres"
+	"github.com/outboxkit/outboxkit/framework/outbox"
+	"github.com/outboxkit/outboxkit/framework/outboxdriver"
+)
+
+// globalFlags are the persistent flags every command shares.
+type globalFlags struct {
+	config    string
+	dbURL     string
+	brokerURL string
+	table     string
+	schema    string
+	timeout   time.Duration
+}
+
+func (g *globalFlags) register(cmd *cobra.Command) {
+	f := cmd.PersistentFlags()
+	f.StringVar(&g.config, "config", "", "YAML config file (env OUTBOX_CONFIG)")
+	f.StringVar(&g.dbURL, "db-url", "", "database URL: postgres://... (env OUTBOX_DB_URL)")
+	f.StringVar(&g.brokerURL, "broker-url", "", "broker URL: nats://, kafka://, amqp://, redis://, memory:// (env OUTBOX_BROKER_URL)")
+	f.StringVar(&g.table, "table", "", `outbox table name (env OUTBOX_TABLE, default "outbox")`)
+	f.StringVar(&g.schema, "schema", "", "database schema holding the table (env OUTBOX_SCHEMA; PostgreSQL only)")
+	f.DurationVar(&g.timeout, "timeout", 30*time.Second, "timeout of each administrative command")
+}
+
+// fileConfig is the optional YAML file. Unknown keys are errors.
+type fileConfig struct {
+	DBURL       string      `yaml:"db_url"`
+	BrokerURL   string      `yaml:"broker_url"`
+	Table       string      `yaml:"table"`
+	Schema      string      `yaml:"schema"`
+	MetricsAddr string      `yaml:"metrics_addr"`
+	Relay       relayConfig `yaml:"relay"`
+}
+
+// relayConfig mirrors the relay flags in the YAML file.
+type relayConfig struct {
+	BatchSize      int           `yaml:"batch_size"`
+	PollInterval   time.Duration `yaml:"poll_interval"`
+	MaxAttempts    int           `yaml:"max_attempts"`
+	LeaseDuration  time.Duration `yaml:"lease_duration"`
+	PublishTimeout time.Duration `yaml:"publish_timeout"`
+	BackoffMin     time.Duration `yaml:"backoff_min"`
+	BackoffMax     time.Duration `yaml:"backoff_max"`
+}
+
+func (a *app) loadConfig() error {
+	a.cfg = &fileConfig{}
+	path := cmp.Or(a.flags.config, os.Getenv("OUTBOX_CONFIG"))
+	if path != "" {
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			return usageError("config: %v", err)
+		}
+		dec := yaml.NewDecoder(bytes.NewReader(raw))
+		dec.KnownFields(true)
+		if err := dec.Decode(a.cfg); err != nil {
+			return usageError("config %s: %v", path, err)
+		}
+	}
+	a.cfg.DBURL = cmp.Or(a.flags.dbURL, os.Getenv("OUTBOX_DB_URL"), a.cfg.DBURL)
+	a.cfg.BrokerURL = cmp.Or(a.flags.brokerURL, os.Getenv("OUTBOX_BROKER_URL"), a.cfg.BrokerURL)
+	a.cfg.Table = cmp.Or(a.flags.table, os.Getenv("OUTBOX_TABLE"), a.cfg.Table, "outbox")
+	a.cfg.Schema = cmp.Or(a.flags.schema, os.Getenv("OUTBOX_SCHEMA"), a.cfg.Schema)
+	return nil
+}
+
+// openOutbox opens the database named by the DB URL and returns the driver
+// and an Outbox on it. Only the scheme picks the driver.
+func (a *app) openOutbox(ctx context.Context) (outboxdriver.Driver, *outbox.Outbox, func(), error) {
+	if a.cfg.DBURL == "" {
+		return nil, nil, nil, usageError("no database: set --db-url or OUTBOX_DB_URL")
+	}
+	u, err := url.Parse(a.cfg.DBURL)
+	if err != nil {
+		return nil, nil, nil, usageError("--db-url is not a URL")
+	}
+	var drv outboxdriver.Driver
+	var db *sql.DB
+	switch u.Scheme {
+	case "postgres", "postgresql":
+		db, err = sql.Open("postgres", a.cfg.DBURL)
+		if err != nil {
+			return nil, nil, nil, usageError("--db-url: %v", err)
+		}
+		drv, err = postgres.New(db, postgres.Config{Schema: a.cfg.Schema, Table: a.cfg.Table})
+	default:
+		return nil, nil, nil, usageError("--db-url scheme %q not supported (want postgres://)", u.Scheme)
+	}
+	if err != nil {
+		db.Close()
+		return nil, nil, nil, &codedError{exitUsage, err}
+	}
+	pctx, cancel := context.WithTimeout(ctx, a.flags.timeout)
+	defer cancel()
+	if err := db.PingContext(pctx); err != nil {
+		db.Close()
+		return nil, nil, nil, fmt.Errorf("cannot reach database %s: %w", redactURL(a.cfg.DBURL), err)
+	}
+	ob, err := outbox.New(drv, outbox.Config{})
+	if err != nil {
+		db.Close()
+		return nil, nil, nil, err
+	}
+	return drv, ob, func() { db.Close() }, nil
+}
+
+var userinfoRe = regexp.MustCompile(`(://[^:/@\s]*:)[^@\s]*@`)
+
+// redactURL hides the password of a URL (and secret-looking query values).
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return userinfoRe.ReplaceAllString(raw, "${1}xxxxx@")
+	}
+	if _, has := u.User.Password(); has {
+		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	}
+	q := u.Query()
+	for k := range q {
+		switch strings.ToLower(k) {
+		case "password", "pass", "token", "secret", "sasl_password", "sslpassword":
+			q.Set(k, "xxxxx")
+		}
+	}
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// redactAll hides passwords of any URL inside an error message.
+func redactAll(s string) string { return userinfoRe.ReplaceAllString(s, "${1}xxxxx@") }
+
+// oneLine folds a multi-line error message into one line.
+func oneLine(s string) string {
+	var parts []string
+	for _, l := range strings.Split(s, "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			parts = append(parts, l)
+		}
+	}
+	return strings.Join(parts, " ")
+}
+
+func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+var dayRe = regexp.MustCompile(`^(\d+)d$`)
+
+// parseAge parses a duration that may also be given in days ("7d").
+func parseAge(s string) (time.Duration, error) {
+	if m := dayRe.FindStringSubmatch(s); m != nil {
+		n, _ := strconv.Atoi(m[1])
+		return time.Duration(n) * 24 * time.Hour, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a duration (examples: 7d, 36h, 90m)", s)
+	}
+	return d, nil
+}
+
+// parseTime parses an RFC 3339 time or an age ("2h" = two hours ago).
+func parseTime(s string) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	d, err := parseAge(s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%q is neither an RFC 3339 time nor an age like 2h or 7d", s)
+	}
+	return time.Now().Add(-d), nil
+}

@@ -1,0 +1,121 @@
+// Command outbox is the operator CLI of outboxkit: migrate the outbox table,
+// run the relay as a daemon, and inspect, retry and purge events.
+//
+// Configuration comes from flags, then environment variables (OUTBOX_DB_URL,
+// OUTBOX_BROKER_URL, OUTBOX_TABLE, OUTBOX_SCHEMA, OUTBOX_CONFIG), then an
+// optional YAML file (--config), then defaults. Secrets in URLs are never
+// printed.
+//
+// Exit codes: 0 success; 1 runtime error (database or broker); 2 usage or
+// configuration error; 3 event not found; 4 aborted at a confirmation prompt.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+)
+
+// Exit codes, documented in the package comment and in `outbox --help`.
+const (
+	exitOK       = 0
+	exitError    = 1
+	exitUsage    = 2
+	exitNotFound = 3
+	exitAborted  = 4
+)
+
+// exitError carries a specific exit code.
+type codedError struct {
+	code int
+	err  error
+}
+
+func (e *codedError) Error() string { return e.err.Error() }
+func (e *codedError) Unwrap() error { return e.err }
+
+func usageError(format string, args ...any) error {
+	return &codedError{exitUsage, fmt.Errorf(format, args...)}
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run executes the CLI and returns the exit code; tests call it directly.
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	app := newApp(stdin, stdout, stderr)
+	root := app.rootCommand()
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return exitOK
+	}
+	fmt.Fprintln(stderr, "outbox: "+redactAll(oneLine(err.Error())))
+	var ce *codedError
+	if errors.As(err, &ce) {
+		return ce.code
+	}
+	if isFlagError(err) {
+		return exitUsage
+	}
+	return exitError
+}
+
+type app struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	flags          globalFlags
+	cfg            *fileConfig
+}
+
+func newApp(stdin io.Reader, stdout, stderr io.Writer) *app {
+	return &app{stdin: stdin, stdout: stdout, stderr: stderr}
+}
+
+func (a *app) rootCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "outbox",
+		Short: "Operate an outboxkit transactional outbox",
+		Long: `outbox migrates the outbox table, runs the relay, and lets operators inspect,
+retry and purge events.
+
+Configuration: flags, then environment (OUTBOX_DB_URL, OUTBOX_BROKER_URL,
+OUTBOX_TABLE, OUTBOX_SCHEMA, OUTBOX_CONFIG), then the YAML file given by
+--config, then defaults.
+
+Exit codes: 0 success, 1 runtime error, 2 usage or configuration error,
+3 event not found, 4 aborted at a confirmation prompt.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			return a.loadConfig()
+		},
+	}
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError("%v", err) })
+	a.flags.register(root)
+	root.AddCommand(a.migrateCommand(), a.relayCommand(), a.statusCommand(), a.listCommand(),
+		a.showCommand(), a.retryCommand(), a.purgeCommand())
+	return root
+}
+
+func isFlagError(err error) bool {
+	msg := err.Error()
+	for _, p := range []string{"unknown flag", "unknown command", "unknown shorthand", "invalid argument", "flag needs an argument", "accepts ", "requires "} {
+		if len(msg) >= len(p) && contains(msg, p) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,198 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/outboxkit/outboxkit/drivers/postgres"
+	"github.com/outboxkit/outboxkit/framework/outbox"
+	"github.com/outboxkit/outboxkit/framework/outboxtest"
+)
+
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+func runCLI(t *testing.T, env map[string]string, args ...string) result {
+	t.Helper()
+	for k, v := range env {
+		t.Setenv(k, v)
+	}
+	var out, errb bytes.Buffer
+	code := run(context.Background(), args, strings.NewReader(""), &out, &errb)
+	return result{code, out.String(), errb.String()}
+}
+
+// setupDB migrates a fresh table through the CLI and returns its name and an
+// Outbox on it for seeding.
+func setupDB(t *testing.T) (string, *sql.DB, *outbox.Outbox) {
+	t.Helper()
+	outboxtest.RequireService(t, outboxtest.Postgres)
+	table := outboxtest.UniqueName("cli")
+	db, err := sql.Open("postgres", outboxtest.PostgresURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_, _ = db.Exec(`DROP TABLE IF EXISTS "` + table + `", "` + table + `_migrations"`)
+		db.Close()
+	})
+	r := runCLI(t, nil, "migrate", "up", "--db-url", outboxtest.PostgresURL(), "--table", table)
+	if r.code != 0 {
+		t.Fatalf("migrate up: %d %s", r.code, r.stderr)
+	}
+	drv, err := postgres.New(db, postgres.Config{Table: table})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ob, _ := outbox.New(drv, outbox.Config{})
+	return table, db, ob
+}
+
+func seed(t *testing.T, db *sql.DB, ob *outbox.Outbox, n int) []string {
+	t.Helper()
+	tx, _ := db.Begin()
+	var ids []string
+	for i := range n {
+		e := &outbox.Event{Type: "care.invoice.issued", Topic: "invoices", Key: fmt.Sprintf("INV-%d", i), Payload: []byte(`{"amount":"1.00"}`)}
+		if err := ob.Insert(context.Background(), tx, e); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, e.ID)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	return ids
+}
+
+// These tests set environment variables, so they do not run in parallel.
+func TestAdminCommands(t *testing.T) {
+	table, db, ob := setupDB(t)
+	env := map[string]string{"OUTBOX_DB_URL": outboxtest.PostgresURL(), "OUTBOX_TABLE": table}
+	ids := seed(t, db, ob, 3)
+
+	t.Run("migrate status", func(t *testing.T) {
+		r := runCLI(t, env, "migrate", "status")
+		if r.code != 0 || !strings.Contains(r.stdout, "applied: [1]") || !strings.Contains(r.stdout, "pending: []") {
+			t.Fatalf("%+v", r)
+		}
+	})
+	t.Run("status json", func(t *testing.T) {
+		r := runCLI(t, env, "status", "-o", "json")
+		var s map[string]any
+		if r.code != 0 || json.Unmarshal([]byte(r.stdout), &s) != nil || s["pending"] != float64(3) {
+			t.Fatalf("%+v", r)
+		}
+	})
+	t.Run("list and paginate", func(t *testing.T) {
+		r := runCLI(t, env, "list", "--limit", "2", "-o", "json")
+		var page struct {
+			Events []map[string]any `json:"events"`
+			Next   int64            `json:"next"`
+		}
+		if r.code != 0 || json.Unmarshal([]byte(r.stdout), &page) != nil || len(page.Events) != 2 || page.Next == 0 {
+			t.Fatalf("%+v", r)
+		}
+		r = runCLI(t, env, "list", "--after", fmt.Sprint(page.Next), "--status", "pending", "--since", "1h")
+		if r.code != 0 || !strings.Contains(r.stdout, ids[2]) || strings.Contains(r.stdout, ids[0]) {
+			t.Fatalf("%+v", r)
+		}
+	})
+	t.Run("show", func(t *testing.T) {
+		r := runCLI(t, env, "show", ids[0])
+		if r.code != 0 || !strings.Contains(r.stdout, `{"amount":"1.00"}`) || !strings.Contains(r.stdout, "INV-0") {
+			t.Fatalf("%+v", r)
+		}
+		r = runCLI(t, env, "show", "01933b7e-8a4c-7d2e-9a51-5f0c3b1e2d4f")
+		if r.code != exitNotFound {
+			t.Fatalf("missing event: %+v", r)
+		}
+	})
+	t.Run("retry dry-run, confirmation and yes", func(t *testing.T) {
+		if _, err := db.Exec(`UPDATE "`+table+`" SET status = 'dead', last_error = 'boom' WHERE id = $1`, ids[1]); err != nil {
+			t.Fatal(err)
+		}
+		r := runCLI(t, env, "retry", "--all-dead", "--dry-run")
+		if r.code != 0 || !strings.Contains(r.stdout, "would retry 1 event(s)") {
+			t.Fatalf("%+v", r)
+		}
+		r = runCLI(t, env, "retry", "--all-dead") // stdin is not a terminal: needs --yes
+		if r.code != exitUsage || !strings.Contains(r.stderr, "--yes") {
+			t.Fatalf("%+v", r)
+		}
+		r = runCLI(t, env, "retry", "--all-dead", "--yes")
+		if r.code != 0 || !strings.Contains(r.stdout, "retried 1 event(s)") {
+			t.Fatalf("%+v", r)
+		}
+		if e, _ := ob.Get(context.Background(), ids[1]); e.Status != outbox.StatusPending {
+			t.Fatalf("status after retry: %s", e.Status)
+		}
+	})
+	t.Run("purge keeps pending", func(t *testing.T) {
+		if _, err := db.Exec(`UPDATE "`+table+`" SET status = 'delivered', delivered_at = now() - interval '8 days' WHERE id = $1`, ids[2]); err != nil {
+			t.Fatal(err)
+		}
+		r := runCLI(t, env, "purge", "--delivered-older-than", "7d")
+		if r.code != 0 || !strings.Contains(r.stdout, "purged 1 delivered") {
+			t.Fatalf("%+v", r)
+		}
+		r = runCLI(t, env, "status", "-o", "json")
+		if !strings.Contains(r.stdout, `"pending": 2`) {
+			t.Fatalf("%+v", r)
+		}
+	})
+}
+
+func TestErrorsAndExitCodes(t *testing.T) {
+	cases := map[string]struct {
+		args []string
+		code int
+		want string
+	}{
+		"unknown flag":      {[]string{"status", "--bogus"}, exitUsage, "unknown flag"},
+		"no db":             {[]string{"status", "--db-url", ""}, exitUsage, "--db-url"},
+		"bad scheme":        {[]string{"status", "--db-url", "oracle://x"}, exitUsage, "oracle"},
+		"bad table":         {[]string{"status", "--db-url", "postgres://u@127.0.0.1:1/x", "--table", "a;drop"}, exitUsage, "Table"},
+		"unreachable db":    {[]string{"status", "--db-url", "postgres://app:s3cret@127.0.0.1:1/x?sslmode=disable"}, exitError, "cannot reach database"},
+		"bad output":        {[]string{"list", "-o", "yaml", "--db-url", "postgres://x"}, exitUsage, "--output"},
+		"bad age":           {[]string{"purge", "--delivered-older-than", "soon", "--db-url", "postgres://x"}, exitUsage, "duration"},
+		"retry needs ids":   {[]string{"retry", "--db-url", "postgres://x"}, exitUsage, "--all-dead"},
+		"relay needs a url": {[]string{"relay", "--db-url", "postgres://x", "--broker-url", ""}, exitUsage, "--broker-url"},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			t.Setenv("OUTBOX_DB_URL", "")
+			t.Setenv("OUTBOX_BROKER_URL", "")
+			r := runCLI(t, nil, c.args...)
+			if r.code != c.code || !strings.Contains(r.stderr, c.want) {
+				t.Fatalf("code %d stderr %q; want code %d containing %q", r.code, r.stderr, c.code, c.want)
+			}
+			if strings.Count(strings.TrimSpace(r.stderr), "\n") > 0 {
+				t.Fatalf("error is not one line: %q", r.stderr)
+			}
+			if strings.Contains(r.stderr, "s3cret") {
+				t.Fatalf("secret printed: %q", r.stderr)
+			}
+		})
+	}
+}
+
+func TestConfigFile(t *testing.T) {
+	dir := t.TempDir()
+	path := dir + "/outbox.yaml"
+	if err := os.WriteFile(path, []byte("db_url: postgres://x\nunknown_key: 1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := runCLI(t, nil, "status", "--config", path)
+	if r.code != exitUsage || !strings.Contains(r.stderr, "unknown_key") {
+		t.Fatalf("%+v", r)
+	}
+}

@@ -1,0 +1,278 @@
+package main
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+
+	"github.com/outboxkit/outboxkit/framework/outbox"
+	"github.com/outboxkit/outboxkit/framework/outboxbroker"
+	"github.com/outboxkit/outboxkit/framework/outboxdriver"
+)
+
+// defaultMetricsAddr is where --metrics listens: loopback only.
+const defaultMetricsAddr = "127.0.0.1:9464"
+
+func (a *app) relayCommand() *cobra.Command {
+	var (
+		rc          relayConfig
+		metrics     bool
+		metricsAddr string
+		logLevel    string
+		id          string
+	)
+	cmd := &cobra.Command{
+		Use:   "relay",
+		Short: "Run the relay: publish committed events to the broker until SIGTERM",
+		Long: `relay runs the outbox relay as a daemon or sidecar. It claims committed events,
+publishes them to the broker given by --broker-url and records each outcome.
+SIGTERM or SIGINT stops claiming, waits for in-flight publishes, records them
+and exits 0.
+
+With --metrics (or --metrics-addr) it serves Prometheus metrics on /metrics,
+liveness on /healthz and readiness (database and broker reachable) on /readyz.
+The default address is loopback only (` + defaultMetricsAddr + `).`,
+		Example: `  outbox relay --db-url postgres://app@db/app --broker-url nats://nats:4222
+  OUTBOX_DB_URL=postgres://app@db/app OUTBOX_BROKER_URL=kafka://k1:9092 outbox relay --metrics
+  outbox relay --config /etc/outbox.yaml --metrics-addr 0.0.0.0:9464`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			level, err := parseLevel(logLevel)
+			if err != nil {
+				return err
+			}
+			logger := slog.New(slog.NewJSONHandler(a.stderr, &slog.HandlerOptions{Level: level}))
+			if cmd.Flags().Changed("metrics-addr") || metrics {
+				metricsAddr = cmp.Or(metricsAddr, a.cfg.MetricsAddr, defaultMetricsAddr)
+			} else {
+				metricsAddr = a.cfg.MetricsAddr
+			}
+			merged := mergeRelay(rc, a.cfg.Relay)
+			return a.runRelay(cmd.Context(), logger, merged, id, metricsAddr)
+		},
+	}
+	f := cmd.Flags()
+	f.IntVar(&rc.BatchSize, "batch-size", 0, "events per claim (default 100)")
+	f.DurationVar(&rc.PollInterval, "poll-interval", 0, "sleep when nothing is ready (default 200ms)")
+	f.IntVar(&rc.MaxAttempts, "max-attempts", 0, "failed publishes before an event is dead (default 10)")
+	f.DurationVar(&rc.LeaseDuration, "lease", 0, "lease of claimed events, extended while working (default 30s)")
+	f.DurationVar(&rc.PublishTimeout, "publish-timeout", 0, "broker acknowledgement timeout (default 15s)")
+	f.DurationVar(&rc.BackoffMin, "backoff-min", 0, "delay after the first failure (default 1s)")
+	f.DurationVar(&rc.BackoffMax, "backoff-max", 0, "retry delay cap (default 5m)")
+	f.BoolVar(&metrics, "metrics", false, "serve /metrics, /healthz, /readyz on "+defaultMetricsAddr)
+	f.StringVar(&metricsAddr, "metrics-addr", "", "serve /metrics, /healthz, /readyz on this address")
+	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	f.StringVar(&id, "id", "", "relay id in leases and logs (default host-pid-random)")
+	return cmd
+}
+
+// mergeRelay gives flags precedence over the YAML file.
+func mergeRelay(flags, file relayConfig) relayConfig {
+	return relayConfig{
+		BatchSize:      cmp.Or(flags.BatchSize, file.BatchSize),
+		PollInterval:   cmp.Or(flags.PollInterval, file.PollInterval),
+		MaxAttempts:    cmp.Or(flags.MaxAttempts, file.MaxAttempts),
+		LeaseDuration:  cmp.Or(flags.LeaseDuration, file.LeaseDuration),
+		PublishTimeout: cmp.Or(flags.PublishTimeout, file.PublishTimeout),
+		BackoffMin:     cmp.Or(flags.BackoffMin, file.BackoffMin),
+		BackoffMax:     cmp.Or(flags.BackoffMax, file.BackoffMax),
+	}
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return 0, usageError("--log-level %q: want debug, info, warn or error", s)
+	}
+	return l, nil
+}
+
+func (a *app) runRelay(ctx context.Context, logger *slog.Logger, rc relayConfig, id, metricsAddr string) error {
+	if a.cfg.BrokerURL == "" {
+		return usageError("no broker: set --broker-url or OUTBOX_BROKER_URL (schemes: %s)", strings.Join(outboxbroker.Schemes(), ", "))
+	}
+	drv, ob, closeDB, err := a.openOutbox(ctx)
+	if err != nil {
+		return err
+	}
+	defer closeDB()
+	broker, err := outboxbroker.Open(ctx, a.cfg.BrokerURL, outboxbroker.Options{Logger: logger})
+	if err != nil {
+		if errors.Is(err, outboxbroker.ErrUnknownScheme) {
+			return &codedError{exitUsage, err}
+		}
+		return fmt.Errorf("open broker %s: %w", outboxbroker.Redact(a.cfg.BrokerURL), err)
+	}
+	defer broker.Close()
+
+	m := newRelayMetrics()
+	relay, err := outbox.NewRelay(drv, broker.Publisher, outbox.RelayConfig{
+		ID: id, BatchSize: rc.BatchSize, PollInterval: rc.PollInterval, MaxAttempts: rc.MaxAttempts,
+		LeaseDuration: rc.LeaseDuration, PublishTimeout: rc.PublishTimeout,
+		BackoffMin: rc.BackoffMin, BackoffMax: rc.BackoffMax,
+		Observer: m.observe, Logger: logger,
+	})
+	if err != nil {
+		return &codedError{exitUsage, err}
+	}
+	logger.Info("relay starting", "db", redactURL(a.cfg.DBURL), "broker", outboxbroker.Redact(a.cfg.BrokerURL), "table", drv.Table())
+
+	if metricsAddr != "" {
+		srv, err := a.serveMetrics(ctx, metricsAddr, m, drv, ob, logger)
+		if err != nil {
+			return err
+		}
+		defer srv.Close()
+		go m.pollStats(ctx, ob, logger)
+	}
+	m.up.Set(1)
+	defer m.up.Set(0)
+	return relay.Run(ctx)
+}
+
+// brokerReachable dials the broker URL's host (a network-level check: the
+// Watermill publisher interface has no ping). Brokers without a host, such
+// as memory://, are always reachable.
+func brokerReachable(ctx context.Context, rawURL string) error {
+	u, err := url.Parse(rawURL)
+	if err != nil || u.Host == "" {
+		return nil
+	}
+	var d net.Dialer
+	for _, host := range strings.Split(u.Host, ",") {
+		c, err := d.DialContext(ctx, "tcp", host)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+	}
+	return fmt.Errorf("broker unreachable at %s", u.Host)
+}
+
+// relayMetrics are the relay's Prometheus metrics, on their own registry.
+type relayMetrics struct {
+	reg                            *prometheus.Registry
+	published, failed, dead, retry *prometheus.CounterVec
+	publishLatency, lag            *prometheus.HistogramVec
+	pending, deadGauge, oldest, up prometheus.Gauge
+}
+
+func newRelayMetrics() *relayMetrics {
+	reg := prometheus.NewRegistry()
+	labels := []string{"topic", "type"}
+	m := &relayMetrics{
+		reg: reg,
+		published: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "outbox_published_total",
+			Help: "Events the broker acknowledged."}, labels),
+		failed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "outbox_publish_failures_total",
+			Help: "Failed publish attempts (each will be retried unless it made the event dead)."}, labels),
+		dead: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "outbox_deadGaugetotal",
+			Help: "Events marked dead after MaxAttempts or as unreadable."}, labels),
+		retry: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "outbox_retried_total",
+			Help: "Publish attempts after the first (retries)."}, labels),
+		publishLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "outbox_publish_duration_seconds",
+			Help:    "Time from handing an event to the forwarder to the broker's acknowledgement.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}, []string{"topic"}),
+		lag: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "outbox_commit_to_publish_seconds",
+			Help:    "Time from the event's creation (insert) to its acknowledged publish.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 20)}, []string{"topic"}),
+		pending: prometheus.NewGauge(prometheus.GaugeOpts{Name: "outbox_pending_events",
+			Help: "Events not yet delivered (polled every 15s)."}),
+		deadGauge: prometheus.NewGauge(prometheus.GaugeOpts{Name: "outbox_deadGaugeevents",
+			Help: "Dead events waiting for an operator (polled every 15s)."}),
+		oldest: prometheus.NewGauge(prometheus.GaugeOpts{Name: "outbox_oldest_pending_age_seconds",
+			Help: "Age of the oldest pending event (polled every 15s)."}),
+		up: prometheus.NewGauge(prometheus.GaugeOpts{Name: "outbox_relay_up",
+			Help: "1 while the relay runs."}),
+	}
+	reg.MustRegister(m.published, m.failed, m.dead, m.retry, m.publishLatency, m.lag, m.pending, m.deadGauge, m.oldest, m.up,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+func (m *relayMetrics) observe(o outbox.Outcome) {
+	if o.Attempt > 1 {
+		m.retry.WithLabelValues(o.Topic, o.Type).Inc()
+	}
+	if o.Err == nil {
+		m.published.WithLabelValues(o.Topic, o.Type).Inc()
+		m.publishLatency.WithLabelValues(o.Topic).Observe(o.Duration.Seconds())
+		m.lag.WithLabelValues(o.Topic).Observe(time.Since(o.CreatedAt).Seconds())
+		return
+	}
+	m.failed.WithLabelValues(o.Topic, o.Type).Inc()
+	if o.Dead {
+		m.dead.WithLabelValues(o.Topic, o.Type).Inc()
+	}
+}
+
+func (m *relayMetrics) pollStats(ctx context.Context, ob *outbox.Outbox, logger *slog.Logger) {
+	t := time.NewTicker(15 * time.Second)
+	defer t.Stop()
+	for {
+		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		s, err := ob.Stats(sctx)
+		cancel()
+		if err == nil {
+			m.pending.Set(float64(s.Pending))
+			m.deadGauge.Set(float64(s.Dead))
+			m.oldest.Set(s.OldestPendingAge.Seconds())
+		} else if ctx.Err() == nil {
+			logger.Warn("reading outbox stats for metrics failed", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// serveMetrics serves /metrics, /healthz (process up) and /readyz (database
+// reachable and table migrated).
+func (a *app) serveMetrics(ctx context.Context, addr string, m *relayMetrics, drv outboxdriver.Driver, _ *outbox.Outbox, logger *slog.Logger) (*http.Server, error) {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		rctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+		defer cancel()
+		if err := drv.DB().PingContext(rctx); err != nil {
+			http.Error(w, "database unreachable: "+redactAll(err.Error()), http.StatusServiceUnavailable)
+			return
+		}
+		if _, err := drv.EventStats(rctx, &outboxdriver.EventStatsParams{}); err != nil {
+			http.Error(w, "outbox table: "+redactAll(err.Error()), http.StatusServiceUnavailable)
+			return
+		}
+		if err := brokerReachable(rctx, a.cfg.BrokerURL); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, usageError("--metrics-addr %s: %v", addr, err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logger.Error("metrics server stopped", "err", err)
+		}
+	}()
+	logger.Info("serving metrics and health", "addr", ln.Addr().String())
+	return srv, nil
+}
