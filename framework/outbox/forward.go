@@ -25,7 +25,8 @@ type forwarderEnvelope struct {
 }
 
 // envelope turns a claimed row into the forwarder's enveloped message. The
-// event id is both the envelope's and the published message's UUID.
+// event id is both the envelope's and the published message's UUID, and the
+// event's metadata is on both.
 func envelope(row *outboxdriver.EventRow) (*message.Message, error) {
 	if row.Topic == "" {
 		return nil, errors.New("empty topic")
@@ -42,7 +43,11 @@ func envelope(row *outboxdriver.EventRow) (*message.Message, error) {
 	if err != nil {
 		return nil, err
 	}
-	return message.NewMessage(row.ID, b), nil
+	msg := message.NewMessage(row.ID, b)
+	// Router middlewares see the envelope, not the unwrapped message: give
+	// it the event's metadata too (tracing, metrics, logging middlewares).
+	msg.Metadata = md
+	return msg, nil
 }
 
 type errorSlotKey struct{}

@@ -64,8 +64,10 @@ type RelayConfig struct {
 	ShutdownTimeout time.Duration
 
 	// Middlewares decorate the Watermill forwarder handler that publishes each
-	// event (e.g. metrics or tracing from watermill/message/router/middleware).
-	// A middleware returning an error fails the attempt.
+	// event (e.g. metrics or tracing from watermill/message/router/middleware,
+	// or outboxotel.PublishSpans). They see the forwarder's envelope message,
+	// whose UUID and metadata are the event's. A middleware returning an error
+	// fails the attempt.
 	Middlewares []message.HandlerMiddleware
 
 	// Observer, when set, is told the outcome of every attempt (for metrics).

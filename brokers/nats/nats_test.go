@@ -1,0 +1,389 @@
+package nats_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/nats-io/nats.go"
+
+	outboxnats "github.com/outboxkit/outboxkit/brokers/nats"
+	"github.com/outboxkit/outboxkit/framework/outbox"
+	"github.com/outboxkit/outboxkit/framework/outboxbroker"
+	"github.com/outboxkit/outboxkit/framework/outboxtest"
+)
+
+type bundle struct {
+	cfg    outboxnats.Config
+	stream string
+	topic  string
+	js     nats.JetStreamContext
+}
+
+// setup creates a fresh memory stream whose only subject is the test's topic.
+func setup(t *testing.T) *bundle {
+	t.Helper()
+	outboxtest.RequireService(t, outboxtest.NATS)
+	name := outboxtest.UniqueName("nt")
+	b := &bundle{
+		cfg:    outboxnats.Config{URL: outboxtest.NATSURL(), Durable: "test"},
+		stream: name,
+		topic:  "outboxkit.test." + name,
+	}
+	ctx := context.Background()
+	if err := outboxnats.EnsureStream(ctx, b.cfg, outboxnats.StreamConfig{Name: name, Subjects: []string{b.topic}, MemoryStorage: true}); err != nil {
+		t.Fatalf("EnsureStream: %v", err)
+	}
+	nc, err := nats.Connect(outboxtest.NATSURL())
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	b.js, err = nc.JetStream()
+	if err != nil {
+		t.Fatalf("jetstream: %v", err)
+	}
+	t.Cleanup(func() {
+		_ = b.js.DeleteStream(name)
+		nc.Close()
+	})
+	return b
+}
+
+func eventMessage(i int, key string) *message.Message {
+	id := fmt.Sprintf("00000000-0000-7000-8000-%012d", i)
+	msg := message.NewMessage(id, []byte(fmt.Sprintf(`{"n":%d,"bin":"\u0000\u00ff"}`, i)))
+	msg.Metadata.Set(outbox.MetadataEventID, id)
+	msg.Metadata.Set(outbox.MetadataEventType, "invoice.issued")
+	msg.Metadata.Set(outbox.MetadataKey, key)
+	msg.Metadata.Set(outbox.MetadataCreatedAt, "2024-01-02T03:04:05.000000006Z")
+	msg.Metadata.Set("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+	return msg
+}
+
+func receive(t *testing.T, ch <-chan *message.Message) *message.Message {
+	t.Helper()
+	select {
+	case m, ok := <-ch:
+		if !ok {
+			t.Fatal("subscription closed")
+		}
+		return m
+	case <-time.After(20 * time.Second):
+		t.Fatal("no message within 20s")
+	}
+	return nil
+}
+
+func TestPublishSubscribe(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+
+	pub, err := outboxnats.NewPublisher(b.cfg)
+	if err != nil {
+		t.Fatalf("NewPublisher: %v", err)
+	}
+	defer pub.Close()
+
+	const n = 25
+	var sent []*message.Message
+	for i := range n {
+		m := eventMessage(i, fmt.Sprintf("key-%d", i%3))
+		sent = append(sent, m)
+		if err := pub.Publish(b.topic, m); err != nil {
+			t.Fatalf("Publish %d: %v", i, err)
+		}
+	}
+
+	sub, err := outboxnats.NewSubscriber(b.cfg)
+	if err != nil {
+		t.Fatalf("NewSubscriber: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ch, err := sub.Subscribe(ctx, b.topic)
+	if err != nil {
+		t.Fatalf("Subscribe: %v", err)
+	}
+	for i := range n {
+		got := receive(t, ch)
+		want := sent[i]
+		if got.UUID != want.UUID {
+			t.Fatalf("message %d: UUID %q, want %q (stream order)", i, got.UUID, want.UUID)
+		}
+		if string(got.Payload) != string(want.Payload) {
+			t.Fatalf("message %d: payload %q, want %q", i, got.Payload, want.Payload)
+		}
+		for k, v := range want.Metadata {
+			if got.Metadata.Get(k) != v {
+				t.Fatalf("message %d: metadata %s = %q, want %q (all: %v)", i, k, got.Metadata.Get(k), v, got.Metadata)
+			}
+		}
+		got.Ack()
+	}
+
+	// The raw stream message carries the event id in the native dedup slot.
+	raw, err := b.js.GetMsg(b.stream, 1)
+	if err != nil {
+		t.Fatalf("GetMsg: %v", err)
+	}
+	if got := raw.Header.Get(nats.MsgIdHdr); got != sent[0].UUID {
+		t.Fatalf("Nats-Msg-Id = %q, want %q", got, sent[0].UUID)
+	}
+
+	t.Run("DurableConsumerSurvivesClose", func(t *testing.T) {
+		name := outboxnats.ConsumerName("test", b.topic)
+		ci, err := b.js.ConsumerInfo(b.stream, name)
+		if err != nil {
+			t.Fatalf("ConsumerInfo: %v", err)
+		}
+		if ci.Config.Durable != name || ci.Config.AckPolicy != nats.AckExplicitPolicy || ci.Config.MaxAckPending != 1 {
+			t.Fatalf("consumer config = durable %q ack %v max_ack_pending %d", ci.Config.Durable, ci.Config.AckPolicy, ci.Config.MaxAckPending)
+		}
+		cancel()
+		if err := sub.Close(); err != nil {
+			t.Fatalf("Close: %v", err)
+		}
+		if _, err := b.js.ConsumerInfo(b.stream, name); err != nil {
+			t.Fatalf("durable consumer gone after Close: %v", err)
+		}
+	})
+
+	t.Run("ResumesAfterRestart", func(t *testing.T) {
+		// One more message while no subscriber runs: a new subscriber with
+		// the same durable gets it, and only it (the earlier ones were acked).
+		extra := eventMessage(n, "key-x")
+		if err := pub.Publish(b.topic, extra); err != nil {
+			t.Fatalf("Publish: %v", err)
+		}
+		sub2, err := outboxnats.NewSubscriber(b.cfg)
+		if err != nil {
+			t.Fatalf("NewSubscriber: %v", err)
+		}
+		defer sub2.Close()
+		ctx2, cancel2 := context.WithCancel(context.Background())
+		defer cancel2()
+		ch2, err := sub2.Subscribe(ctx2, b.topic)
+		if err != nil {
+			t.Fatalf("Subscribe: %v", err)
+		}
+		got := receive(t, ch2)
+		got.Ack()
+		if got.UUID != extra.UUID {
+			t.Fatalf("after restart got %q, want %q", got.UUID, extra.UUID)
+		}
+	})
+}
+
+func TestNativeDedup(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	pub, err := outboxnats.NewPublisher(b.cfg)
+	if err != nil {
+		t.Fatalf("NewPublisher: %v", err)
+	}
+	defer pub.Close()
+
+	m := eventMessage(1, "k")
+	for i := range 3 {
+		// A republish is a new Watermill message with the same UUID, as the
+		// relay produces after a crash.
+		dup := message.NewMessage(m.UUID, m.Payload)
+		dup.Metadata = m.Metadata
+		if err := pub.Publish(b.topic, dup); err != nil {
+			t.Fatalf("Publish %d: %v", i, err)
+		}
+	}
+	if err := pub.Publish(b.topic, eventMessage(2, "k")); err != nil {
+		t.Fatalf("Publish other: %v", err)
+	}
+	info, err := b.js.StreamInfo(b.stream)
+	if err != nil {
+		t.Fatalf("StreamInfo: %v", err)
+	}
+	if info.State.Msgs != 2 {
+		t.Fatalf("stream holds %d messages, want 2 (3 copies of one id + 1 other)", info.State.Msgs)
+	}
+	if info.Config.Duplicates != outboxnats.DefaultDuplicateWindow {
+		t.Fatalf("duplicate window %s, want %s", info.Config.Duplicates, outboxnats.DefaultDuplicateWindow)
+	}
+}
+
+func TestNackRedelivers(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.cfg.AckWait = time.Second
+	pub, err := outboxnats.NewPublisher(b.cfg)
+	if err != nil {
+		t.Fatalf("NewPublisher: %v", err)
+	}
+	defer pub.Close()
+	for i := range 2 {
+		if err := pub.Publish(b.topic, eventMessage(i, "k")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sub, err := outboxnats.NewSubscriber(b.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ch, err := sub.Subscribe(ctx, b.topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := receive(t, ch)
+	first.Nack()
+	// With MaxAckPending 1 the nacked message comes back before the next.
+	again := receive(t, ch)
+	if again.UUID != first.UUID {
+		t.Fatalf("after Nack got %q, want redelivery of %q", again.UUID, first.UUID)
+	}
+	again.Ack()
+	next := receive(t, ch)
+	next.Ack()
+	if next.UUID != eventMessage(1, "k").UUID {
+		t.Fatalf("then got %q, want the second message", next.UUID)
+	}
+}
+
+func TestBuiltConfig(t *testing.T) {
+	t.Parallel()
+	pc := outboxnats.Config{}.PublisherConfig()
+	if !pc.JetStream.TrackMsgId {
+		t.Error("publisher TrackMsgId is off")
+	}
+	if pc.JetStream.AutoProvision {
+		t.Error("publisher AutoProvision is on (a StreamInfo round trip per Publish)")
+	}
+	if pc.JetStream.Disabled {
+		t.Error("publisher JetStream disabled (core NATS publishes are not acknowledged)")
+	}
+	if pc.JetStream.AckAsync {
+		t.Error("AckAsync on")
+	}
+	sc := outboxnats.Config{Durable: "billing"}.SubscriberConfig()
+	if got := sc.JetStream.CalculateDurableName("orders.created"); got != "billing_orders_created" {
+		t.Errorf("durable name %q", got)
+	}
+	if sc.JetStream.AutoProvision || sc.JetStream.AckAsync || sc.AckWaitTimeout != 30*time.Second {
+		t.Errorf("subscriber config %+v", sc.JetStream)
+	}
+	if len(sc.JetStream.SubscribeOptions) != 2 {
+		t.Errorf("subscribe options: %d, want ManualAck and AckExplicit", len(sc.JetStream.SubscribeOptions))
+	}
+}
+
+func TestValidateSubject(t *testing.T) {
+	t.Parallel()
+	for _, ok := range []string{"orders", "orders.created", "a-b_c.D9", "invoice:v1"} {
+		if err := outboxnats.ValidateSubject(ok); err != nil {
+			t.Errorf("ValidateSubject(%q) = %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"", "a b", "a.*", "a.>", ".a", "a.", "a..b", "a\tb", "x*y"} {
+		if err := outboxnats.ValidateSubject(bad); !errors.Is(err, outboxnats.ErrInvalidSubject) {
+			t.Errorf("ValidateSubject(%q) = %v, want ErrInvalidSubject", bad, err)
+		}
+	}
+	t.Run("PublishRejects", func(t *testing.T) {
+		outboxtest.RequireService(t, outboxtest.NATS)
+		pub, err := outboxnats.NewPublisher(outboxnats.Config{URL: outboxtest.NATSURL()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer pub.Close()
+		if err := pub.Publish("orders.*", eventMessage(1, "k")); !errors.Is(err, outboxnats.ErrInvalidSubject) {
+			t.Fatalf("Publish wildcard = %v", err)
+		}
+	})
+}
+
+func TestPublishWithoutStreamFails(t *testing.T) {
+	t.Parallel()
+	outboxtest.RequireService(t, outboxtest.NATS)
+	pub, err := outboxnats.NewPublisher(outboxnats.Config{URL: outboxtest.NATSURL(), PublishTimeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	topic := "outboxkit.nostream." + outboxtest.UniqueName("x")
+	if err := pub.Publish(topic, eventMessage(1, "k")); err == nil {
+		t.Fatal("publish to a subject no stream stores succeeded; want an error (no JetStream ack)")
+	}
+}
+
+func TestOpenURL(t *testing.T) {
+	t.Parallel()
+	outboxtest.RequireService(t, outboxtest.NATS)
+	ctx := context.Background()
+	stream := outboxtest.UniqueName("nu")
+	topic := "outboxkit.url." + stream
+	raw := outboxtest.NATSURL() + "?stream=" + stream + "&subjects=" + topic + "&ensure_stream=true&storage=memory&group=urltest"
+	b, err := outboxbroker.Open(ctx, raw, outboxbroker.Options{})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	defer b.Close()
+	if !b.Features.NativeDedup || !b.Features.Subscriber {
+		t.Fatalf("features %+v", b.Features)
+	}
+	nc, err := nats.Connect(outboxtest.NATSURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := nc.JetStream()
+	defer js.DeleteStream(stream)
+
+	m := eventMessage(7, "k")
+	for range 2 {
+		if err := b.Publisher.Publish(topic, m); err != nil {
+			t.Fatalf("Publish: %v", err)
+		}
+	}
+	info, err := js.StreamInfo(stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != 1 || info.Config.Storage != nats.MemoryStorage {
+		t.Fatalf("stream msgs=%d storage=%v", info.State.Msgs, info.Config.Storage)
+	}
+	subCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ch, err := b.Subscriber.Subscribe(subCtx, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := receive(t, ch)
+	got.Ack()
+	if got.UUID != m.UUID {
+		t.Fatalf("got %q", got.UUID)
+	}
+	if _, err := js.ConsumerInfo(stream, outboxnats.ConsumerName("urltest", topic)); err != nil {
+		t.Fatalf("consumer from group=urltest: %v", err)
+	}
+
+	t.Run("BadParam", func(t *testing.T) {
+		for param, q := range map[string]string{
+			"ack_wait":      "ack_wait=soon",
+			"bogus":         "bogus=1",
+			"ensure_stream": "ensure_stream=true",
+			"storage":       "storage=tape",
+		} {
+			_, err := outboxbroker.Open(ctx, "nats://u:s3cret@127.0.0.1:4222?"+q, outboxbroker.Options{})
+			var pe *outboxbroker.ParamError
+			if !errors.As(err, &pe) || pe.Param != param {
+				t.Errorf("%s: err = %v, want ParamError naming %q", q, err, param)
+			}
+			if err != nil && strings.Contains(err.Error(), "s3cret") {
+				t.Errorf("%s: error leaks the password: %v", q, err)
+			}
+		}
+	})
+}

@@ -1,0 +1,57 @@
+package redisstream
+
+import (
+	"context"
+	"errors"
+	"net/url"
+
+	"github.com/outboxkit/outboxkit/framework/outboxbroker"
+)
+
+// Features is what a Redis Streams broker promises.
+var Features = outboxbroker.Features{
+	NativeDedup: false,
+	DedupSlot:   "stream entry fields _watermill_message_uuid and outbox_event_id",
+	PerKeyOrder: true,
+	OrderScope:  "per stream (topic), for one consumer of the group; claims of pending entries can reorder",
+	Subscriber:  true,
+	Durable:     false,
+}
+
+func init() {
+	outboxbroker.Register("redis", open)
+	outboxbroker.Register("rediss", open)
+}
+
+// open serves redis[s]://[:password@]host:6379/db?maxlen=N&group=NAME&consumer=NAME.
+func open(_ context.Context, u *url.URL, opts outboxbroker.Options) (*outboxbroker.Broker, error) {
+	p := outboxbroker.NewParams(u)
+	cfg := Config{
+		MaxLen:        int64(p.Int("maxlen", 0, 0, 1<<62)),
+		ConsumerGroup: p.String("group", opts.ConsumerGroup),
+		Consumer:      p.String("consumer", ""),
+		Addr:          opts.Addr,
+		Logger:        opts.Logger,
+	}
+	if err := p.Err(); err != nil {
+		return nil, err
+	}
+	base := *u
+	base.RawQuery = ""
+	cfg.URL = base.String()
+	pub, err := NewPublisher(cfg)
+	if err != nil {
+		return nil, err
+	}
+	sub, err := NewSubscriber(cfg)
+	if err != nil {
+		_ = pub.Close()
+		return nil, err
+	}
+	return &outboxbroker.Broker{
+		Publisher:  pub,
+		Subscriber: sub,
+		Features:   Features,
+		CloseFunc:  func() error { return errors.Join(pub.Close(), sub.Close()) },
+	}, nil
+}
