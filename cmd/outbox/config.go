@@ -18,6 +18,7 @@ import (
 
 	"github.com/outboxkit/outboxkit/drivers/postgres"
 	"github.com/outboxkit/outboxkit/framework/outbox"
+	"github.com/outboxkit/outboxkit/framework/outboxbroker"
 	"github.com/outboxkit/outboxkit/framework/outboxdriver"
 )
 
@@ -113,7 +114,7 @@ func (a *app) openOutbox(ctx context.Context) (outboxdriver.Driver, *outbox.Outb
 	defer cancel()
 	if err := db.PingContext(pctx); err != nil {
 		db.Close()
-		return nil, nil, nil, fmt.Errorf("cannot reach database %s: %w", redactURL(a.cfg.DBURL), err)
+		return nil, nil, nil, fmt.Errorf("cannot reach database %s: %w", outboxbroker.Redact(a.cfg.DBURL), err)
 	}
 	ob, err := outbox.New(drv, outbox.Config{})
 	if err != nil {
@@ -124,26 +125,6 @@ func (a *app) openOutbox(ctx context.Context) (outboxdriver.Driver, *outbox.Outb
 }
 
 var userinfoRe = regexp.MustCompile(`(://[^:/@\s]*:)[^@\s]*@`)
-
-// redactURL hides the password of a URL (and secret-looking query values).
-func redactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return userinfoRe.ReplaceAllString(raw, "${1}xxxxx@")
-	}
-	if _, has := u.User.Password(); has {
-		u.User = url.UserPassword(u.User.Username(), "xxxxx")
-	}
-	q := u.Query()
-	for k := range q {
-		switch strings.ToLower(k) {
-		case "password", "pass", "token", "secret", "sasl_password", "sslpassword":
-			q.Set(k, "xxxxx")
-		}
-	}
-	u.RawQuery = q.Encode()
-	return u.String()
-}
 
 // redactAll hides passwords of any URL inside an error message.
 func redactAll(s string) string { return userinfoRe.ReplaceAllString(s, "${1}xxxxx@") }

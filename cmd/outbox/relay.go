@@ -127,7 +127,7 @@ func (a *app) runRelay(ctx context.Context, logger *slog.Logger, rc relayConfig,
 	if err != nil {
 		return &codedError{exitUsage, err}
 	}
-	logger.Info("relay starting", "db", redactURL(a.cfg.DBURL), "broker", outboxbroker.Redact(a.cfg.BrokerURL), "table", drv.Table())
+	logger.Info("relay starting", "db", outboxbroker.Redact(a.cfg.DBURL), "broker", outboxbroker.Redact(a.cfg.BrokerURL), "table", drv.Table())
 
 	if metricsAddr != "" {
 		srv, err := a.serveMetrics(ctx, metricsAddr, m, drv, ob, logger)
@@ -143,15 +143,19 @@ func (a *app) runRelay(ctx context.Context, logger *slog.Logger, rc relayConfig,
 }
 
 // brokerReachable dials the broker URL's host (a network-level check: the
-// Watermill publisher interface has no ping). Brokers without a host, such
-// as memory://, are always reachable.
+// Watermill publisher interface has no ping). In-process brokers, such as
+// memory://, are always reachable.
 func brokerReachable(ctx context.Context, rawURL string) error {
 	u, err := url.Parse(rawURL)
-	if err != nil || u.Host == "" {
+	port, networked := defaultPorts[u.Scheme]
+	if err != nil || u.Host == "" || !networked {
 		return nil
 	}
 	var d net.Dialer
 	for _, host := range strings.Split(u.Host, ",") {
+		if _, _, err := net.SplitHostPort(host); err != nil {
+			host = net.JoinHostPort(host, port)
+		}
 		c, err := d.DialContext(ctx, "tcp", host)
 		if err == nil {
 			c.Close()
@@ -159,6 +163,10 @@ func brokerReachable(ctx context.Context, rawURL string) error {
 		}
 	}
 	return fmt.Errorf("broker unreachable at %s", u.Host)
+}
+
+var defaultPorts = map[string]string{
+	"nats": "4222", "kafka": "9092", "amqp": "5672", "amqps": "5671", "redis": "6379", "rediss": "6379",
 }
 
 // relayMetrics are the relay's Prometheus metrics, on their own registry.
