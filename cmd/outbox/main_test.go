@@ -5,8 +5,11 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -20,13 +23,49 @@ type result struct {
 	stdout, stderr string
 }
 
+// bin is the real outbox binary, built once by TestMain.
+var bin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "outbox-cli")
+	if err != nil {
+		panic(err)
+	}
+	bin = filepath.Join(dir, "outbox")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "building the outbox binary: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// command returns the real binary as a command with only env (plus PATH
+// and HOME) in its environment.
+func command(env map[string]string, args ...string) *exec.Cmd {
+	cmd := exec.Command(bin, args...)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
+	for k, v := range env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	return cmd
+}
+
+// runCLI runs the real binary to completion.
 func runCLI(t *testing.T, env map[string]string, args ...string) result {
 	t.Helper()
-	for k, v := range env {
-		t.Setenv(k, v)
-	}
+	cmd := command(env, args...)
 	var out, errb bytes.Buffer
-	code := run(context.Background(), args, strings.NewReader(""), &out, &errb)
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
 	return result{code, out.String(), errb.String()}
 }
 
@@ -57,11 +96,15 @@ func setupDB(t *testing.T) (string, *sql.DB, *outbox.Outbox) {
 }
 
 func seed(t *testing.T, db *sql.DB, ob *outbox.Outbox, n int) []string {
+	return seedTopic(t, db, ob, "invoices", n)
+}
+
+func seedTopic(t *testing.T, db *sql.DB, ob *outbox.Outbox, topic string, n int) []string {
 	t.Helper()
 	tx, _ := db.Begin()
 	var ids []string
 	for i := range n {
-		e := &outbox.Event{Type: "care.invoice.issued", Topic: "invoices", Key: fmt.Sprintf("INV-%d", i), Payload: []byte(`{"amount":"1.00"}`)}
+		e := &outbox.Event{Type: "care.invoice.issued", Topic: topic, Key: fmt.Sprintf("INV-%d", i), Payload: []byte(`{"amount":"1.00"}`)}
 		if err := ob.Insert(context.Background(), tx, e); err != nil {
 			t.Fatal(err)
 		}
@@ -73,8 +116,8 @@ func seed(t *testing.T, db *sql.DB, ob *outbox.Outbox, n int) []string {
 	return ids
 }
 
-// These tests set environment variables, so they do not run in parallel.
 func TestAdminCommands(t *testing.T) {
+	t.Parallel()
 	table, db, ob := setupDB(t)
 	env := map[string]string{"OUTBOX_DB_URL": outboxtest.PostgresURL(), "OUTBOX_TABLE": table}
 	ids := seed(t, db, ob, 3)
@@ -152,6 +195,7 @@ func TestAdminCommands(t *testing.T) {
 }
 
 func TestErrorsAndExitCodes(t *testing.T) {
+	t.Parallel()
 	cases := map[string]struct {
 		args []string
 		code int
@@ -169,8 +213,7 @@ func TestErrorsAndExitCodes(t *testing.T) {
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
-			t.Setenv("OUTBOX_DB_URL", "")
-			t.Setenv("OUTBOX_BROKER_URL", "")
+			t.Parallel()
 			r := runCLI(t, nil, c.args...)
 			if r.code != c.code || !strings.Contains(r.stderr, c.want) {
 				t.Fatalf("code %d stderr %q; want code %d containing %q", r.code, r.stderr, c.code, c.want)
@@ -186,6 +229,7 @@ func TestErrorsAndExitCodes(t *testing.T) {
 }
 
 func TestConfigFile(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	path := dir + "/outbox.yaml"
 	if err := os.WriteFile(path, []byte("db_url: postgres://x\nunknown_key: 1\n"), 0o644); err != nil {

@@ -1,15 +1,20 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"io"
 	"net"
 	"net/http"
+	"regexp"
+	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
-	"github.com/outboxkit/outboxkit/framework/outboxbroker"
+	"github.com/outboxkit/outboxkit/brokers/nats"
 	"github.com/outboxkit/outboxkit/framework/outboxtest"
 )
 
@@ -23,94 +28,189 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-func httpGet(t *testing.T, url string) (int, string) {
+func scrape(t *testing.T, addr, path string) (int, string) {
 	t.Helper()
-	resp, err := http.Get(url)
+	resp, err := http.Get("http://" + addr + path)
 	if err != nil {
-		t.Fatal(err)
+		return 0, err.Error()
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
 }
 
-func TestRelayCommand(t *testing.T) {
+var publishedRe = regexp.MustCompile(`(?m)^outbox_published_total\{topic="([^"]+)",type="[^"]+"\} (\d+)$`)
+
+// publishedFor sums outbox_published_total for one topic.
+func publishedFor(metrics, topic string) int {
+	n := 0
+	for _, m := range publishedRe.FindAllStringSubmatch(metrics, -1) {
+		if m[1] == topic {
+			v, _ := strconv.Atoi(m[2])
+			n += v
+		}
+	}
+	return n
+}
+
+// receiver counts distinct event ids a real NATS subscriber receives.
+type receiver struct {
+	mu  sync.Mutex
+	ids map[string]int
+}
+
+func receive(t *testing.T, ctx context.Context, cfg nats.Config, subject string) *receiver {
+	t.Helper()
+	sub, err := nats.NewSubscriber(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sub.Close() })
+	msgs, err := sub.Subscribe(ctx, subject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &receiver{ids: map[string]int{}}
+	go func() {
+		for m := range msgs {
+			r.mu.Lock()
+			r.ids[m.UUID]++
+			r.mu.Unlock()
+			m.Ack()
+		}
+	}()
+	return r
+}
+
+func (r *receiver) distinct() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.ids)
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+}
+
+// TestRelayBinaryAgainstNATS runs the real binary as a daemon against the
+// real PostgreSQL and NATS JetStream: it drains a backlog while /metrics is
+// scraped, its counters match what the broker delivered, events that died
+// while their stream was missing are redelivered by `outbox retry`, and
+// SIGTERM stops it cleanly.
+func TestRelayBinaryAgainstNATS(t *testing.T) {
+	t.Parallel()
+	outboxtest.RequireService(t, outboxtest.NATS)
 	table, db, ob := setupDB(t)
-	ids := seed(t, db, ob, 5)
-	brokerURL := "memory://" + outboxtest.UniqueName("cli")
-	broker, err := outboxbroker.Open(context.Background(), brokerURL, outboxbroker.Options{})
-	if err != nil {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	subject := outboxtest.UniqueName("cli")
+	stream := strings.ToUpper(subject)
+	cfg := nats.Config{URL: outboxtest.NATSURL(), Durable: "clitest"}
+	if err := nats.EnsureStream(ctx, cfg, nats.StreamConfig{Name: stream, Subjects: []string{subject, subject + "_late"}, MemoryStorage: true}); err != nil {
 		t.Fatal(err)
 	}
-	defer broker.Close()
-	msgs, err := broker.Subscriber.Subscribe(context.Background(), "invoices")
-	if err != nil {
-		t.Fatal(err)
-	}
+	const backlog = 2000
+	ids := seedTopic(t, db, ob, subject, backlog)
+	// These fail until their stream exists: no stream stores this subject yet.
+	lateSubject := outboxtest.UniqueName("late")
+	late := seedTopic(t, db, ob, lateSubject, 3)
 
 	addr := freeAddr(t)
-	ctx, stop := context.WithCancel(context.Background())
-	done := make(chan result, 1)
+	env := map[string]string{"OUTBOX_DB_URL": outboxtest.PostgresURL(), "OUTBOX_TABLE": table,
+		"OUTBOX_BROKER_URL": outboxtest.NATSURL() + "?stream=" + stream + "&publish_timeout=2s"}
+	relay := command(env, "relay", "--metrics-addr", addr, "--batch-size", "200", "--poll-interval", "20ms",
+		"--max-attempts", "2", "--backoff-min", "10ms", "--backoff-max", "20ms", "--log-level", "error")
+	stderr, _ := relay.StderrPipe()
+	if err := relay.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var logs strings.Builder
+	logsDone := make(chan struct{})
 	go func() {
-		var out, errb strings.Builder
-		code := run(ctx, []string{"relay", "--db-url", outboxtest.PostgresURL(), "--table", table,
-			"--broker-url", brokerURL, "--metrics-addr", addr, "--poll-interval", "20ms", "--log-level", "warn"},
-			strings.NewReader(""), &out, &errb)
-		done <- result{code, out.String(), errb.String()}
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			logs.WriteString(sc.Text() + "\n")
+		}
+		close(logsDone)
 	}()
+	exited := make(chan error, 1)
+	go func() { <-logsDone; exited <- relay.Wait() }()
+	defer relay.Process.Kill()
 
-	got := map[string]bool{}
-	timeout := time.After(30 * time.Second)
-	for len(got) < len(ids) {
-		select {
-		case m := <-msgs:
-			m.Ack()
-			got[m.UUID] = true
-		case r := <-done:
-			t.Fatalf("relay exited early: %+v", r)
-		case <-timeout:
-			t.Fatalf("delivered %d of %d", len(got), len(ids))
+	got := receive(t, ctx, cfg, subject)
+	// Scrape while draining: the counter never exceeds what the broker holds.
+	sawMidDrain := false
+	waitUntil(t, "backlog delivered", func() bool {
+		if code, body := scrape(t, addr, "/metrics"); code == 200 {
+			n := publishedFor(body, subject)
+			sawMidDrain = sawMidDrain || (n > 0 && n < backlog)
 		}
-	}
-	for _, id := range ids {
-		if !got[id] {
-			t.Fatalf("event %s not delivered", id)
-		}
-	}
-	// Metrics and health are served on the requested address.
+		return got.distinct() == backlog
+	})
 	var body string
-	for range 100 {
-		if _, body = httpGet(t, "http://"+addr+"/metrics"); strings.Contains(body, `outbox_published_total{topic="invoices",type="care.invoice.issued"} 5`) {
-			break
+	waitUntil(t, "metrics to count every publish", func() bool {
+		_, body = scrape(t, addr, "/metrics")
+		return publishedFor(body, subject) == backlog
+	})
+	if n := got.distinct(); n != backlog {
+		t.Fatalf("broker delivered %d distinct events, metrics say %d published", n, publishedFor(body, subject))
+	}
+	t.Logf("scraped /metrics mid-drain: %v", sawMidDrain)
+	for _, id := range ids[:3] {
+		if got.ids[id] == 0 {
+			t.Fatalf("event %s missing", id)
 		}
-		time.Sleep(20 * time.Millisecond)
 	}
-	if !strings.Contains(body, `outbox_published_total{topic="invoices",type="care.invoice.issued"} 5`) ||
-		!strings.Contains(body, "outbox_relay_up 1") || !strings.Contains(body, "outbox_commit_to_publish_seconds_bucket") {
-		t.Fatalf("metrics:\n%s", body)
+	if code, _ := scrape(t, addr, "/readyz"); code != 200 {
+		t.Fatalf("readyz %d", code)
 	}
-	if code, _ := httpGet(t, "http://"+addr+"/healthz"); code != 200 {
-		t.Fatalf("healthz %d", code)
+
+	// The late events died (no stream); create their stream and retry them.
+	waitUntil(t, "late events dead", func() bool {
+		r := runCLI(t, env, "status", "-o", "json")
+		return strings.Contains(r.stdout, `"dead": 3`)
+	})
+	r := runCLI(t, env, "list", "--status", "dead")
+	if !strings.Contains(r.stdout, late[0]) || !strings.Contains(r.stdout, "nats: publish to") {
+		t.Fatalf("dead list: %+v", r)
 	}
-	if code, b := httpGet(t, "http://"+addr+"/readyz"); code != 200 {
-		t.Fatalf("readyz %d %s", code, b)
+	lateStream := strings.ToUpper(lateSubject)
+	if err := nats.EnsureStream(ctx, cfg, nats.StreamConfig{Name: lateStream, Subjects: []string{lateSubject}, MemoryStorage: true}); err != nil {
+		t.Fatal(err)
 	}
-	stop() // SIGTERM equivalent: drain and exit 0
+	gotLate := receive(t, ctx, cfg, lateSubject)
+	if r := runCLI(t, env, "retry", "--all-dead", "--yes"); r.code != 0 || !strings.Contains(r.stdout, "retried 3") {
+		t.Fatalf("retry: %+v", r)
+	}
+	waitUntil(t, "retried events delivered", func() bool { return gotLate.distinct() == 3 })
+
+	// SIGTERM: graceful stop, exit 0.
+	if err := relay.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
 	select {
-	case r := <-done:
-		if r.code != 0 {
-			t.Fatalf("relay exit %d: %s", r.code, r.stderr)
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("relay exit: %v\n%s", err, logs.String())
 		}
 	case <-time.After(30 * time.Second):
-		t.Fatal("relay did not stop")
+		t.Fatal("relay did not stop on SIGTERM")
 	}
-	r := runCLI(t, nil, "status", "--db-url", outboxtest.PostgresURL(), "--table", table, "-o", "json")
-	if !strings.Contains(r.stdout, `"pending": 0`) {
-		t.Fatalf("after relay: %s", r.stdout)
+	if r := runCLI(t, env, "status", "-o", "json"); !strings.Contains(r.stdout, `"pending": 0`) || !strings.Contains(r.stdout, `"dead": 0`) {
+		t.Fatalf("final status: %+v", r)
 	}
 }
 
 func TestRelayUnknownBroker(t *testing.T) {
+	t.Parallel()
 	table, _, _ := setupDB(t)
 	r := runCLI(t, nil, "relay", "--db-url", outboxtest.PostgresURL(), "--table", table, "--broker-url", "mqtt://u:pw@host")
 	if r.code != exitUsage || !strings.Contains(r.stderr, "nats") || strings.Contains(r.stderr, "pw@") {

@@ -1,0 +1,728 @@
+package main
+
+import (
+	"bytes"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/big"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
+	"github.com/santhosh-tekuri/jsonschema/v6/kind"
+	"golang.org/x/text/language"
+	"golang.org/x/text/message"
+	"gopkg.in/yaml.v3"
+)
+
+//go:embed outbox.schema.json
+var metaSchemaJSON []byte
+
+// Pos is a 1-based line:column position in the schema file.
+type Pos struct{ Line, Col int }
+
+// Diag is one problem found in a schema file.
+type Diag struct {
+	File string
+	Pos  Pos
+	Path string // JSON-pointer-like path, for context
+	Msg  string
+}
+
+func (d Diag) String() string {
+	if d.Path != "" {
+		return fmt.Sprintf("%s:%d:%d: %s: %s", d.File, d.Pos.Line, d.Pos.Col, d.Path, d.Msg)
+	}
+	return fmt.Sprintf("%s:%d:%d: %s", d.File, d.Pos.Line, d.Pos.Col, d.Msg)
+}
+
+// SchemaError lists every problem found in a schema file, in file order.
+type SchemaError struct{ Diags []Diag }
+
+func (e *SchemaError) Error() string {
+	lines := make([]string, len(e.Diags))
+	for i, d := range e.Diags {
+		lines[i] = d.String()
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Spec is a parsed, validated schema file.
+type Spec struct {
+	File   string
+	Info   Info
+	Types  []*NamedType
+	Events []*Event
+	types  map[string]*NamedType
+}
+
+// Info is the optional info section.
+type Info struct{ Title, Version, Description string }
+
+// NamedType is an entry of the types section: an object or an enum.
+type NamedType struct {
+	Name        string
+	Description string
+	Fields      []*Field // object
+	Enum        []string // enum
+	Pos         Pos
+}
+
+// IsEnum reports whether the named type is an enum.
+func (n *NamedType) IsEnum() bool { return n.Enum != nil }
+
+// Event is one (type, version) entry of the events section.
+type Event struct {
+	Name          string // schema name (shared by versions)
+	GoName        string // Go struct name of this version
+	Type          string
+	Version       int
+	Topic         string
+	Key           string
+	Description   string
+	Deprecated    bool
+	DeprecatedMsg string
+	Fields        []*Field
+	Pos           Pos
+	keyField      *Field
+}
+
+// Field is one field of an event or named object.
+type Field struct {
+	Name          string
+	GoName        string
+	Description   string
+	Optional      bool
+	Nullable      bool
+	Deprecated    bool
+	DeprecatedMsg string
+	T             *TypeRef
+	Pos           Pos
+}
+
+// TypeRef is the type of a field, array item or map value, with its rules.
+type TypeRef struct {
+	Kind       string     // a builtin kind, "object" or "enum"
+	Named      *NamedType // named object or named enum
+	Enum       []string   // inline enum values
+	EnumGoName string     // Go name of an inline enum type
+	Elem       *TypeRef   // array items, map values
+	Currency   string     // money: required currency, "" = any ISO 4217 code
+	Min, Max   string     // exact decimal text, "" = none
+	Pattern    string
+	MaxLength  int // 0 = none
+	MinItems   int
+	HasMinItem bool
+	GoType     string
+}
+
+// EnumValues returns the enum's values, inline or named.
+func (t *TypeRef) EnumValues() []string {
+	if t.Named != nil {
+		return t.Named.Enum
+	}
+	return t.Enum
+}
+
+var builtinKinds = []string{"string", "int32", "int64", "bool", "decimal", "money", "timestamp", "date", "uuid", "bytes", "enum", "array", "map"}
+
+// ---------------------------------------------------------------------------
+// Parsing.
+
+type parser struct {
+	file  string
+	nodes map[string]*yaml.Node // JSON pointer -> value node
+	keys  map[string]*yaml.Node // JSON pointer -> key node (mapping entries)
+	diags []Diag
+}
+
+func (p *parser) errAt(ptr string, format string, args ...any) {
+	n := p.nodes[ptr]
+	pos := Pos{1, 1}
+	if n != nil {
+		pos = Pos{n.Line, n.Column}
+	}
+	p.diags = append(p.diags, Diag{File: p.file, Pos: pos, Path: displayPath(ptr), Msg: fmt.Sprintf(format, args...)})
+}
+
+func (p *parser) errAtKey(ptr string, format string, args ...any) {
+	n := p.keys[ptr]
+	if n == nil {
+		p.errAt(ptr, format, args...)
+		return
+	}
+	p.diags = append(p.diags, Diag{File: p.file, Pos: Pos{n.Line, n.Column}, Path: displayPath(ptr), Msg: fmt.Sprintf(format, args...)})
+}
+
+// displayPath turns /events/0/fields/amount into events[0].fields.amount.
+func displayPath(ptr string) string {
+	if ptr == "" {
+		return ""
+	}
+	var b strings.Builder
+	for _, tok := range strings.Split(strings.TrimPrefix(ptr, "/"), "/") {
+		tok = strings.ReplaceAll(strings.ReplaceAll(tok, "~1", "/"), "~0", "~")
+		if _, err := strconv.Atoi(tok); err == nil {
+			b.WriteString("[" + tok + "]")
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteByte('.')
+		}
+		b.WriteString(tok)
+	}
+	return b.String()
+}
+
+func ptrJoin(ptr, tok string) string {
+	return ptr + "/" + strings.ReplaceAll(strings.ReplaceAll(tok, "~", "~0"), "/", "~1")
+}
+
+// toValue converts a YAML node tree to JSON-like values for the JSON Schema
+// validator, recording each node's position by JSON pointer. Anchors, aliases,
+// merge keys, non-string keys and duplicate keys are rejected here: they have
+// no place in a schema file and would make positions ambiguous.
+func (p *parser) toValue(n *yaml.Node, ptr string) any {
+	p.nodes[ptr] = n
+	switch n.Kind {
+	case yaml.DocumentNode:
+		if len(n.Content) == 0 {
+			return nil
+		}
+		return p.toValue(n.Content[0], ptr)
+	case yaml.AliasNode:
+		p.errAt(ptr, "YAML aliases are not supported")
+		return nil
+	case yaml.MappingNode:
+		m := make(map[string]any, len(n.Content)/2)
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			if k.Kind != yaml.ScalarNode || k.Tag == "!!merge" {
+				p.diags = append(p.diags, Diag{File: p.file, Pos: Pos{k.Line, k.Column}, Path: displayPath(ptr), Msg: "keys must be plain strings (no merge keys or complex keys)"})
+				continue
+			}
+			cp := ptrJoin(ptr, k.Value)
+			if _, dup := m[k.Value]; dup {
+				p.diags = append(p.diags, Diag{File: p.file, Pos: Pos{k.Line, k.Column}, Path: displayPath(cp), Msg: fmt.Sprintf("duplicate key %q", k.Value)})
+				continue
+			}
+			p.keys[cp] = k
+			m[k.Value] = p.toValue(v, cp)
+		}
+		return m
+	case yaml.SequenceNode:
+		s := make([]any, len(n.Content))
+		for i, c := range n.Content {
+			s[i] = p.toValue(c, ptrJoin(ptr, strconv.Itoa(i)))
+		}
+		return s
+	case yaml.ScalarNode:
+		switch n.ShortTag() {
+		case "!!null":
+			return nil
+		case "!!bool":
+			var b bool
+			if err := n.Decode(&b); err != nil {
+				p.errAt(ptr, "%v", err)
+			}
+			return b
+		case "!!int", "!!float":
+			// Keep the literal text so decimals like 0.10 stay exact.
+			if _, ok := new(big.Rat).SetString(n.Value); !ok {
+				p.errAt(ptr, "number %q is not a plain decimal (no hex, octal, inf or nan)", n.Value)
+				return n.Value
+			}
+			return json.Number(n.Value)
+		default:
+			return n.Value
+		}
+	}
+	return nil
+}
+
+var metaSchema = func() *jsonschema.Schema {
+	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(metaSchemaJSON))
+	if err != nil {
+		panic(err)
+	}
+	c := jsonschema.NewCompiler()
+	const url = "https://github.com/outboxkit/outboxkit/cmd/outboxgen/outbox.schema.json"
+	if err := c.AddResource(url, doc); err != nil {
+		panic(err)
+	}
+	return c.MustCompile(url)
+}()
+
+var printer = message.NewPrinter(language.English)
+
+// schemaDiags turns the validator's error tree into positioned diagnostics,
+// keeping only leaves (the root causes).
+func (p *parser) schemaDiags(ve *jsonschema.ValidationError) {
+	if len(ve.Causes) > 0 {
+		for _, c := range ve.Causes {
+			p.schemaDiags(c)
+		}
+		return
+	}
+	ptr := ""
+	for _, tok := range ve.InstanceLocation {
+		ptr = ptrJoin(ptr, tok)
+	}
+	switch k := ve.ErrorKind.(type) {
+	case *kind.AdditionalProperties:
+		for _, prop := range k.Properties {
+			p.errAtKey(ptrJoin(ptr, prop), "unknown key %q%s", prop, suggest(prop, ve))
+		}
+	case *kind.Required:
+		for _, m := range k.Missing {
+			p.errAt(ptr, "missing required key %q", m)
+		}
+	case *kind.Pattern:
+		if strings.HasSuffix(ptr, "/type") {
+			p.errAt(ptr, "unknown type %q: not a builtin (%s) nor a PascalCase name declared under types", k.Got, strings.Join(builtinKinds, ", "))
+			break
+		}
+		p.errAt(ptr, "%q does not match %s", k.Got, k.Want)
+	case *kind.Type:
+		p.errAt(ptr, "got %s, want %s", k.Got, strings.Join(k.Want, " or "))
+	default:
+		p.errAt(ptr, "%s", ve.ErrorKind.LocalizedString(printer))
+	}
+}
+
+// Names are checked here rather than with propertyNames in the meta-schema:
+// santhosh-tekuri/jsonschema v6.0.3 can report a propertyNames failure at a
+// wrong instance location (its location slice is appended to in place).
+var (
+	fieldNameRE = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
+	typeNameRE  = regexp.MustCompile(`^[A-Z][A-Za-z0-9]*$`)
+)
+
+var knownKeys = []string{"info", "types", "events", "name", "go_name", "type", "version", "topic", "key", "description", "deprecated", "fields", "enum", "optional", "nullable", "go_type", "items", "values", "currency", "min", "max", "pattern", "max_length", "min_items", "title"}
+
+func suggest(prop string, _ *jsonschema.ValidationError) string {
+	norm := strings.ReplaceAll(strings.ToLower(prop), "-", "_")
+	for _, k := range knownKeys {
+		if k == norm || strings.ReplaceAll(k, "_", "") == strings.ReplaceAll(norm, "_", "") {
+			return fmt.Sprintf(" (did you mean %q?)", k)
+		}
+	}
+	return ""
+}
+
+// Parse parses and validates a schema file. Errors are a *SchemaError.
+func Parse(file string, src []byte) (*Spec, error) {
+	p := &parser{file: file, nodes: map[string]*yaml.Node{}, keys: map[string]*yaml.Node{}}
+	var doc yaml.Node
+	dec := yaml.NewDecoder(bytes.NewReader(src))
+	if err := dec.Decode(&doc); err != nil {
+		return nil, &SchemaError{Diags: []Diag{yamlDiag(file, err)}}
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); err == nil {
+		return nil, &SchemaError{Diags: []Diag{{File: file, Pos: Pos{extra.Line, extra.Column}, Msg: "only one YAML document is allowed"}}}
+	}
+	v := p.toValue(&doc, "")
+	if len(p.diags) == 0 {
+		if err := metaSchema.Validate(v); err != nil {
+			var ve *jsonschema.ValidationError
+			if !errors.As(err, &ve) {
+				return nil, err
+			}
+			p.schemaDiags(ve)
+		}
+	}
+	var spec *Spec
+	if len(p.diags) == 0 {
+		spec = p.build(v.(map[string]any))
+	}
+	if len(p.diags) > 0 {
+		sort.SliceStable(p.diags, func(i, j int) bool {
+			a, b := p.diags[i].Pos, p.diags[j].Pos
+			return a.Line < b.Line || a.Line == b.Line && a.Col < b.Col
+		})
+		p.diags = slices.CompactFunc(p.diags, func(a, b Diag) bool { return a == b })
+		return nil, &SchemaError{Diags: p.diags}
+	}
+	return spec, nil
+}
+
+var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+
+func yamlDiag(file string, err error) Diag {
+	if m := yamlLineRE.FindStringSubmatch(err.Error()); m != nil {
+		line, _ := strconv.Atoi(m[1])
+		return Diag{File: file, Pos: Pos{line, 1}, Msg: "invalid YAML: " + m[2]}
+	}
+	return Diag{File: file, Pos: Pos{1, 1}, Msg: "invalid YAML: " + strings.TrimPrefix(err.Error(), "yaml: ")}
+}
+
+// orderedKeys returns a mapping node's keys in document order.
+func (p *parser) orderedKeys(ptr string) []string {
+	n := p.nodes[ptr]
+	if n == nil || n.Kind != yaml.MappingNode {
+		return nil
+	}
+	var ks []string
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		ks = append(ks, n.Content[i].Value)
+	}
+	return ks
+}
+
+func (p *parser) pos(ptr string) Pos {
+	if n := p.nodes[ptr]; n != nil {
+		return Pos{n.Line, n.Column}
+	}
+	return Pos{1, 1}
+}
+
+func str(m map[string]any, k string) string {
+	s, _ := m[k].(string)
+	return s
+}
+
+func deprecation(v any) (bool, string) {
+	switch d := v.(type) {
+	case bool:
+		return d, ""
+	case string:
+		return true, d
+	}
+	return false, ""
+}
+
+func (p *parser) build(root map[string]any) *Spec {
+	s := &Spec{File: p.file, types: map[string]*NamedType{}}
+	if info, ok := root["info"].(map[string]any); ok {
+		s.Info = Info{Title: str(info, "title"), Version: str(info, "version"), Description: str(info, "description")}
+	}
+	// Declare named types first so fields can reference them in any order.
+	types, _ := root["types"].(map[string]any)
+	for _, name := range p.orderedKeys("/types") {
+		tm := types[name].(map[string]any)
+		ptr := ptrJoin("/types", name)
+		nt := &NamedType{Name: name, Description: str(tm, "description"), Pos: p.pos(ptr)}
+		if !typeNameRE.MatchString(name) {
+			p.errAtKey(ptr, "invalid type name %q (type names are PascalCase: %s)", name, typeNameRE)
+		}
+		_, hasFields := tm["fields"]
+		_, hasEnum := tm["enum"]
+		switch {
+		case hasFields && hasEnum:
+			p.errAt(ptr, "a type has either fields (object) or enum, not both")
+		case !hasFields && !hasEnum:
+			p.errAt(ptr, "a type needs fields (object) or enum")
+		case hasEnum:
+			nt.Enum = p.enumValues(ptrJoin(ptr, "enum"), tm["enum"].([]any))
+		}
+		if slices.Contains(builtinKinds, name) || name == "Decoder" || name == "DecoderConfig" || name == "Upcaster" || name == "Decimal" || name == "Money" || name == "Date" || name == "FieldError" {
+			p.errAtKey(ptr, "type name %q is reserved by the generated code", name)
+		}
+		s.Types = append(s.Types, nt)
+		s.types[name] = nt
+	}
+	for _, nt := range s.Types {
+		if nt.IsEnum() {
+			continue
+		}
+		ptr := ptrJoin("/types", nt.Name)
+		tm := types[nt.Name].(map[string]any)
+		if fm, ok := tm["fields"].(map[string]any); ok {
+			nt.Fields = p.fields(s, ptrJoin(ptr, "fields"), fm, nt.Name)
+		}
+	}
+	p.checkCycles(s)
+
+	seenGo := map[string]string{}
+	seenTV := map[string]bool{}
+	nameOfType := map[string]string{}
+	for i, ev := range root["events"].([]any) {
+		em := ev.(map[string]any)
+		ptr := ptrJoin("/events", strconv.Itoa(i))
+		e := &Event{
+			Name: str(em, "name"), Type: str(em, "type"), Topic: str(em, "topic"), Key: str(em, "key"),
+			Description: str(em, "description"), Pos: p.pos(ptr),
+		}
+		e.Deprecated, e.DeprecatedMsg = deprecation(em["deprecated"])
+		ver, err := strconv.Atoi(string(em["version"].(json.Number)))
+		if err != nil {
+			p.errAt(ptrJoin(ptr, "version"), "version must be an integer")
+		}
+		e.Version = ver
+		e.GoName = str(em, "go_name")
+		if e.GoName == "" {
+			e.GoName = e.Name
+			if ver > 1 {
+				e.GoName = fmt.Sprintf("%sV%d", e.Name, ver)
+			}
+		}
+		tv := fmt.Sprintf("%s@%d", e.Type, e.Version)
+		if seenTV[tv] {
+			p.errAt(ptrJoin(ptr, "version"), "event type %q version %d is defined twice", e.Type, e.Version)
+		}
+		seenTV[tv] = true
+		if prev, ok := nameOfType[e.Type]; ok && prev != e.Name {
+			p.errAt(ptrJoin(ptr, "name"), "event type %q is named %q elsewhere; all versions of a type share one name", e.Type, prev)
+		}
+		nameOfType[e.Type] = e.Name
+		if prev, ok := seenGo[e.GoName]; ok {
+			p.errAt(ptrJoin(ptr, "name"), "Go name %s is already used by %s", e.GoName, prev)
+		}
+		if _, ok := s.types[e.GoName]; ok {
+			p.errAt(ptrJoin(ptr, "name"), "Go name %s collides with a type of the types section", e.GoName)
+		}
+		seenGo[e.GoName] = tv
+		e.Fields = p.fields(s, ptrJoin(ptr, "fields"), em["fields"].(map[string]any), e.GoName)
+		if e.Key != "" {
+			for _, f := range e.Fields {
+				if f.Name == e.Key {
+					e.keyField = f
+				}
+			}
+			switch {
+			case e.keyField == nil:
+				p.errAt(ptrJoin(ptr, "key"), "key %q is not a field of this event", e.Key)
+			case e.keyField.Optional || e.keyField.Nullable:
+				p.errAt(ptrJoin(ptr, "key"), "key field %q must be required and not nullable", e.Key)
+			case e.keyField.T.GoType != "" || !slices.Contains([]string{"string", "uuid", "int32", "int64", "date", "enum"}, e.keyField.T.Kind):
+				p.errAt(ptrJoin(ptr, "key"), "key field %q must be a string, uuid, int32, int64, date or enum without go_type, not %s", e.Key, e.keyField.T.Kind)
+			}
+		}
+		s.Events = append(s.Events, e)
+	}
+	return s
+}
+
+func (p *parser) enumValues(ptr string, vs []any) []string {
+	out := make([]string, 0, len(vs))
+	seenGo := map[string]bool{}
+	for i, v := range vs {
+		sv := v.(string)
+		g := goIdent(sv)
+		if strings.EqualFold(g, "Unknown") {
+			p.errAt(ptrJoin(ptr, strconv.Itoa(i)), "enum value %q is reserved: Unknown is the generated fallback for values a consumer does not know", sv)
+		}
+		if seenGo[g] {
+			p.errAt(ptrJoin(ptr, strconv.Itoa(i)), "enum value %q maps to the same Go name %s as an earlier value", sv, g)
+		}
+		seenGo[g] = true
+		out = append(out, sv)
+	}
+	return out
+}
+
+var reservedFieldGoNames = []string{"Validate", "OutboxEvent", "MarshalJSON", "UnmarshalJSON"}
+
+func (p *parser) fields(s *Spec, ptr string, fm map[string]any, owner string) []*Field {
+	var out []*Field
+	seenGo := map[string]string{}
+	for _, name := range p.orderedKeys(ptr) {
+		fptr := ptrJoin(ptr, name)
+		m := fm[name].(map[string]any)
+		f := &Field{Name: name, GoName: str(m, "go_name"), Description: str(m, "description"), Pos: p.pos(fptr)}
+		if !fieldNameRE.MatchString(name) {
+			p.errAtKey(fptr, "invalid field name %q (field names are snake_case: %s)", name, fieldNameRE)
+		}
+		if f.GoName == "" {
+			f.GoName = goIdent(name)
+		}
+		f.Optional, _ = m["optional"].(bool)
+		f.Nullable, _ = m["nullable"].(bool)
+		f.Deprecated, f.DeprecatedMsg = deprecation(m["deprecated"])
+		if prev, ok := seenGo[f.GoName]; ok {
+			p.errAtKey(fptr, "Go field name %s is already used by field %q (set go_name)", f.GoName, prev)
+		}
+		if slices.Contains(reservedFieldGoNames, f.GoName) {
+			p.errAtKey(fptr, "Go field name %s is reserved by the generated methods (set go_name)", f.GoName)
+		}
+		seenGo[f.GoName] = name
+		f.T = p.typeRef(s, fptr, m, owner+f.GoName)
+		out = append(out, f)
+	}
+	return out
+}
+
+func (p *parser) typeRef(s *Spec, ptr string, m map[string]any, enumGoName string) *TypeRef {
+	t := &TypeRef{Kind: str(m, "type"), GoType: str(m, "go_type"), Pattern: str(m, "pattern"), Currency: str(m, "currency")}
+	tptr := ptrJoin(ptr, "type")
+	if !slices.Contains(builtinKinds, t.Kind) {
+		nt, ok := s.types[t.Kind]
+		if !ok {
+			p.errAt(tptr, "unknown type %q: not a builtin (%s) nor declared under types", t.Kind, strings.Join(builtinKinds, ", "))
+			return t
+		}
+		t.Named = nt
+		t.Kind = "object"
+		if nt.IsEnum() {
+			t.Kind = "enum"
+		}
+	}
+	// Keys that only make sense for some kinds: reject the rest rather than
+	// silently ignoring them.
+	allowed := map[string][]string{
+		"enum":       {"enum"},
+		"items":      {"array"},
+		"values":     {"map"},
+		"currency":   {"money"},
+		"min":        {"int32", "int64", "decimal", "money"},
+		"max":        {"int32", "int64", "decimal", "money"},
+		"pattern":    {"string"},
+		"max_length": {"string"},
+		"min_items":  {"array", "map"},
+	}
+	for _, k := range []string{"enum", "items", "values", "currency", "min", "max", "pattern", "max_length", "min_items"} {
+		if _, has := m[k]; has && !(slices.Contains(allowed[k], t.Kind) && !(k == "enum" && t.Named != nil)) {
+			p.errAtKey(ptrJoin(ptr, k), "%q is not allowed on a field of type %s (allowed on: %s)", k, str(m, "type"), strings.Join(allowed[k], ", "))
+		}
+	}
+	if t.GoType != "" {
+		for _, k := range []string{"min", "max", "pattern", "max_length", "min_items", "enum", "currency"} {
+			if _, has := m[k]; has {
+				p.errAtKey(ptrJoin(ptr, k), "%q cannot be combined with go_type: the generator cannot validate a type it does not know", k)
+			}
+		}
+	}
+	switch t.Kind {
+	case "enum":
+		if t.Named == nil {
+			vs, ok := m["enum"].([]any)
+			if !ok {
+				p.errAt(tptr, "type enum needs an enum list of values (or declare a named enum under types)")
+			} else {
+				t.Enum = p.enumValues(ptrJoin(ptr, "enum"), vs)
+				t.EnumGoName = enumGoName
+				if _, clash := s.types[enumGoName]; clash {
+					p.errAt(tptr, "inline enum Go type %s collides with a named type", enumGoName)
+				}
+			}
+		}
+	case "array", "map":
+		k := map[string]string{"array": "items", "map": "values"}[t.Kind]
+		em, ok := m[k].(map[string]any)
+		if !ok {
+			p.errAt(tptr, "type %s needs %s: the element type", t.Kind, k)
+		} else {
+			suffix := "Item"
+			if t.Kind == "map" {
+				suffix = "Value"
+			}
+			t.Elem = p.typeRef(s, ptrJoin(ptr, k), em, enumGoName+suffix)
+		}
+	}
+	for _, k := range []string{"min", "max"} {
+		v, has := m[k]
+		if !has {
+			continue
+		}
+		var text string
+		switch n := v.(type) {
+		case json.Number:
+			text = string(n)
+		case string:
+			text = n
+		}
+		if !decimalRE.MatchString(text) {
+			p.errAt(ptrJoin(ptr, k), "%s %q is not a decimal number", k, text)
+			continue
+		}
+		if (t.Kind == "int32" || t.Kind == "int64") && strings.Contains(text, ".") {
+			p.errAt(ptrJoin(ptr, k), "%s %q must be an integer for type %s", k, text, t.Kind)
+			continue
+		}
+		if t.Kind == "int32" || t.Kind == "int64" {
+			bits := 32
+			if t.Kind == "int64" {
+				bits = 64
+			}
+			if _, err := strconv.ParseInt(text, 10, bits); err != nil {
+				p.errAt(ptrJoin(ptr, k), "%s %s overflows %s", k, text, t.Kind)
+				continue
+			}
+		}
+		if k == "min" {
+			t.Min = text
+		} else {
+			t.Max = text
+		}
+	}
+	if t.Min != "" && t.Max != "" {
+		a, _ := new(big.Rat).SetString(t.Min)
+		b, _ := new(big.Rat).SetString(t.Max)
+		if a.Cmp(b) > 0 {
+			p.errAt(ptrJoin(ptr, "min"), "min %s is greater than max %s", t.Min, t.Max)
+		}
+	}
+	if _, has := m["pattern"]; has {
+		if _, err := regexp.Compile(t.Pattern); err != nil {
+			p.errAt(ptrJoin(ptr, "pattern"), "pattern is not a valid Go (RE2) regular expression: %v", err)
+		}
+	}
+	if n, ok := m["max_length"].(json.Number); ok {
+		t.MaxLength, _ = strconv.Atoi(string(n))
+	}
+	if n, ok := m["min_items"].(json.Number); ok {
+		t.MinItems, _ = strconv.Atoi(string(n))
+		t.HasMinItem = true
+	}
+	return t
+}
+
+var decimalRE = regexp.MustCompile(`^-?(0|[1-9][0-9]*)(\.[0-9]+)?$`)
+
+// checkCycles rejects named objects that contain themselves without an
+// indirection that can end (a nullable/optional field, an array or a map):
+// such a Go struct would have infinite size.
+func (p *parser) checkCycles(s *Spec) {
+	state := map[*NamedType]int{}
+	var visit func(nt *NamedType) bool
+	visit = func(nt *NamedType) bool {
+		switch state[nt] {
+		case 1:
+			return true
+		case 2:
+			return false
+		}
+		state[nt] = 1
+		for _, f := range nt.Fields {
+			if f.Optional || f.Nullable || f.T.Named == nil || f.T.Named.IsEnum() {
+				continue
+			}
+			if visit(f.T.Named) {
+				p.errAt(ptrJoin(ptrJoin(ptrJoin("/types", nt.Name), "fields"), f.Name), "type %s contains itself through required field %q; make it optional or nullable", nt.Name, f.Name)
+				state[nt] = 2
+				return false
+			}
+		}
+		state[nt] = 2
+		return false
+	}
+	for _, nt := range s.Types {
+		visit(nt)
+	}
+}
+
+// goIdent turns snake_case, kebab-case or dotted names into an exported Go
+// identifier with common initialisms (invoice_id -> InvoiceID).
+func goIdent(s string) string {
+	var b strings.Builder
+	for _, part := range strings.FieldsFunc(s, func(r rune) bool { return r == '_' || r == '-' || r == '.' }) {
+		if up := strings.ToUpper(part); initialisms[up] {
+			b.WriteString(up)
+			continue
+		}
+		b.WriteString(strings.ToUpper(part[:1]) + part[1:])
+	}
+	g := b.String()
+	if g == "" || (g[0] >= '0' && g[0] <= '9') {
+		g = "V" + g
+	}
+	return g
+}
+
+var initialisms = map[string]bool{"ID": true, "UUID": true, "URL": true, "URI": true, "API": true, "HTTP": true, "JSON": true, "IP": true, "SQL": true, "ISO": true, "VAT": true}
