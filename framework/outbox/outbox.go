@@ -211,10 +211,11 @@ func (o *Outbox) prepare(ctx context.Context, i int, e *Event, now time.Time) (o
 
 // Get returns one stored event by id, or an error wrapping ErrNotFound.
 func (o *Outbox) Get(ctx context.Context, id string) (*StoredEvent, error) {
-	if _, err := uuid.Parse(id); err != nil {
+	u, err := uuid.Parse(id)
+	if err != nil {
 		return nil, fmt.Errorf("outbox: get %q: not an event id: %w", id, ErrNotFound)
 	}
-	row, err := o.driver.EventGet(ctx, &outboxdriver.EventGetParams{ID: id})
+	row, err := o.driver.EventGet(ctx, &outboxdriver.EventGetParams{ID: u.String()})
 	if err != nil {
 		return nil, fmt.Errorf("outbox: get %s: %w", id, err)
 	}
@@ -314,12 +315,15 @@ func (o *Outbox) Retry(ctx context.Context, ids ...string) (int64, error) {
 	if len(ids) == 0 {
 		return 0, nil
 	}
-	for _, id := range ids {
-		if _, err := uuid.Parse(id); err != nil {
+	norm := make([]string, len(ids))
+	for i, id := range ids {
+		u, err := uuid.Parse(id)
+		if err != nil {
 			return 0, fmt.Errorf("outbox: retry: %q is not an event id", id)
 		}
+		norm[i] = u.String()
 	}
-	n, err := o.driver.EventRetry(ctx, &outboxdriver.EventRetryParams{IDs: ids})
+	n, err := o.driver.EventRetry(ctx, &outboxdriver.EventRetryParams{IDs: norm})
 	if err != nil {
 		return 0, fmt.Errorf("outbox: retry: %w", err)
 	}
