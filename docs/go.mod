@@ -1,0 +1,3 @@
+module github.com/outboxkit/outboxkit/docs
+
+go 1.26.0
