@@ -1,0 +1,144 @@
+package conformance
+
+import (
+	"database/sql"
+	"testing"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/outboxkit/outboxkit/framework/outboxdriver"
+)
+
+// Harness is one cell of the conformance matrix: a database with its outbox
+// driver, and a broker. Run executes every contract test against it.
+type Harness struct {
+	// Name names the cell in test output and in the subprocess relay's
+	// -test.run pattern, e.g. "postgres_nats".
+	Name string
+
+	// Database says how to reach the database and build the driver.
+	Database Database
+
+	// Broker says how to reach the broker and read back what it stored.
+	Broker Broker
+}
+
+// Database describes the database side of a cell.
+type Database struct {
+	// Name is the dialect's short name, e.g. "postgres".
+	Name string
+
+	// Services are checked with outboxtest.RequireService before any test
+	// runs (e.g. outboxtest.Postgres); empty checks nothing.
+	Services []string
+
+	// DriverName is the database/sql driver name to open DSN with, e.g.
+	// "postgres" (lib/pq) or "mysql".
+	DriverName string
+
+	// DSN connects to the test database directly.
+	DSN string
+
+	// Addr is the database's host:port. With DSNVia it enables the
+	// database-cut test (the relay's connections go through a tcpproxy) and
+	// the unreachable-DSN test. Empty skips both.
+	Addr string
+
+	// DSNVia returns a DSN equal to DSN except that it dials addr (host:port)
+	// instead of Addr. Nil skips the database-cut and unreachable-DSN tests.
+	DSNVia func(addr string) string
+
+	// NewDriver builds the outbox driver on db for the given table. It must
+	// not touch the database (the suite calls MigrateUp itself) and must
+	// return an error wrapping outbox.ErrInvalidConfig, naming the table
+	// field, for an invalid table name.
+	NewDriver func(db *sql.DB, table string) (outboxdriver.Driver, error)
+
+	// DropTable removes the table and whatever its migrations created, after
+	// each test. Nil leaves them behind.
+	DropTable func(db *sql.DB, table string) error
+
+	// LockTimeout is a statement that limits how long the session waits for
+	// a row or table lock to about one second, e.g. PostgreSQL's
+	// "SET lock_timeout = '1s'" or MySQL's "SET SESSION
+	// innodb_lock_wait_timeout = 1". The C5 writer test runs its INSERTs on
+	// such a session: an INSERT queued behind a relay's lock fails instead of
+	// merely being slow. Empty skips that test.
+	LockTimeout string
+}
+
+// Broker describes the broker side of a cell.
+type Broker struct {
+	// Name is the broker's short name, e.g. "nats".
+	Name string
+
+	// Services are checked with outboxtest.RequireService before any test
+	// runs (e.g. outboxtest.NATS); empty checks nothing.
+	Services []string
+
+	// Features say what the broker promises; tests of promises it does not
+	// make are skipped with the reason.
+	Features Features
+
+	// Addr is the broker's host:port, the target of the broker-cut test's
+	// tcpproxy. Empty (or Features.Networked false) skips that test.
+	Addr string
+
+	// Open returns the broker state for one test, identified by id (a fresh,
+	// identifier-safe name: use it for the stream, topic or queue). Open is
+	// called again with the same id in the subprocess relay of the SIGKILL
+	// test, which must then publish to the same place. Resources are released
+	// with t.Cleanup.
+	Open func(t testing.TB, id string) BrokerInstance
+}
+
+// BrokerInstance is one test's view of a broker: a topic of its own, the
+// publishers the relays use, and a reader of everything stored on the topic.
+type BrokerInstance interface {
+	// Topic is the destination the test's events use (Event.Topic).
+	Topic() string
+
+	// NewPublisher returns a publisher with the broker module's durable
+	// defaults. A non-empty addr (host:port) is dialed instead of
+	// Broker.Addr, so the suite can route the connection through a
+	// tcpproxy. The suite never closes it; close it with t.Cleanup.
+	NewPublisher(t testing.TB, addr string) message.Publisher
+
+	// Consume delivers everything stored on Topic, from the beginning
+	// (messages published before the call included), in the broker's order,
+	// until the test ends. The suite drains the channel continuously.
+	Consume(t testing.TB) <-chan Received
+}
+
+// Features say what a broker promises. A false field means "not promised":
+// the tests that rely on it are skipped with the reason.
+type Features struct {
+	// NativeDedup is true when the broker itself drops a second publish of a
+	// message id it already stored (NATS JetStream Nats-Msg-Id within the
+	// stream's duplicate window) and Received.DedupID carries that id.
+	NativeDedup bool
+
+	// PerKeyOrder is true when Consume yields messages of the same key
+	// (metadata outbox_key) in the order they were acknowledged to the
+	// publisher.
+	PerKeyOrder bool
+
+	// Networked is true when the broker is a server reachable over TCP at
+	// Addr by other processes. False (in-memory brokers such as Watermill's
+	// gochannel) skips the broker-cut tests, and the SIGKILL test then checks
+	// the subprocess relay's publish journal only.
+	Networked bool
+}
+
+// Received is one message read back from the broker.
+type Received struct {
+	// UUID is the Watermill message UUID: it must equal the event id.
+	UUID string
+	// DedupID is the id in the broker's native dedup slot (NATS
+	// Nats-Msg-Id), or empty when the broker has none.
+	DedupID string
+	// Payload is the message body.
+	Payload []byte
+	// Metadata are the message headers as Watermill metadata.
+	Metadata map[string]string
+}

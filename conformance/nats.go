@@ -1,0 +1,108 @@
+package conformance
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	wmnats "github.com/ThreeDotsLabs/watermill-nats/v2/pkg/nats"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	bnats "github.com/outboxkit/outboxkit/brokers/nats"
+	"github.com/outboxkit/outboxkit/framework/outboxtest"
+)
+
+// NATS returns the broker side of a cell for NATS JetStream at
+// outboxtest.NATSURL (OUTBOX_TEST_NATS_URL), built directly on
+// watermill-nats/v2 with TrackMsgId (Nats-Msg-Id = message UUID). Each test
+// gets its own stream (file storage, 10-minute duplicate window) named after
+// the test's id, with subject "<id>.events".
+func NATS() Broker {
+	return Broker{
+		Name:     "nats",
+		Services: []string{outboxtest.NATS},
+		Features: Features{NativeDedup: true, PerKeyOrder: true, Networked: true},
+		Addr:     outboxtest.ServiceAddr(outboxtest.NATS),
+		Open:     openNATS,
+	}
+}
+
+type natsInstance struct {
+	stream, topic string
+	js            jetstream.JetStream
+}
+
+func openNATS(t testing.TB, id string) BrokerInstance {
+	t.Helper()
+	nc, err := nats.Connect(outboxtest.NATSURL(), nats.Timeout(5*time.Second))
+	if err != nil {
+		t.Fatalf("connect to NATS: %v", err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	n := &natsInstance{stream: id, topic: id + ".events", js: js}
+	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name: id, Subjects: []string{id + ".>"}, Storage: jetstream.FileStorage, Duplicates: 10 * time.Minute,
+	}); err != nil {
+		t.Fatalf("create stream %s: %v", id, err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = js.DeleteStream(ctx, id)
+	})
+	return n
+}
+
+func (n *natsInstance) Topic() string { return n.topic }
+
+func (n *natsInstance) NewPublisher(t testing.TB, addr string) message.Publisher {
+	t.Helper()
+	url := outboxtest.NATSURL()
+	if addr != "" {
+		url = "nats://" + addr
+	}
+	// The project's broker module, with its durable defaults (TrackMsgId).
+	pub, err := bnats.NewPublisher(bnats.Config{
+		URL: url, PublishTimeout: 2 * time.Second,
+		Options: []nats.Option{nats.Timeout(2 * time.Second), nats.ReconnectWait(100 * time.Millisecond)},
+	})
+	if err != nil {
+		t.Fatalf("NATS publisher: %v", err)
+	}
+	t.Cleanup(func() { pub.Close() })
+	return pub
+}
+
+func (n *natsInstance) Consume(t testing.TB) <-chan Received {
+	t.Helper()
+	ctx := context.Background()
+	cons, err := n.js.OrderedConsumer(ctx, n.stream, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{n.topic}, DeliverPolicy: jetstream.DeliverAllPolicy,
+	})
+	if err != nil {
+		t.Fatalf("consumer on %s: %v", n.stream, err)
+	}
+	out := make(chan Received, 4096)
+	var unm wmnats.NATSMarshaler
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		msg, err := unm.Unmarshal(&nats.Msg{Subject: m.Subject(), Header: m.Headers(), Data: m.Data()})
+		if err != nil {
+			t.Errorf("unreadable message on %s: %v", n.topic, err)
+			return
+		}
+		out <- Received{UUID: msg.UUID, DedupID: m.Headers().Get(nats.MsgIdHdr), Payload: msg.Payload, Metadata: msg.Metadata}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cc.Stop)
+	return out
+}
