@@ -56,6 +56,7 @@ type fileConfig struct {
 type relayConfig struct {
 	BatchSize      int           `yaml:"batch_size"`
 	PollInterval   time.Duration `yaml:"poll_interval"`
+	MinPoll        time.Duration `yaml:"min_poll_interval"`
 	MaxAttempts    int           `yaml:"max_attempts"`
 	LeaseDuration  time.Duration `yaml:"lease_duration"`
 	PublishTimeout time.Duration `yaml:"publish_timeout"`

@@ -65,7 +65,8 @@ The default address is loopback only (` + defaultMetricsAddr + `).`,
 	}
 	f := cmd.Flags()
 	f.IntVar(&rc.BatchSize, "batch-size", 0, "events per claim (default 100)")
-	f.DurationVar(&rc.PollInterval, "poll-interval", 0, "sleep when nothing is ready (default 200ms)")
+	f.DurationVar(&rc.PollInterval, "poll-interval", 0, "longest sleep when nothing is ready (default 200ms)")
+	f.DurationVar(&rc.MinPoll, "min-poll-interval", 0, "first sleep after activity, doubling up to --poll-interval (default 10ms)")
 	f.IntVar(&rc.MaxAttempts, "max-attempts", 0, "failed publishes before an event is dead (default 10)")
 	f.DurationVar(&rc.LeaseDuration, "lease", 0, "lease of claimed events, extended while working (default 30s)")
 	f.DurationVar(&rc.PublishTimeout, "publish-timeout", 0, "broker acknowledgement timeout (default 15s)")
@@ -83,6 +84,7 @@ func mergeRelay(flags, file relayConfig) relayConfig {
 	return relayConfig{
 		BatchSize:      cmp.Or(flags.BatchSize, file.BatchSize),
 		PollInterval:   cmp.Or(flags.PollInterval, file.PollInterval),
+		MinPoll:        cmp.Or(flags.MinPoll, file.MinPoll),
 		MaxAttempts:    cmp.Or(flags.MaxAttempts, file.MaxAttempts),
 		LeaseDuration:  cmp.Or(flags.LeaseDuration, file.LeaseDuration),
 		PublishTimeout: cmp.Or(flags.PublishTimeout, file.PublishTimeout),
@@ -119,7 +121,7 @@ func (a *app) runRelay(ctx context.Context, logger *slog.Logger, rc relayConfig,
 
 	m := newRelayMetrics()
 	relay, err := outbox.NewRelay(drv, broker.Publisher, outbox.RelayConfig{
-		ID: id, BatchSize: rc.BatchSize, PollInterval: rc.PollInterval, MaxAttempts: rc.MaxAttempts,
+		ID: id, BatchSize: rc.BatchSize, PollInterval: rc.PollInterval, MinPollInterval: rc.MinPoll, MaxAttempts: rc.MaxAttempts,
 		LeaseDuration: rc.LeaseDuration, PublishTimeout: rc.PublishTimeout,
 		BackoffMin: rc.BackoffMin, BackoffMax: rc.BackoffMax,
 		Observer: m.observe, Logger: logger,

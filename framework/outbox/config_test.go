@@ -21,6 +21,7 @@ func TestRelayConfigValidation(t *testing.T) {
 		"max attempts":         {RelayConfig{MaxAttempts: -2}, "MaxAttempts"},
 		"backoff max < min":    {RelayConfig{BackoffMin: time.Minute, BackoffMax: time.Second}, "BackoffMax"},
 		"poll interval":        {RelayConfig{PollInterval: time.Microsecond}, "PollInterval"},
+		"min poll interval":    {RelayConfig{MinPollInterval: time.Microsecond}, "MinPollInterval"},
 		"negative publish ttl": {RelayConfig{PublishTimeout: -time.Second}, "PublishTimeout"},
 	}
 	for name, c := range cases {

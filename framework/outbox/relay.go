@@ -32,9 +32,15 @@ type RelayConfig struct {
 	// at most 10000.
 	BatchSize int
 
-	// PollInterval is how long the relay sleeps when a claim finds nothing
-	// ready. Zero means 200ms.
+	// PollInterval is the longest the relay sleeps when a claim finds
+	// nothing ready (an idle relay polls at this rate). Zero means 200ms.
 	PollInterval time.Duration
+
+	// MinPollInterval is the first sleep after a claim found nothing right
+	// after activity; each further empty claim doubles it up to PollInterval
+	// (adaptive polling: low latency while events flow, cheap when idle).
+	// Zero means 10ms, or PollInterval when that is smaller.
+	MinPollInterval time.Duration
 
 	// LeaseDuration is how long claimed events stay reserved for this relay
 	// without a heartbeat; the relay extends it every LeaseDuration/3 while it
@@ -102,6 +108,7 @@ func (c RelayConfig) withDefaults() RelayConfig {
 	}
 	c.BatchSize = cmp.Or(c.BatchSize, 100)
 	c.PollInterval = cmp.Or(c.PollInterval, 200*time.Millisecond)
+	c.MinPollInterval = min(cmp.Or(c.MinPollInterval, 10*time.Millisecond), c.PollInterval)
 	c.LeaseDuration = cmp.Or(c.LeaseDuration, 30*time.Second)
 	c.PublishTimeout = cmp.Or(c.PublishTimeout, 15*time.Second)
 	c.MaxAttempts = cmp.Or(c.MaxAttempts, 10)
@@ -122,6 +129,8 @@ func (c RelayConfig) validate() error {
 		return configError("BatchSize %d out of range 1..10000", c.BatchSize)
 	case c.PollInterval < time.Millisecond:
 		return configError("PollInterval %s must be at least 1ms", c.PollInterval)
+	case c.MinPollInterval < time.Millisecond:
+		return configError("MinPollInterval %s must be at least 1ms", c.MinPollInterval)
 	case c.LeaseDuration < time.Second:
 		return configError("LeaseDuration %s must be at least 1s", c.LeaseDuration)
 	case c.PublishTimeout <= 0:
@@ -240,6 +249,7 @@ type worker struct {
 func (w *worker) loop(ctx context.Context) {
 	dbBackoff := backoff.Policy{Min: 100 * time.Millisecond, Max: 5 * time.Second}
 	dbFailures := 0
+	idle := w.cfg.MinPollInterval
 	for ctx.Err() == nil {
 		rows, err := w.driver.EventClaimBatch(ctx, &outboxdriver.EventClaimBatchParams{
 			RelayID: w.cfg.ID, Limit: w.cfg.BatchSize, Lease: w.cfg.LeaseDuration,
@@ -255,9 +265,11 @@ func (w *worker) loop(ctx context.Context) {
 		}
 		dbFailures = 0
 		if len(rows) == 0 {
-			sleep(ctx, w.cfg.PollInterval)
+			sleep(ctx, idle)
+			idle = min(idle*2, w.cfg.PollInterval)
 			continue
 		}
+		idle = w.cfg.MinPollInterval
 		w.process(ctx, rows)
 	}
 }
