@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/outboxkit/outboxkit/drivers/mysql"
 	"github.com/outboxkit/outboxkit/drivers/postgres"
 	"github.com/outboxkit/outboxkit/framework/outbox"
 	"github.com/outboxkit/outboxkit/framework/outboxbroker"
@@ -35,7 +36,7 @@ type globalFlags struct {
 func (g *globalFlags) register(cmd *cobra.Command) {
 	f := cmd.PersistentFlags()
 	f.StringVar(&g.config, "config", "", "YAML config file (env OUTBOX_CONFIG)")
-	f.StringVar(&g.dbURL, "db-url", "", "database URL: postgres://... (env OUTBOX_DB_URL)")
+	f.StringVar(&g.dbURL, "db-url", "", "database URL: postgres://... or mysql://user:pass@host:3306/db (env OUTBOX_DB_URL)")
 	f.StringVar(&g.brokerURL, "broker-url", "", "broker URL: nats://, kafka://, amqp://, redis://, memory:// (env OUTBOX_BROKER_URL)")
 	f.StringVar(&g.table, "table", "", `outbox table name (env OUTBOX_TABLE, default "outbox")`)
 	f.StringVar(&g.schema, "schema", "", "database schema holding the table (env OUTBOX_SCHEMA; PostgreSQL only)")
@@ -104,8 +105,18 @@ func (a *app) openOutbox(ctx context.Context) (outboxdriver.Driver, *outbox.Outb
 			return nil, nil, nil, usageError("--db-url: %v", err)
 		}
 		drv, err = postgres.New(db, postgres.Config{Schema: a.cfg.Schema, Table: a.cfg.Table})
+	case "mysql":
+		dsn, derr := mysqlDSN(u)
+		if derr != nil {
+			return nil, nil, nil, usageError("--db-url: %v", derr)
+		}
+		db, err = mysql.Open(dsn)
+		if err != nil {
+			return nil, nil, nil, &codedError{exitUsage, err}
+		}
+		drv, err = mysql.New(db, mysql.Config{Table: a.cfg.Table})
 	default:
-		return nil, nil, nil, usageError("--db-url scheme %q not supported (want postgres://)", u.Scheme)
+		return nil, nil, nil, usageError("--db-url scheme %q not supported (want postgres:// or mysql://)", u.Scheme)
 	}
 	if err != nil {
 		db.Close()
@@ -126,6 +137,32 @@ func (a *app) openOutbox(ctx context.Context) (outboxdriver.Driver, *outbox.Outb
 }
 
 var userinfoRe = regexp.MustCompile(`(://[^:/@\s]*:)[^@\s]*@`)
+
+// mysqlDSN turns mysql://user:pass@host:3306/db?params into the
+// go-sql-driver form user:pass@tcp(host:3306)/db?params.
+func mysqlDSN(u *url.URL) (string, error) {
+	db := strings.TrimPrefix(u.Path, "/")
+	if u.Host == "" || db == "" {
+		return "", fmt.Errorf("want mysql://user:password@host:3306/database")
+	}
+	host := u.Host
+	if u.Port() == "" {
+		host += ":3306"
+	}
+	var auth string
+	if u.User != nil {
+		auth = u.User.Username()
+		if pw, ok := u.User.Password(); ok {
+			auth += ":" + pw
+		}
+		auth += "@"
+	}
+	dsn := auth + "tcp(" + host + ")/" + db
+	if u.RawQuery != "" {
+		dsn += "?" + u.RawQuery
+	}
+	return dsn, nil
+}
 
 // redactAll hides passwords of any URL inside an error message.
 func redactAll(s string) string { return userinfoRe.ReplaceAllString(s, "${1}xxxxx@") }

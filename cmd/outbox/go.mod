@@ -3,11 +3,13 @@ module github.com/outboxkit/outboxkit/cmd/outbox
 go 1.26.0
 
 require (
+	github.com/go-sql-driver/mysql v1.10.1
 	github.com/outboxkit/outboxkit/brokers/amqp v0.0.0
 	github.com/outboxkit/outboxkit/brokers/kafka v0.0.0
 	github.com/outboxkit/outboxkit/brokers/memory v0.0.0
 	github.com/outboxkit/outboxkit/brokers/nats v0.0.0
 	github.com/outboxkit/outboxkit/brokers/redisstream v0.0.0
+	github.com/outboxkit/outboxkit/drivers/mysql v0.0.0
 	github.com/outboxkit/outboxkit/drivers/postgres v0.0.0
 	github.com/outboxkit/outboxkit/framework v0.0.0
 	github.com/prometheus/client_golang v1.25.0
@@ -17,6 +19,7 @@ require (
 )
 
 require (
+	filippo.io/edwards25519 v1.2.0 // indirect
 	github.com/IBM/sarama v1.43.3 // indirect
 	github.com/Rican7/retry v0.3.1 // indirect
 	github.com/ThreeDotsLabs/watermill v1.5.1 // indirect
@@ -81,6 +84,7 @@ replace (
 	github.com/outboxkit/outboxkit/brokers/memory => ../../brokers/memory
 	github.com/outboxkit/outboxkit/brokers/nats => ../../brokers/nats
 	github.com/outboxkit/outboxkit/brokers/redisstream => ../../brokers/redisstream
+	github.com/outboxkit/outboxkit/drivers/mysql => ../../drivers/mysql
 	github.com/outboxkit/outboxkit/drivers/postgres => ../../drivers/postgres
 	github.com/outboxkit/outboxkit/framework => ../../framework
 )

@@ -13,8 +13,12 @@ import (
 	"strings"
 	"testing"
 
+	gomysql "github.com/go-sql-driver/mysql"
+
+	"github.com/outboxkit/outboxkit/drivers/mysql"
 	"github.com/outboxkit/outboxkit/drivers/postgres"
 	"github.com/outboxkit/outboxkit/framework/outbox"
+	"github.com/outboxkit/outboxkit/framework/outboxdriver"
 	"github.com/outboxkit/outboxkit/framework/outboxtest"
 )
 
@@ -69,25 +73,82 @@ func runCLI(t *testing.T, env map[string]string, args ...string) result {
 	return result{code, out.String(), errb.String()}
 }
 
-// setupDB migrates a fresh table through the CLI and returns its name and an
-// Outbox on it for seeding.
+// dialect is one database the CLI is tested on.
+type dialect struct {
+	name, service, url string
+	open               func() (*sql.DB, error)
+	newDriver          func(db *sql.DB, table string) (outboxdriver.Driver, error)
+	quote              func(table string) string
+	dead, oldDelivered string // UPDATE ... SET fragments, {T} = quoted table, ? / $1 = id
+	drop               []string
+}
+
+func postgresDialect() dialect {
+	return dialect{name: "postgres", service: outboxtest.Postgres, url: outboxtest.PostgresURL(),
+		open: func() (*sql.DB, error) { return sql.Open("postgres", outboxtest.PostgresURL()) },
+		newDriver: func(db *sql.DB, table string) (outboxdriver.Driver, error) {
+			return postgres.New(db, postgres.Config{Table: table})
+		},
+		quote:        func(t string) string { return `"` + t + `"` },
+		dead:         `UPDATE {T} SET status = 'dead', last_error = 'boom' WHERE id = $1`,
+		oldDelivered: `UPDATE {T} SET status = 'delivered', delivered_at = now() - interval '8 days' WHERE id = $1`,
+		drop:         []string{"", "_migrations"},
+	}
+}
+
+// mysqlURL turns the test DSN (go-sql-driver form) into the CLI's mysql:// URL.
+func mysqlURL() string {
+	cfg, err := gomysql.ParseDSN(outboxtest.MySQLDSN())
+	if err != nil {
+		panic(err)
+	}
+	u := "mysql://" + cfg.User
+	if cfg.Passwd != "" {
+		u += ":" + cfg.Passwd
+	}
+	return u + "@" + cfg.Addr + "/" + cfg.DBName
+}
+
+func mysqlDialect() dialect {
+	return dialect{name: "mysql", service: outboxtest.MySQL, url: mysqlURL(),
+		open: func() (*sql.DB, error) { return mysql.Open(outboxtest.MySQLDSN()) },
+		newDriver: func(db *sql.DB, table string) (outboxdriver.Driver, error) {
+			return mysql.New(db, mysql.Config{Table: table})
+		},
+		quote:        func(t string) string { return "`" + t + "`" },
+		dead:         `UPDATE {T} SET status = 'dead', last_error = 'boom' WHERE id = ?`,
+		oldDelivered: `UPDATE {T} SET status = 'delivered', delivered_at = UTC_TIMESTAMP(6) - INTERVAL 8 DAY WHERE id = ?`,
+		drop:         []string{"", "_migrations", "_relay_lock"},
+	}
+}
+
+// setupDB migrates a fresh PostgreSQL table through the CLI.
 func setupDB(t *testing.T) (string, *sql.DB, *outbox.Outbox) {
 	t.Helper()
-	outboxtest.RequireService(t, outboxtest.Postgres)
+	return setupDialect(t, postgresDialect())
+}
+
+// setupDialect migrates a fresh table through the CLI and returns its name,
+// the database and an Outbox on it for seeding.
+func setupDialect(t *testing.T, d dialect) (string, *sql.DB, *outbox.Outbox) {
+	t.Helper()
+	outboxtest.RequireService(t, d.service)
 	table := outboxtest.UniqueName("cli")
-	db, err := sql.Open("postgres", outboxtest.PostgresURL())
+	db, err := d.open()
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		_, _ = db.Exec(`DROP TABLE IF EXISTS "` + table + `", "` + table + `_migrations"`)
+		for _, suffix := range d.drop {
+			_, _ = db.Exec(`DROP TABLE IF EXISTS ` + d.quote(table+suffix))
+		}
 		db.Close()
 	})
-	r := runCLI(t, nil, "migrate", "up", "--db-url", outboxtest.PostgresURL(), "--table", table)
+	r := runCLI(t, nil, "migrate", "up", "--db-url", d.url, "--table", table)
 	if r.code != 0 {
 		t.Fatalf("migrate up: %d %s", r.code, r.stderr)
 	}
-	drv, err := postgres.New(db, postgres.Config{Table: table})
+	drv, err := d.newDriver(db, table)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,8 +179,17 @@ func seedTopic(t *testing.T, db *sql.DB, ob *outbox.Outbox, topic string, n int)
 
 func TestAdminCommands(t *testing.T) {
 	t.Parallel()
-	table, db, ob := setupDB(t)
-	env := map[string]string{"OUTBOX_DB_URL": outboxtest.PostgresURL(), "OUTBOX_TABLE": table}
+	for _, d := range []dialect{postgresDialect(), mysqlDialect()} {
+		t.Run(d.name, func(t *testing.T) {
+			t.Parallel()
+			testAdminCommands(t, d)
+		})
+	}
+}
+
+func testAdminCommands(t *testing.T, d dialect) {
+	table, db, ob := setupDialect(t, d)
+	env := map[string]string{"OUTBOX_DB_URL": d.url, "OUTBOX_TABLE": table}
 	ids := seed(t, db, ob, 3)
 
 	t.Run("migrate status", func(t *testing.T) {
@@ -160,7 +230,7 @@ func TestAdminCommands(t *testing.T) {
 		}
 	})
 	t.Run("retry dry-run, confirmation and yes", func(t *testing.T) {
-		if _, err := db.Exec(`UPDATE "`+table+`" SET status = 'dead', last_error = 'boom' WHERE id = $1`, ids[1]); err != nil {
+		if _, err := db.Exec(strings.ReplaceAll(d.dead, "{T}", d.quote(table)), ids[1]); err != nil {
 			t.Fatal(err)
 		}
 		r := runCLI(t, env, "retry", "--all-dead", "--dry-run")
@@ -180,7 +250,7 @@ func TestAdminCommands(t *testing.T) {
 		}
 	})
 	t.Run("purge keeps pending", func(t *testing.T) {
-		if _, err := db.Exec(`UPDATE "`+table+`" SET status = 'delivered', delivered_at = now() - interval '8 days' WHERE id = $1`, ids[2]); err != nil {
+		if _, err := db.Exec(strings.ReplaceAll(d.oldDelivered, "{T}", d.quote(table)), ids[2]); err != nil {
 			t.Fatal(err)
 		}
 		r := runCLI(t, env, "purge", "--delivered-older-than", "7d")

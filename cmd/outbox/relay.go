@@ -67,7 +67,7 @@ The default address is loopback only (` + defaultMetricsAddr + `).`,
 	f.IntVar(&rc.BatchSize, "batch-size", 0, "events per claim (default 100)")
 	f.DurationVar(&rc.PollInterval, "poll-interval", 0, "longest sleep when nothing is ready (default 200ms)")
 	f.DurationVar(&rc.MinPoll, "min-poll-interval", 0, "first sleep after activity, doubling up to --poll-interval (default 10ms)")
-	f.IntVar(&rc.MaxAttempts, "max-attempts", 0, "failed publishes before an event is dead (default 10)")
+	f.IntVar(&rc.MaxAttempts, "max-attempts", 0, "failed publishes before an event is dead (default 30)")
 	f.DurationVar(&rc.LeaseDuration, "lease", 0, "lease of claimed events, extended while working (default 30s)")
 	f.DurationVar(&rc.PublishTimeout, "publish-timeout", 0, "broker acknowledgement timeout (default 15s)")
 	f.DurationVar(&rc.BackoffMin, "backoff-min", 0, "delay after the first failure (default 1s)")

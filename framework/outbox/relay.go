@@ -54,7 +54,9 @@ type RelayConfig struct {
 	PublishTimeout time.Duration
 
 	// MaxAttempts is how many failed publishes make an event dead. Zero means
-	// 10; 1 means no retry.
+	// 30: with the default backoff an event dies after 54 to 108 minutes of
+	// continuous failure, so a broker outage of an hour needs no manual
+	// resend. 1 means no retry.
 	MaxAttempts int
 
 	// BackoffMin is the delay after the first failed attempt; each further
@@ -111,7 +113,7 @@ func (c RelayConfig) withDefaults() RelayConfig {
 	c.MinPollInterval = min(cmp.Or(c.MinPollInterval, 10*time.Millisecond), c.PollInterval)
 	c.LeaseDuration = cmp.Or(c.LeaseDuration, 30*time.Second)
 	c.PublishTimeout = cmp.Or(c.PublishTimeout, 15*time.Second)
-	c.MaxAttempts = cmp.Or(c.MaxAttempts, 10)
+	c.MaxAttempts = cmp.Or(c.MaxAttempts, 30)
 	c.BackoffMin = cmp.Or(c.BackoffMin, time.Second)
 	c.BackoffMax = cmp.Or(c.BackoffMax, 5*time.Minute)
 	c.ShutdownTimeout = cmp.Or(c.ShutdownTimeout, 10*time.Second)
