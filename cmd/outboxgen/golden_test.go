@@ -104,7 +104,7 @@ func TestExampleFresh(t *testing.T) {
 		t.Fatal(err)
 	}
 	files = append(files, File{"outbox.lock.json", lock})
-	checkFiles(t, dir, "", files, "outbox.yaml", "doc.go", "roundtrip_test.go")
+	checkFiles(t, dir, "", files, "outbox.yaml", "doc.go", "roundtrip_test.go", "fuzz_test.go", "e2e_test.go")
 }
 
 func mustLoad(t *testing.T, path string) *Spec {

@@ -3,13 +3,22 @@
 // outbox.Outbox.Insert, a Watermill decoder that dispatches by event type and
 // version, one JSON Schema per event version and an AsyncAPI 3.0 document.
 //
-// Usage (from a //go:generate line):
+// Usage (from a //go:generate line), with the tool recorded in go.mod
+// (go get -tool github.com/outboxkit/outboxkit/cmd/outboxgen):
+//
+//	//go:generate go tool outboxgen -in outbox.yaml -out events_gen.go -pkg events
+//
+// or without the tool directive:
 //
 //	//go:generate go run github.com/outboxkit/outboxkit/cmd/outboxgen -in outbox.yaml -out events_gen.go -pkg events
 //
+// With -check, generate writes nothing: when a generated file is missing or
+// differs from what the schema gives, it exits with status 1 after printing
+// a summary of the differences and the command that regenerates them (for CI).
+//
 // Subcommands:
 //
-//	outboxgen [generate] -in outbox.yaml -out events_gen.go [-pkg name] [-jsonschema pattern] [-asyncapi file]
+//	outboxgen [generate] -in outbox.yaml -out events_gen.go [-pkg name] [-jsonschema pattern] [-asyncapi file] [-check]
 //	outboxgen check      -in outbox.yaml                        validate only
 //	outboxgen schema     [-o outbox.schema.json]                write the schema of outbox.yaml
 //	outboxgen lock       -in outbox.yaml [-lock outbox.lock.json]
@@ -36,6 +45,10 @@ func main() {
 // errBreaking makes `breaking` exit with status 1 after printing the list.
 var errBreaking = errors.New("breaking changes")
 
+// errStale makes `generate -check` exit with status 1 after printing the
+// stale files.
+var errStale = errors.New("stale generated files")
+
 func run(args []string, stdout, stderr io.Writer) int {
 	cmd := "generate"
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
@@ -44,7 +57,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	var err error
 	switch cmd {
 	case "generate":
-		err = cmdGenerate(args, stderr)
+		err = cmdGenerate(args, stdout, stderr)
 	case "check":
 		err = cmdCheck(args, stdout, stderr)
 	case "schema":
@@ -65,7 +78,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	case errors.Is(err, flag.ErrHelp):
 		return 0
-	case errors.Is(err, errBreaking):
+	case errors.Is(err, errBreaking), errors.Is(err, errStale):
 		return 1
 	}
 	fmt.Fprintln(stderr, err)
@@ -73,8 +86,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 const usage = `usage:
-  outboxgen [generate] -in outbox.yaml -out events_gen.go [-pkg name] [-jsonschema '{type}.v{version}.schema.json'] [-asyncapi asyncapi.json]
-  outboxgen check      -in outbox.yaml
+  outboxgen [generate] -in outbox.yaml -out events_gen.go [-pkg name] [-jsonschema '{type}.v{version}.schema.json'] [-asyncapi asyncapi.json] [-check]
+  outboxgen check      -in outbox.yaml   (validates the schema only; generate -check compares the generated files)
   outboxgen schema     [-o outbox.schema.json]
   outboxgen lock       -in outbox.yaml [-lock outbox.lock.json]
   outboxgen breaking   -in outbox.yaml [-lock outbox.lock.json]`
@@ -93,13 +106,14 @@ func load(path string) (*Spec, error) {
 	return Parse(path, src)
 }
 
-func cmdGenerate(args []string, stderr io.Writer) error {
+func cmdGenerate(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("generate", stderr)
 	in := fs.String("in", "outbox.yaml", "schema file")
 	out := fs.String("out", "events_gen.go", "generated Go file; JSON Schema and AsyncAPI files are written in its directory")
 	pkg := fs.String("pkg", "", "Go package name (default: $GOPACKAGE set by go generate, else the output directory's name)")
 	js := fs.String("jsonschema", "{type}.v{version}.schema.json", "file name pattern of the per-event JSON Schemas ({type}, {version}, {name}); empty disables")
 	aa := fs.String("asyncapi", "asyncapi.json", "file name of the AsyncAPI 3.0 document; empty disables")
+	check := fs.Bool("check", false, "write nothing; exit 1 with a summary when a generated file is missing or stale")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -125,6 +139,9 @@ func cmdGenerate(args []string, stderr io.Writer) error {
 		return err
 	}
 	dir := filepath.Dir(*out)
+	if *check {
+		return checkFresh(stdout, stderr, dir, files, fixCommand(*in, *out, *pkg, *js, *aa))
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("outboxgen: %w", err)
 	}
@@ -264,4 +281,83 @@ func cmdBreaking(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stderr, "  - %s\n", c)
 	}
 	return errBreaking
+}
+
+// fixCommand is the exact command that regenerates what -check compared,
+// with every flag resolved (a -pkg taken from $GOPACKAGE is spelled out).
+func fixCommand(in, out, pkg, js, aa string) string {
+	args := []string{"go", "run", "github.com/outboxkit/outboxkit/cmd/outboxgen", "-in", in, "-out", out, "-pkg", pkg}
+	if js != "{type}.v{version}.schema.json" {
+		args = append(args, "-jsonschema", js)
+	}
+	if aa != "asyncapi.json" {
+		args = append(args, "-asyncapi", aa)
+	}
+	for i, a := range args {
+		args[i] = shellQuote(a)
+	}
+	return strings.Join(args, " ")
+}
+
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_./=:@+-") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// checkFresh compares files with dir's content and reports each missing or
+// different one with a short summary of the difference.
+func checkFresh(stdout, stderr io.Writer, dir string, files []File, fix string) error {
+	var stale []string
+	for _, f := range files {
+		path := filepath.Join(dir, f.Name)
+		old, err := os.ReadFile(path)
+		switch {
+		case errors.Is(err, os.ErrNotExist):
+			stale = append(stale, fmt.Sprintf("  %s: missing (would be created, %d lines)", path, bytes.Count(f.Data, []byte("\n"))))
+		case err != nil:
+			return fmt.Errorf("outboxgen: %w", err)
+		case !bytes.Equal(old, f.Data):
+			stale = append(stale, "  "+path+": "+diffSummary(old, f.Data))
+		}
+	}
+	if len(stale) == 0 {
+		fmt.Fprintf(stdout, "outboxgen: %d generated file(s) up to date\n", len(files))
+		return nil
+	}
+	wd, _ := os.Getwd()
+	fmt.Fprintf(stderr, "outboxgen: %d of %d generated file(s) stale:\n%s\nto fix, run in %s:\n  %s\n(or go generate ./... in the module)\n",
+		len(stale), len(files), strings.Join(stale, "\n"), wd, fix)
+	return errStale
+}
+
+// diffSummary says which line range differs between have and want (after
+// their common head and tail) and shows the first differing line of each.
+func diffSummary(have, want []byte) string {
+	h := strings.SplitAfter(string(have), "\n")
+	w := strings.SplitAfter(string(want), "\n")
+	pre := 0
+	for pre < len(h) && pre < len(w) && h[pre] == w[pre] {
+		pre++
+	}
+	suf := 0
+	for suf < len(h)-pre && suf < len(w)-pre && h[len(h)-1-suf] == w[len(w)-1-suf] {
+		suf++
+	}
+	hd, wd := h[pre:len(h)-suf], w[pre:len(w)-suf]
+	var b strings.Builder
+	fmt.Fprintf(&b, "differs from line %d (-%d +%d lines)", pre+1, len(hd), len(wd))
+	show := func(sign string, lines []string) {
+		if len(lines) > 0 {
+			l := strings.TrimRight(lines[0], "\n")
+			if len(l) > 100 {
+				l = l[:100] + "..."
+			}
+			fmt.Fprintf(&b, "\n      %s %s", sign, l)
+		}
+	}
+	show("-", hd)
+	show("+", wd)
+	return b.String()
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	_ "embed"
 	"encoding/json"
 	"errors"
@@ -12,6 +13,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 	"github.com/santhosh-tekuri/jsonschema/v6/kind"
@@ -139,6 +142,66 @@ type parser struct {
 	nodes map[string]*yaml.Node // JSON pointer -> value node
 	keys  map[string]*yaml.Node // JSON pointer -> key node (mapping entries)
 	diags []Diag
+	decls []decl // top-level Go identifiers the generated file will declare
+}
+
+// decl is one top-level Go identifier of the generated file and the schema
+// location that asks for it.
+type decl struct {
+	ident string
+	pos   Pos    // zero for identifiers the generator always declares
+	ptr   string // schema location, for the diagnostic's path
+	what  string // e.g. "struct of event care.invoice.issued v1"
+	hint  string // how to resolve a collision
+}
+
+// generatedIdents are declared by every generated file (some only when
+// used; they are reserved anyway so that adding a field never breaks a
+// schema that used to work).
+var generatedIdents = []string{"HeaderEventVersion", "Upcaster", "UnknownEventPolicy", "UnknownEventError", "UnknownEventSkip",
+	"ErrUnknownEvent", "ErrMalformedEvent", "DecoderConfig", "Decoder", "NewDecoder", "FieldError", "Decimal", "Money", "Date", "DateOf"}
+
+// declare records that the generated file declares ident because of the
+// schema node at ptr (its key when atKey).
+func (p *parser) declare(ident, ptr string, atKey bool, what, hint string) {
+	pos := p.pos(ptr)
+	if n := p.keys[ptr]; atKey && n != nil {
+		pos = Pos{n.Line, n.Column}
+	}
+	p.decls = append(p.decls, decl{ident: ident, pos: pos, ptr: ptr, what: what, hint: hint})
+}
+
+// checkIdents reports every identifier declared twice, at the later
+// declaration in file order, naming the earlier one: the generated file
+// would not compile.
+func (p *parser) checkIdents() {
+	decls := slices.Clone(p.decls)
+	for _, id := range generatedIdents {
+		decls = append(decls, decl{ident: id, what: "an identifier the generated code always declares"})
+	}
+	sort.SliceStable(decls, func(i, j int) bool {
+		a, b := decls[i].pos, decls[j].pos
+		return a.Line < b.Line || a.Line == b.Line && a.Col < b.Col
+	})
+	seen := map[string]decl{}
+	reported := map[[2]Pos]bool{} // one diagnostic per pair of schema locations
+	for _, d := range decls {
+		prev, dup := seen[d.ident]
+		if !dup {
+			seen[d.ident] = d
+			continue
+		}
+		if reported[[2]Pos{d.pos, prev.pos}] {
+			continue
+		}
+		reported[[2]Pos{d.pos, prev.pos}] = true
+		where := prev.what
+		if prev.pos != (Pos{}) {
+			where = fmt.Sprintf("%s at %s:%d:%d", prev.what, p.file, prev.pos.Line, prev.pos.Col)
+		}
+		p.diags = append(p.diags, Diag{File: p.file, Pos: d.pos, Path: displayPath(d.ptr),
+			Msg: fmt.Sprintf("Go name %s (%s) collides with %s; %s", d.ident, d.what, where, d.hint)})
+	}
 }
 
 func (p *parser) errAt(ptr string, format string, args ...any) {
@@ -308,6 +371,9 @@ var knownKeys = []string{"info", "types", "events", "name", "go_name", "type", "
 func suggest(prop string, _ *jsonschema.ValidationError) string {
 	norm := strings.ReplaceAll(strings.ToLower(prop), "-", "_")
 	for _, k := range knownKeys {
+		if k == prop {
+			return " (not allowed here)"
+		}
 		if k == norm || strings.ReplaceAll(k, "_", "") == strings.ReplaceAll(norm, "_", "") {
 			return fmt.Sprintf(" (did you mean %q?)", k)
 		}
@@ -419,10 +485,11 @@ func (p *parser) build(root map[string]any) *Spec {
 		case !hasFields && !hasEnum:
 			p.errAt(ptr, "a type needs fields (object) or enum")
 		case hasEnum:
-			nt.Enum = p.enumValues(ptrJoin(ptr, "enum"), tm["enum"].([]any))
+			nt.Enum = p.enumValues(ptrJoin(ptr, "enum"), tm["enum"].([]any), name)
 		}
-		if slices.Contains(builtinKinds, name) || name == "Decoder" || name == "DecoderConfig" || name == "Upcaster" || name == "Decimal" || name == "Money" || name == "Date" || name == "FieldError" {
-			p.errAtKey(ptr, "type name %q is reserved by the generated code", name)
+		p.declare(name, ptr, true, "type "+name, "rename the type")
+		if hasEnum && !hasFields {
+			p.declare(name+"Unknown", ptr, true, "fallback constant of enum "+name, "rename the type")
 		}
 		s.Types = append(s.Types, nt)
 		s.types[name] = nt
@@ -439,9 +506,9 @@ func (p *parser) build(root map[string]any) *Spec {
 	}
 	p.checkCycles(s)
 
-	seenGo := map[string]string{}
 	seenTV := map[string]bool{}
 	nameOfType := map[string]string{}
+	typeOfName := map[string]string{}
 	for i, ev := range root["events"].([]any) {
 		em := ev.(map[string]any)
 		ptr := ptrJoin("/events", strconv.Itoa(i))
@@ -469,15 +536,21 @@ func (p *parser) build(root map[string]any) *Spec {
 		seenTV[tv] = true
 		if prev, ok := nameOfType[e.Type]; ok && prev != e.Name {
 			p.errAt(ptrJoin(ptr, "name"), "event type %q is named %q elsewhere; all versions of a type share one name", e.Type, prev)
+		} else if prev, ok := typeOfName[e.Name]; ok && prev != e.Type {
+			p.errAt(ptrJoin(ptr, "name"), "event name %q is already used by event type %q; each event type needs its own name (it names the decoder's On%s method)", e.Name, prev, e.Name)
 		}
 		nameOfType[e.Type] = e.Name
-		if prev, ok := seenGo[e.GoName]; ok {
-			p.errAt(ptrJoin(ptr, "name"), "Go name %s is already used by %s", e.GoName, prev)
+		typeOfName[e.Name] = e.Type
+		namePtr := ptrJoin(ptr, "name")
+		if _, ok := em["go_name"]; ok {
+			namePtr = ptrJoin(ptr, "go_name")
 		}
-		if _, ok := s.types[e.GoName]; ok {
-			p.errAt(ptrJoin(ptr, "name"), "Go name %s collides with a type of the types section", e.GoName)
+		what := fmt.Sprintf("event %s v%d", e.Type, e.Version)
+		p.declare(e.GoName, namePtr, false, "struct of "+what, "set go_name on one of the events")
+		for _, sfx := range []string{"Type", "Version", "Topic"} {
+			p.declare(e.GoName+sfx, namePtr, false, "constant of "+what, "set go_name on one of the events")
 		}
-		seenGo[e.GoName] = tv
+		p.declare("Insert"+e.GoName, namePtr, false, "insert helper of "+what, "set go_name on one of the events")
 		e.Fields = p.fields(s, ptrJoin(ptr, "fields"), em["fields"].(map[string]any), e.GoName)
 		if e.Key != "" {
 			for _, f := range e.Fields {
@@ -496,22 +569,41 @@ func (p *parser) build(root map[string]any) *Spec {
 		}
 		s.Events = append(s.Events, e)
 	}
+	p.checkIdents()
+	// The order of types and events in the file carries no meaning: sort
+	// them so that reordering the file never changes the output. Field
+	// order and enum value order are kept: they are the struct's field
+	// order, the JSON payload's key order and the constants' order.
+	slices.SortStableFunc(s.Types, func(a, b *NamedType) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortStableFunc(s.Events, func(a, b *Event) int {
+		return cmp.Or(strings.Compare(a.Type, b.Type), cmp.Compare(a.Version, b.Version))
+	})
 	return s
 }
 
-func (p *parser) enumValues(ptr string, vs []any) []string {
+func (p *parser) enumValues(ptr string, vs []any, goName string) []string {
 	out := make([]string, 0, len(vs))
-	seenGo := map[string]bool{}
+	seenGo := map[string]string{}
 	for i, v := range vs {
 		sv := v.(string)
 		g := goIdent(sv)
+		switch {
+		case strings.TrimSpace(sv) != sv:
+			p.errAt(ptrJoin(ptr, strconv.Itoa(i)), "enum value %q has leading or trailing spaces", sv)
+		case strings.ContainsFunc(sv, unicode.IsControl):
+			p.errAt(ptrJoin(ptr, strconv.Itoa(i)), "enum value %q contains a control character", sv)
+		case !strings.ContainsFunc(sv, func(r rune) bool { return unicode.IsLetter(r) || unicode.IsDigit(r) }):
+			p.errAt(ptrJoin(ptr, strconv.Itoa(i)), "enum value %q has no letter or digit to derive a Go constant name from", sv)
+		}
 		if strings.EqualFold(g, "Unknown") {
 			p.errAt(ptrJoin(ptr, strconv.Itoa(i)), "enum value %q is reserved: Unknown is the generated fallback for values a consumer does not know", sv)
 		}
-		if seenGo[g] {
-			p.errAt(ptrJoin(ptr, strconv.Itoa(i)), "enum value %q maps to the same Go name %s as an earlier value", sv, g)
+		if prev, ok := seenGo[g]; ok {
+			p.errAt(ptrJoin(ptr, strconv.Itoa(i)), "enum value %q maps to the same Go name %s as value %q (Go names ignore case, spaces and punctuation); rename one of them", sv, g, prev)
+		} else {
+			seenGo[g] = sv
+			p.declare(goName+g, ptrJoin(ptr, strconv.Itoa(i)), false, fmt.Sprintf("constant of enum %s value %q", goName, sv), "rename the value or the enum")
 		}
-		seenGo[g] = true
 		out = append(out, sv)
 	}
 	return out
@@ -595,11 +687,11 @@ func (p *parser) typeRef(s *Spec, ptr string, m map[string]any, enumGoName strin
 			if !ok {
 				p.errAt(tptr, "type enum needs an enum list of values (or declare a named enum under types)")
 			} else {
-				t.Enum = p.enumValues(ptrJoin(ptr, "enum"), vs)
 				t.EnumGoName = enumGoName
-				if _, clash := s.types[enumGoName]; clash {
-					p.errAt(tptr, "inline enum Go type %s collides with a named type", enumGoName)
-				}
+				hint := "set go_name on the field or declare a named enum under types"
+				p.declare(enumGoName, tptr, false, "inline enum type of "+displayPath(ptr), hint)
+				p.declare(enumGoName+"Unknown", tptr, false, "fallback constant of inline enum "+enumGoName, hint)
+				t.Enum = p.enumValues(ptrJoin(ptr, "enum"), vs, enumGoName)
 			}
 		}
 	case "array", "map":
@@ -707,22 +799,35 @@ func (p *parser) checkCycles(s *Spec) {
 	}
 }
 
-// goIdent turns snake_case, kebab-case or dotted names into an exported Go
-// identifier with common initialisms (invoice_id -> InvoiceID).
+// goIdent turns snake_case, kebab-case, dotted or spaced names into an
+// exported Go identifier with common initialisms (invoice_id -> InvoiceID,
+// "on hold" -> OnHold, "2fa" -> V2fa). Every rune that cannot appear in a Go
+// identifier separates words. The result may be "V" alone when s has no
+// letter or digit; callers reject such names.
 func goIdent(s string) string {
 	var b strings.Builder
-	for _, part := range strings.FieldsFunc(s, func(r rune) bool { return r == '_' || r == '-' || r == '.' }) {
-		if up := strings.ToUpper(part); initialisms[up] {
-			b.WriteString(up)
+	for _, part := range strings.FieldsFunc(s, func(r rune) bool { return !unicode.IsLetter(r) && !unicode.IsDigit(r) }) {
+		if w, ok := initialisms[strings.ToUpper(part)]; ok {
+			b.WriteString(w)
 			continue
 		}
-		b.WriteString(strings.ToUpper(part[:1]) + part[1:])
+		r, n := utf8.DecodeRuneInString(part)
+		b.WriteRune(unicode.ToUpper(r))
+		b.WriteString(part[n:])
 	}
 	g := b.String()
-	if g == "" || (g[0] >= '0' && g[0] <= '9') {
+	if r, _ := utf8.DecodeRuneInString(g); g == "" || !unicode.IsLetter(r) {
 		g = "V" + g
 	}
 	return g
 }
 
-var initialisms = map[string]bool{"ID": true, "UUID": true, "URL": true, "URI": true, "API": true, "HTTP": true, "JSON": true, "IP": true, "SQL": true, "ISO": true, "VAT": true}
+// initialisms maps an upper-cased word to its spelling in Go names, after
+// the list of golint/staticcheck (ST1003) plus a few domain words.
+var initialisms = func() map[string]string {
+	m := map[string]string{"IDS": "IDs", "URLS": "URLs", "UUIDS": "UUIDs", "APIS": "APIs"}
+	for _, w := range strings.Fields("ACL API ASCII CPU CSS DNS EOF GUID HTML HTTP HTTPS ID IP ISO JSON LHS QPS RAM RHS RPC SLA SMTP SQL SSH TCP TLS TTL UDP UI UID UUID URI URL UTF8 VAT VM XML XMPP XSRF XSS") {
+		m[w] = w
+	}
+	return m
+}()

@@ -209,7 +209,9 @@ func (o *Outbox) prepare(ctx context.Context, i int, e *Event, now time.Time) (o
 	}, nil
 }
 
-// Get returns one stored event by id, or an error wrapping ErrNotFound.
+// Get returns one stored event by id, or an error wrapping ErrNotFound. A
+// row whose headers cannot be decoded is still returned, with the reason in
+// LastError.
 func (o *Outbox) Get(ctx context.Context, id string) (*StoredEvent, error) {
 	u, err := uuid.Parse(id)
 	if err != nil {
@@ -219,7 +221,16 @@ func (o *Outbox) Get(ctx context.Context, id string) (*StoredEvent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("outbox: get %s: %w", id, err)
 	}
-	return storedFromRow(row)
+	return readable(storedFromRow(row)), nil
+}
+
+// readable keeps an unreadable row visible to operators: the decode error
+// goes to LastError (unless the relay already recorded one).
+func readable(s *StoredEvent, err error) *StoredEvent {
+	if err != nil {
+		s.LastError = cmp.Or(s.LastError, err.Error())
+	}
+	return s
 }
 
 // ListFilter selects events for List. Zero fields do not filter.
@@ -272,12 +283,7 @@ func (o *Outbox) List(ctx context.Context, f ListFilter) (*ListPage, error) {
 		page.Next = rows[limit-1].Seq
 	}
 	for _, r := range rows {
-		s, err := storedFromRow(r)
-		if err != nil {
-			// An unreadable row is still listed so operators can see it.
-			s.LastError = cmp.Or(s.LastError, err.Error())
-		}
-		page.Events = append(page.Events, s)
+		page.Events = append(page.Events, readable(storedFromRow(r)))
 	}
 	return page, nil
 }
