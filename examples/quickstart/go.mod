@@ -5,11 +5,30 @@ go 1.26.0
 require (
 	github.com/ThreeDotsLabs/watermill v1.5.1
 	github.com/ThreeDotsLabs/watermill-nats/v2 v2.1.3
+	github.com/go-sql-driver/mysql v1.10.1
 	github.com/nats-io/nats-server/v2 v2.15.2
 	github.com/nats-io/nats.go v1.53.1
 	github.com/outboxkit/outboxkit/drivers/postgres v0.0.0
 	github.com/outboxkit/outboxkit/drivers/sqlite v0.0.0
 	github.com/outboxkit/outboxkit/framework v0.0.0
+)
+
+require (
+	filippo.io/edwards25519 v1.2.0 // indirect
+	github.com/Rican7/retry v0.3.1 // indirect
+	github.com/ThreeDotsLabs/watermill-amqp/v3 v3.0.2 // indirect
+	github.com/ThreeDotsLabs/watermill-redisstream v1.4.5 // indirect
+	github.com/cenkalti/backoff/v3 v3.2.2 // indirect
+	github.com/cespare/xxhash/v2 v2.3.0 // indirect
+	github.com/dgryski/go-rendezvous v0.0.0-20200823014737-9f7001d12a5f // indirect
+	github.com/golang/protobuf v1.5.4 // indirect
+	github.com/hashicorp/errwrap v1.1.0 // indirect
+	github.com/hashicorp/go-multierror v1.1.1 // indirect
+	github.com/rabbitmq/amqp091-go v1.10.0 // indirect
+	github.com/redis/go-redis/v9 v9.12.1 // indirect
+	github.com/vmihailenco/msgpack v4.0.4+incompatible // indirect
+	google.golang.org/appengine v1.6.8 // indirect
+	google.golang.org/protobuf v1.36.8 // indirect
 )
 
 require (
@@ -27,6 +46,9 @@ require (
 	github.com/nats-io/nuid v1.0.1 // indirect
 	github.com/ncruces/go-strftime v1.1.0 // indirect
 	github.com/oklog/ulid v1.3.1 // indirect
+	github.com/outboxkit/outboxkit/brokers/amqp v0.0.0
+	github.com/outboxkit/outboxkit/brokers/redisstream v0.0.0
+	github.com/outboxkit/outboxkit/drivers/mysql v0.0.0
 	github.com/pkg/errors v0.9.1 // indirect
 	github.com/remyoudompheng/bigfft v0.0.0-20230129092748-24d4a6f8daec // indirect
 	golang.org/x/crypto v0.58.0 // indirect
@@ -43,3 +65,9 @@ replace (
 	github.com/outboxkit/outboxkit/drivers/sqlite => ../../drivers/sqlite
 	github.com/outboxkit/outboxkit/framework => ../../framework
 )
+
+replace github.com/outboxkit/outboxkit/drivers/mysql => ../../drivers/mysql
+
+replace github.com/outboxkit/outboxkit/brokers/amqp => ../../brokers/amqp
+
+replace github.com/outboxkit/outboxkit/brokers/redisstream => ../../brokers/redisstream

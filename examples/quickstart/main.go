@@ -14,10 +14,12 @@
 //
 // Environment:
 //
-//	OUTBOX_DB_URL      postgres://... runs the same scenario on PostgreSQL
-//	                   (drivers/postgres) instead of a temporary SQLite file.
+//	OUTBOX_DB_URL      postgres://... or mysql://user:pass@host:3306/db runs
+//	                   the same scenario on PostgreSQL or MySQL/MariaDB
+//	                   instead of a temporary SQLite file.
 //	OUTBOX_BROKER_URL  nats://... publishes to that NATS server (JetStream
-//	                   enabled) instead of the embedded one.
+//	                   enabled) instead of the embedded one; amqp://... and
+//	                   redis://... use RabbitMQ or Redis Streams (brokers/).
 package main
 
 import (

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	gomysql "github.com/go-sql-driver/mysql"
+
 	"github.com/outboxkit/outboxkit/framework/outboxtest"
 )
 
@@ -51,13 +53,35 @@ func TestQuickstartPostgresNATS(t *testing.T) {
 	}
 }
 
+// TestQuickstartMySQLRabbitMQ runs the scenario on MariaDB/MySQL and
+// RabbitMQ (a broker without native dedup: the consumer's processed-ids
+// table absorbs every republished event).
+func TestQuickstartMySQLRabbitMQ(t *testing.T) {
+	t.Parallel()
+	outboxtest.RequireService(t, outboxtest.MySQL, outboxtest.AMQP)
+	dsn, err := gomysql.ParseDSN(outboxtest.MySQLDSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := defaultConfig()
+	cfg.DBURL = "mysql://" + dsn.User + ":" + dsn.Passwd + "@" + dsn.Addr + "/" + dsn.DBName
+	cfg.BrokerURL = outboxtest.AMQPURL()
+	sum := runScenario(t, cfg)
+	if !strings.Contains(sum.Database, "MySQL") || !strings.Contains(sum.Broker, "amqp://") {
+		t.Fatalf("not the external setup: %s / %s", sum.Database, sum.Broker)
+	}
+	if sum.Deduplicated < sum.LostAcks+sum.Resent {
+		t.Fatalf("deduplicated %d, want at least withheld acks %d + resent %d", sum.Deduplicated, sum.LostAcks, sum.Resent)
+	}
+}
+
 // TestCheckCatchesBadNumbers makes sure the summary check can fail.
 func TestCheckCatchesBadNumbers(t *testing.T) {
 	t.Parallel()
 	good := Summary{
 		Written: 10, Committed: 8, RolledBack: 2, InvoiceRows: 8, BilledCents: 800,
 		OutboxDelivered: 8, PendingWhileDown: 3, DeliveredByRelay1: 4, DeliveredByRelay2: 5, Published: 9, Resent: 1,
-		StreamMessages: 8, StreamWithEventID: 8,
+		JetStream: true, StreamMessages: 8, StreamWithEventID: 8,
 		Received: 9, Applied: 8, Deduplicated: 1, LostAcks: 1, LedgerRows: 8, LedgerCents: 800,
 	}
 	if p := good.Check(); len(p) != 0 {
@@ -84,12 +108,12 @@ func TestCheckCatchesBadNumbers(t *testing.T) {
 func TestBadURLs(t *testing.T) {
 	t.Parallel()
 	for _, cfg := range []config{
-		{DBURL: "mysql://root@localhost/test"},
-		{BrokerURL: "amqp://localhost"},
+		{DBURL: "oracle://root@localhost/test"},
+		{BrokerURL: "mqtt://localhost"},
 	} {
 		c := defaultConfig()
 		c.DBURL, c.BrokerURL = cfg.DBURL, cfg.BrokerURL
-		if _, err := run(context.Background(), c); err == nil || !strings.Contains(err.Error(), "must be a") {
+		if _, err := run(context.Background(), c); err == nil || (!strings.Contains(err.Error(), "must be a") && !strings.Contains(err.Error(), "unknown broker URL scheme")) {
 			t.Errorf("%+v: want a clear error, got %v", cfg, err)
 		}
 	}

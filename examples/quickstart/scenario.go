@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,9 +22,13 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
+	_ "github.com/outboxkit/outboxkit/brokers/amqp"        // amqp:// for OUTBOX_BROKER_URL
+	_ "github.com/outboxkit/outboxkit/brokers/redisstream" // redis:// for OUTBOX_BROKER_URL
+	"github.com/outboxkit/outboxkit/drivers/mysql"
 	"github.com/outboxkit/outboxkit/drivers/postgres"
 	"github.com/outboxkit/outboxkit/drivers/sqlite"
 	"github.com/outboxkit/outboxkit/framework/outbox"
+	"github.com/outboxkit/outboxkit/framework/outboxbroker"
 	"github.com/outboxkit/outboxkit/framework/outboxdriver"
 )
 
@@ -82,7 +88,8 @@ type env struct {
 	tables  struct{ invoices, processed, ledger string }
 	subject string
 	stream  string
-	js      nats.JetStreamContext
+	js      nats.JetStreamContext // nil unless the broker is NATS JetStream
+	mysql   bool                  // MySQL: ? placeholders, INSERT IGNORE
 	pub     message.Publisher
 	sub     message.Subscriber
 
@@ -104,6 +111,41 @@ type env struct {
 }
 
 func (e *env) cleanup(f func()) { e.cleanups = append(e.cleanups, f) }
+
+// sql adapts a statement written with $n placeholders and ON CONFLICT DO
+// NOTHING (PostgreSQL and SQLite) to MySQL.
+func (e *env) sql(q string) string {
+	if !e.mysql {
+		return q
+	}
+	q = placeholderRe.ReplaceAllString(q, "?")
+	if strings.HasSuffix(q, " ON CONFLICT DO NOTHING") {
+		q = "INSERT IGNORE" + strings.TrimPrefix(strings.TrimSuffix(q, " ON CONFLICT DO NOTHING"), "INSERT")
+	}
+	return q
+}
+
+var placeholderRe = regexp.MustCompile(`\$[0-9]+`)
+
+// mysqlDSN turns mysql://user:pass@host:3306/db into the go-sql-driver form.
+func mysqlDSN(raw string) (string, error) {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" || strings.Trim(u.Path, "/") == "" {
+		return "", errors.New("OUTBOX_DB_URL: want mysql://user:password@host:3306/database")
+	}
+	auth := ""
+	if u.User != nil {
+		auth = u.User.String() + "@"
+		if pw, ok := u.User.Password(); ok {
+			auth = u.User.Username() + ":" + pw + "@"
+		}
+	}
+	dsn := auth + "tcp(" + u.Host + ")/" + strings.Trim(u.Path, "/")
+	if u.RawQuery != "" {
+		dsn += "?" + u.RawQuery
+	}
+	return dsn, nil
+}
 
 // run plays the whole scenario and returns its summary.
 func run(ctx context.Context, cfg config) (*Summary, error) {
@@ -138,9 +180,35 @@ func run(ctx context.Context, cfg config) (*Summary, error) {
 
 func (e *env) setupDB(ctx context.Context, sum *Summary) error {
 	e.tables.invoices, e.tables.processed, e.tables.ledger = "invoices", "processed_events", "ledger"
-	if e.cfg.DBURL != "" {
+	if strings.HasPrefix(e.cfg.DBURL, "mysql://") {
+		dsn, err := mysqlDSN(e.cfg.DBURL)
+		if err != nil {
+			return err
+		}
+		db, err := mysql.Open(dsn)
+		if err != nil {
+			return fmt.Errorf("open OUTBOX_DB_URL: %w", err)
+		}
+		e.cleanup(func() { db.Close() })
+		if err := db.PingContext(ctx); err != nil {
+			return fmt.Errorf("OUTBOX_DB_URL unreachable: %w", err)
+		}
+		p := "qs_" + e.suffix + "_"
+		e.tables.invoices, e.tables.processed, e.tables.ledger = p+"invoices", p+"processed", p+"ledger"
+		drv, err := mysql.New(db, mysql.Config{Table: p + "outbox"})
+		if err != nil {
+			return err
+		}
+		e.cleanup(func() {
+			for _, t := range []string{e.tables.invoices, e.tables.processed, e.tables.ledger, p + "outbox", p + "outbox_migrations", p + "outbox_relay_lock"} {
+				_, _ = db.Exec("DROP TABLE IF EXISTS `" + t + "`")
+			}
+		})
+		e.db, e.ledger, e.drv, e.mysql = db, db, drv, true
+		sum.Database = "MySQL/MariaDB (OUTBOX_DB_URL), outbox table " + drv.Table()
+	} else if e.cfg.DBURL != "" {
 		if !strings.HasPrefix(e.cfg.DBURL, "postgres://") && !strings.HasPrefix(e.cfg.DBURL, "postgresql://") {
-			return errors.New("OUTBOX_DB_URL must be a postgres:// URL (unset it to use the embedded SQLite)")
+			return errors.New("OUTBOX_DB_URL must be a postgres:// or mysql:// URL (unset it to use the embedded SQLite)")
 		}
 		db, err := sql.Open("postgres", e.cfg.DBURL)
 		if err != nil {
@@ -196,17 +264,17 @@ func (e *env) setupDB(ctx context.Context, sum *Summary) error {
 		return err
 	}
 	e.ob = ob
-	// The DDL below is portable between SQLite and PostgreSQL.
+	// The DDL below is portable between SQLite, PostgreSQL and MySQL.
 	for _, q := range []struct {
 		db  *sql.DB
 		ddl string
 	}{
 		{e.db, `CREATE TABLE IF NOT EXISTS ` + e.tables.invoices + ` (
-			id TEXT PRIMARY KEY, patient TEXT NOT NULL, amount_cents BIGINT NOT NULL, issued_at TEXT NOT NULL)`},
+			id VARCHAR(64) PRIMARY KEY, patient TEXT NOT NULL, amount_cents BIGINT NOT NULL, issued_at TEXT NOT NULL)`},
 		{e.ledger, `CREATE TABLE IF NOT EXISTS ` + e.tables.processed + ` (
-			event_id TEXT PRIMARY KEY, processed_at TEXT NOT NULL)`},
+			event_id VARCHAR(64) PRIMARY KEY, processed_at TEXT NOT NULL)`},
 		{e.ledger, `CREATE TABLE IF NOT EXISTS ` + e.tables.ledger + ` (
-			invoice_id TEXT PRIMARY KEY, patient TEXT NOT NULL, amount_cents BIGINT NOT NULL, event_id TEXT NOT NULL)`},
+			invoice_id VARCHAR(64) PRIMARY KEY, patient TEXT NOT NULL, amount_cents BIGINT NOT NULL, event_id TEXT NOT NULL)`},
 	} {
 		if _, err := q.db.ExecContext(ctx, q.ddl); err != nil {
 			return fmt.Errorf("create business tables: %w", err)
@@ -217,8 +285,20 @@ func (e *env) setupDB(ctx context.Context, sum *Summary) error {
 
 func (e *env) setupBroker(ctx context.Context, sum *Summary) error {
 	url := e.cfg.BrokerURL
+	e.subject = "quickstart." + e.suffix + ".invoice.issued"
 	if url != "" && !strings.HasPrefix(url, "nats://") {
-		return errors.New("OUTBOX_BROKER_URL must be a nats:// URL (unset it to use the embedded NATS server)")
+		// Any other broker module, opened by URL (amqp://, redis://, kafka://).
+		b, err := outboxbroker.Open(ctx, url, outboxbroker.Options{ConsumerGroup: "quickstart_" + e.suffix})
+		if err != nil {
+			return fmt.Errorf("OUTBOX_BROKER_URL: %w", err)
+		}
+		e.cleanup(func() { b.Close() })
+		if b.Subscriber == nil {
+			return fmt.Errorf("OUTBOX_BROKER_URL: broker %s has no subscriber", outboxbroker.Redact(url))
+		}
+		e.pub, e.sub = b.Publisher, b.Subscriber
+		sum.Broker = "OUTBOX_BROKER_URL " + outboxbroker.Redact(url)
+		return nil
 	}
 	if url == "" {
 		dir, err := os.MkdirTemp("", "outboxkit-quickstart-nats-*")
@@ -264,7 +344,6 @@ func (e *env) setupBroker(ctx context.Context, sum *Summary) error {
 	// StreamInfo round trip on every publish). The Duplicates window is
 	// where JetStream drops a republished Nats-Msg-Id.
 	e.stream = "QUICKSTART_" + e.suffix
-	e.subject = "quickstart." + e.suffix + ".invoice.issued"
 	if _, err := js.AddStream(&nats.StreamConfig{
 		Name: e.stream, Subjects: []string{e.subject}, Storage: nats.FileStorage, Duplicates: 2 * time.Minute,
 	}, nats.Context(ctx)); err != nil {
@@ -368,7 +447,7 @@ func (e *env) writeOne(ctx context.Context, number int) error {
 		return err
 	}
 	defer tx.Rollback() //nolint:errcheck // no-op after Commit
-	if _, err := tx.ExecContext(ctx, `INSERT INTO `+e.tables.invoices+` (id, patient, amount_cents, issued_at) VALUES ($1, $2, $3, $4)`,
+	if _, err := tx.ExecContext(ctx, e.sql(`INSERT INTO `+e.tables.invoices+` (id, patient, amount_cents, issued_at) VALUES ($1, $2, $3, $4)`),
 		inv.InvoiceID, inv.Patient, inv.AmountCents, time.Now().UTC().Format(time.RFC3339Nano)); err != nil {
 		return fmt.Errorf("insert invoice: %w", err)
 	}
@@ -430,7 +509,7 @@ func (e *env) applyOnce(msg *message.Message) (applied bool, err error) {
 		return false, err
 	}
 	defer tx.Rollback() //nolint:errcheck // no-op after Commit
-	res, err := tx.ExecContext(ctx, `INSERT INTO `+e.tables.processed+` (event_id, processed_at) VALUES ($1, $2) ON CONFLICT DO NOTHING`,
+	res, err := tx.ExecContext(ctx, e.sql(`INSERT INTO `+e.tables.processed+` (event_id, processed_at) VALUES ($1, $2) ON CONFLICT DO NOTHING`),
 		msg.UUID, time.Now().UTC().Format(time.RFC3339Nano))
 	if err != nil {
 		return false, err
@@ -442,7 +521,7 @@ func (e *env) applyOnce(msg *message.Message) (applied bool, err error) {
 	if err := (&outbox.Event{ID: msg.UUID, Type: "invoice.issued", Payload: msg.Payload}).DecodeJSON(&inv); err != nil {
 		return false, err
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO `+e.tables.ledger+` (invoice_id, patient, amount_cents, event_id) VALUES ($1, $2, $3, $4)`,
+	if _, err := tx.ExecContext(ctx, e.sql(`INSERT INTO `+e.tables.ledger+` (invoice_id, patient, amount_cents, event_id) VALUES ($1, $2, $3, $4)`),
 		inv.InvoiceID, inv.Patient, inv.AmountCents, msg.UUID); err != nil {
 		return false, err
 	}
@@ -598,23 +677,34 @@ func (e *env) count(ctx context.Context, sum *Summary) error {
 	}
 
 	sum.Published = e.published.Load()
+	if e.js == nil {
+		return e.countLedger(ctx, sum)
+	}
+	sum.JetStream = true
 	info, err := e.js.StreamInfo(e.stream, nats.Context(ctx))
 	if err != nil {
 		return err
 	}
 	sum.StreamMessages = int64(info.State.Msgs)
 	// Every stored message carries its event id as Nats-Msg-Id.
-	e.mu.Lock()
-	defer e.mu.Unlock()
 	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && seq > 0; seq++ {
 		raw, err := e.js.GetMsg(e.stream, seq, nats.Context(ctx))
 		if err != nil {
 			return fmt.Errorf("read stream message %d: %w", seq, err)
 		}
+		e.mu.Lock()
 		if _, ok := e.committed[raw.Header.Get(nats.MsgIdHdr)]; ok {
 			sum.StreamWithEventID++
 		}
+		e.mu.Unlock()
 	}
+	return e.countLedger(ctx, sum)
+}
+
+// countLedger fills the consumer side of the summary from the ledger.
+func (e *env) countLedger(ctx context.Context, sum *Summary) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
 
 	sum.Received, sum.Applied = e.received.Load(), e.applied.Load()
 	sum.Deduplicated, sum.LostAcks, sum.ConsumerErrors = e.dedup.Load(), e.lostAcks.Load(), e.consumerErrs.Load()
