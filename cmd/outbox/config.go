@@ -18,6 +18,7 @@ import (
 
 	"github.com/outboxkit/outboxkit/drivers/mysql"
 	"github.com/outboxkit/outboxkit/drivers/postgres"
+	"github.com/outboxkit/outboxkit/drivers/sqlite"
 	"github.com/outboxkit/outboxkit/framework/outbox"
 	"github.com/outboxkit/outboxkit/framework/outboxbroker"
 	"github.com/outboxkit/outboxkit/framework/outboxdriver"
@@ -36,7 +37,7 @@ type globalFlags struct {
 func (g *globalFlags) register(cmd *cobra.Command) {
 	f := cmd.PersistentFlags()
 	f.StringVar(&g.config, "config", "", "YAML config file (env OUTBOX_CONFIG)")
-	f.StringVar(&g.dbURL, "db-url", "", "database URL: postgres://... or mysql://user:pass@host:3306/db (env OUTBOX_DB_URL)")
+	f.StringVar(&g.dbURL, "db-url", "", "database URL: postgres://..., mysql://user:pass@host:3306/db or sqlite:///path.db (env OUTBOX_DB_URL)")
 	f.StringVar(&g.brokerURL, "broker-url", "", "broker URL: nats://, kafka://, amqp://, redis://, memory:// (env OUTBOX_BROKER_URL)")
 	f.StringVar(&g.table, "table", "", `outbox table name (env OUTBOX_TABLE, default "outbox")`)
 	f.StringVar(&g.schema, "schema", "", "database schema holding the table (env OUTBOX_SCHEMA; PostgreSQL only)")
@@ -115,8 +116,21 @@ func (a *app) openOutbox(ctx context.Context) (outboxdriver.Driver, *outbox.Outb
 			return nil, nil, nil, &codedError{exitUsage, err}
 		}
 		drv, err = mysql.New(db, mysql.Config{Table: a.cfg.Table})
+	case "sqlite":
+		path := u.Path
+		if u.Host != "" { // sqlite://relative/path.db
+			path = u.Host + u.Path
+		}
+		if path == "" {
+			return nil, nil, nil, usageError("--db-url: want sqlite:///absolute/path.db or sqlite://relative/path.db")
+		}
+		db, err = sqlite.Open(path)
+		if err != nil {
+			return nil, nil, nil, &codedError{exitUsage, err}
+		}
+		drv, err = sqlite.New(db, sqlite.Config{Table: a.cfg.Table})
 	default:
-		return nil, nil, nil, usageError("--db-url scheme %q not supported (want postgres:// or mysql://)", u.Scheme)
+		return nil, nil, nil, usageError("--db-url scheme %q not supported (want postgres://, mysql:// or sqlite://)", u.Scheme)
 	}
 	if err != nil {
 		db.Close()

@@ -310,3 +310,15 @@ func TestConfigFile(t *testing.T) {
 		t.Fatalf("%+v", r)
 	}
 }
+
+func TestSQLite(t *testing.T) {
+	t.Parallel()
+	url := "sqlite://" + filepath.Join(t.TempDir(), "app.db")
+	if r := runCLI(t, nil, "migrate", "up", "--db-url", url); r.code != 0 {
+		t.Fatalf("%+v", r)
+	}
+	r := runCLI(t, nil, "status", "--db-url", url, "-o", "json")
+	if r.code != 0 || !strings.Contains(r.stdout, `"pending": 0`) {
+		t.Fatalf("%+v", r)
+	}
+}
