@@ -3,9 +3,10 @@ SHELL := /bin/bash
 # Every module of the workspace, in go.work order.
 MODULES := $(shell go list -m -f '{{.Dir}}' 2>/dev/null)
 SKIPLOG := $(CURDIR)/.test-skips.log
+SUMMARY := $(CURDIR)/.conformance-summary.md
 GO_TEST_FLAGS ?=
 
-.PHONY: help test test-race lint verify generate bench demo build
+.PHONY: help test test-race lint verify generate bench demo build matrix
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -14,9 +15,10 @@ build: ## build every module, also outside the workspace (GOWORK=off)
 	@set -e; for m in $(MODULES); do echo "== build $${m#$(CURDIR)/}"; (cd $$m && go build ./... && GOWORK=off go build ./...); done
 
 test: ## run every module's tests; cells whose service is down are skipped (OUTBOX_TEST_REQUIRE=all fails instead) and summarized
-	@rm -f $(SKIPLOG); status=0; \
+	@rm -f $(SKIPLOG) $(SUMMARY); status=0; \
 	for m in $(MODULES); do echo "== test $${m#$(CURDIR)/}"; \
-	  (cd $$m && OUTBOX_TEST_SKIPLOG=$(SKIPLOG) go test $(GO_TEST_FLAGS) ./...) || status=1; done; \
+	  (cd $$m && OUTBOX_TEST_SKIPLOG=$(SKIPLOG) OUTBOX_CONFORMANCE_SUMMARY=$(SUMMARY) go test $(GO_TEST_FLAGS) ./...) || status=1; done; \
+	if [ -s $(SUMMARY) ]; then echo; echo "== conformance matrix (make matrix copies it into README.md)"; cat $(SUMMARY); fi; \
 	if [ -s $(SKIPLOG) ]; then echo; echo "== skipped cells (service unreachable; set OUTBOX_TEST_REQUIRE=all to fail instead):"; \
 	  sort -u $(SKIPLOG) | sed 's/^/  /'; else echo; echo "== no cell skipped"; fi; \
 	exit $$status
@@ -40,6 +42,10 @@ verify: lint build ## generated code fresh, go.mod tidy, gofmt/vet clean, every 
 
 bench: ## run the benchmarks of every module (figures are ratios against a baseline measured in the same run)
 	@set -e; for m in $(MODULES); do (cd $$m && go test -run '^$$' -bench . -benchmem ./...); done
+
+matrix: ## rewrite README.md's support matrix from the conformance suite's own summary (runs the suite unless make test left one)
+	@cd conformance && if [ -s $(SUMMARY) ]; then go run ./cmd/matrix -readme ../README.md -summary $(SUMMARY); \
+	else go run ./cmd/matrix -readme ../README.md; fi
 
 demo: ## the outbox end to end on an embedded SQLite + embedded NATS (no service needed)
 	go run ./examples/quickstart

@@ -28,10 +28,13 @@ func c2Tests(cellTest string) []namedTest {
 }
 
 func testOutOfOrderWriters(t *testing.T, h Harness) {
+	if h.Database.SerialWriters {
+		skipf(t, "database %s runs one write transaction at a time: commits cannot come out of id order", h.Database.Name)
+	}
 	e := setup(t, h)
 	e.relay(nil, e.broker.NewPublisher(t, ""), outbox.RelayConfig{BatchSize: 50})
 	const writers = 32
-	perWriter := scale(8, 25)
+	perWriter := h.size(8, 25)
 	var mu sync.Mutex
 	var all []string
 	var wg sync.WaitGroup
@@ -77,8 +80,8 @@ func testOutOfOrderWriters(t *testing.T, h Harness) {
 // checks per-key order of first deliveries across crashes (C4).
 func testSIGKILL(t *testing.T, h Harness, cellTest string) {
 	e := setup(t, h)
-	n := scale(3000, 20000)
-	kills := scale(3, 6)
+	n := h.size(3000, 20000)
+	kills := h.size(3, 6)
 	const batch, keys = 100, 64
 	lease := 2 * time.Second
 
@@ -120,7 +123,7 @@ func testSIGKILL(t *testing.T, h Harness, cellTest string) {
 				time.Sleep(time.Millisecond)
 			}
 			if gen%2 == 0 {
-				time.Sleep(time.Duration(rand.IntN(scale(150, 400))) * time.Millisecond)
+				time.Sleep(time.Duration(rand.IntN(h.size(150, 400))) * time.Millisecond)
 			}
 			c.kill()
 			killed++
@@ -219,15 +222,11 @@ func tail(b []byte, n int) string {
 // testBrokerOutage cuts (or black-holes) the relay's broker connection for a
 // few seconds while events keep coming, then restores it.
 func testBrokerOutage(t *testing.T, h Harness, mode tcpproxy.Mode) {
-	if !h.Broker.Features.Networked || h.Broker.Addr == "" {
-		t.Skipf("broker %s is not networked: nothing to cut", h.Broker.Name)
+	if !h.Broker.Features.Networked {
+		skipf(t, "broker %s is not networked: nothing to cut", h.Broker.Name)
 	}
 	e := setup(t, h)
-	p, err := tcpproxy.Start(h.Broker.Addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.Close() })
+	p := e.brokerProxy(t)
 	var failures atomic.Int64
 	e.relay(nil, e.broker.NewPublisher(t, p.Addr()), outbox.RelayConfig{
 		BatchSize: 100, PublishTimeout: time.Second, MaxAttempts: 10000,
@@ -238,8 +237,8 @@ func testBrokerOutage(t *testing.T, h Harness, mode tcpproxy.Mode) {
 			}
 		},
 	})
-	all := e.writeSteadily(t, scale(1000, 4000), 40)
-	outage := time.Duration(scale(3, 4)) * time.Second
+	all := e.writeSteadily(t, h.size(1000, 4000), 40)
+	outage := time.Duration(h.size(3, 4)) * time.Second
 	eventually(t, "some events delivered before the outage", hangGuard, func() bool { _, d := e.got.totals(); return d > 0 })
 	accepted := p.Accepted()
 	_, before := e.got.totals()
@@ -304,7 +303,7 @@ func (e *env) writeSteadily(t *testing.T, n, per int) func() []string {
 // while writers (on direct connections) keep committing.
 func testDatabaseCut(t *testing.T, h Harness) {
 	if h.Database.Addr == "" || h.Database.DSNVia == nil {
-		t.Skipf("database %s: no Addr/DSNVia, cannot route it through a proxy", h.Database.Name)
+		skipf(t, "database %s: no Addr/DSNVia, cannot route it through a proxy", h.Database.Name)
 	}
 	e := setup(t, h)
 	p, err := tcpproxy.Start(h.Database.Addr)
@@ -315,10 +314,10 @@ func testDatabaseCut(t *testing.T, h Harness) {
 	relayDB := openDB(t, h, h.Database.DSNVia(p.Addr()))
 	drv := newDriver(t, h, relayDB, e.table)
 	e.relay(drv, e.broker.NewPublisher(t, ""), outbox.RelayConfig{BatchSize: 100, LeaseDuration: 3 * time.Second})
-	all := e.writeSteadily(t, scale(1000, 4000), 40)
+	all := e.writeSteadily(t, h.size(1000, 4000), 40)
 	eventually(t, "some events delivered before the outage", hangGuard, func() bool { _, d := e.got.totals(); return d > 0 })
 	accepted := p.Accepted()
-	outage := time.Duration(scale(2, 4)) * time.Second
+	outage := time.Duration(h.size(2, 4)) * time.Second
 	_, before := e.got.totals()
 	p.Cut()
 	time.Sleep(outage)

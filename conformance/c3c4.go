@@ -37,7 +37,7 @@ func testIDSlots(t *testing.T, h Harness) {
 		if r.Metadata[outbox.MetadataEventID] != r.UUID {
 			t.Errorf("message %s: metadata %s = %q", r.UUID, outbox.MetadataEventID, r.Metadata[outbox.MetadataEventID])
 		}
-		if h.Broker.Features.NativeDedup && r.DedupID != r.UUID {
+		if (h.Broker.Features.NativeDedup || h.Broker.Features.DedupSlot != "") && r.DedupID != r.UUID {
 			t.Errorf("message %s: broker dedup slot holds %q", r.UUID, r.DedupID)
 		}
 	}
@@ -134,7 +134,7 @@ func testKeyOrderThreeRelays(t *testing.T, h Harness) {
 	for i := range 3 {
 		e.relay(nil, &tap{inner: e.broker.NewPublisher(t, ""), log: log}, outbox.RelayConfig{ID: fmt.Sprintf("relay-%d", i), BatchSize: 37})
 	}
-	keys, perKey := scale(50, 200), scale(20, 50)
+	keys, perKey := h.size(50, 200), h.size(20, 50)
 	start := time.Now()
 	want, all := e.writeKeys(t, keys, perKey)
 	e.waitAllDelivered(t, all, 3*hangGuard)
@@ -160,7 +160,7 @@ func testFailingKey(t *testing.T, h Harness) {
 		cfg.ID = fmt.Sprintf("relay-%d", i)
 		e.relay(nil, &tap{inner: e.broker.NewPublisher(t, ""), before: before, log: log}, cfg)
 	}
-	keys, perKey := 20, scale(10, 25)
+	keys, perKey := 20, h.size(10, 25)
 	want, _ := e.writeKeys(t, keys, perKey)
 	var others []string
 	for k, ids := range want {

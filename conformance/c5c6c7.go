@@ -70,7 +70,7 @@ func testPoison(t *testing.T, h Harness) {
 // delivering new events meanwhile.
 func testInsertNotBlocked(t *testing.T, h Harness) {
 	if h.Database.LockTimeout == "" {
-		t.Skipf("database %s: no LockTimeout statement", h.Database.Name)
+		skipf(t, "database %s: no LockTimeout statement", h.Database.Name)
 	}
 	e := setup(t, h)
 	hang := make(chan struct{})
@@ -266,7 +266,7 @@ func testInvalidTables(t *testing.T, h Harness) {
 
 func testUnreachableDSN(t *testing.T, h Harness) {
 	if h.Database.DSNVia == nil {
-		t.Skipf("database %s: no DSNVia", h.Database.Name)
+		skipf(t, "database %s: no DSNVia", h.Database.Name)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

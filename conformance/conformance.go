@@ -48,6 +48,8 @@ func Run(t *testing.T, h Harness) {
 	if runChildIfAsked(t, h) {
 		return
 	}
+	cellStart := time.Now()
+	t.Cleanup(func() { recordCell(t, h, cellStart) })
 	outboxtest.RequireService(t, append(slices.Clone(h.Database.Services), h.Broker.Services...)...)
 	if h.Database.NewDriver == nil || h.Broker.Open == nil || h.Database.DriverName == "" {
 		t.Fatal("conformance: Harness needs Database.DriverName, Database.NewDriver and Broker.Open")
@@ -71,6 +73,8 @@ func Run(t *testing.T, h Harness) {
 			for _, nt := range g.tests {
 				t.Run(nt.name, func(t *testing.T) {
 					t.Parallel()
+					start := time.Now()
+					t.Cleanup(func() { recordTest(t, h, g.name, nt.name, start) })
 					nt.fn(t, h)
 				})
 			}

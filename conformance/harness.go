@@ -2,11 +2,13 @@ package conformance
 
 import (
 	"database/sql"
+	"os"
 	"testing"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 
 	"github.com/outboxkit/outboxkit/framework/outboxdriver"
+	"github.com/outboxkit/outboxkit/framework/outboxtest/tcpproxy"
 )
 
 // Harness is one cell of the conformance matrix: a database with its outbox
@@ -21,6 +23,22 @@ type Harness struct {
 
 	// Broker says how to reach the broker and read back what it stored.
 	Broker Broker
+
+	// Light runs the heavy tests (the SIGKILL drain, the outages, the
+	// out-of-order writers and the key-order tests) at the counts of
+	// -short. Zero (false) means full counts. The matrix runs one reference
+	// cell per database at full counts and the others light, to keep the
+	// whole matrix within CI's time budget.
+	Light bool
+}
+
+// size picks an event count for this cell: short with -short or Light,
+// full otherwise.
+func (h Harness) size(short, full int) int {
+	if h.Light {
+		return short
+	}
+	return scale(short, full)
 }
 
 // Database describes the database side of a cell.
@@ -58,6 +76,14 @@ type Database struct {
 	// each test. Nil leaves them behind.
 	DropTable func(db *sql.DB, table string) error
 
+	// SerialWriters is true when the database runs one write transaction at
+	// a time (SQLite): ids are then assigned in commit order, so commits
+	// out of id order cannot happen, and tests that hold dozens of write
+	// transactions open at once only measure the queue for the lock. Those
+	// tests are skipped with the reason. Zero (false) means writers run
+	// concurrently.
+	SerialWriters bool
+
 	// LockTimeout is a statement that limits how long the session waits for
 	// a row or table lock to about one second, e.g. PostgreSQL's
 	// "SET lock_timeout = '1s'" or MySQL's "SET SESSION
@@ -81,7 +107,8 @@ type Broker struct {
 	Features Features
 
 	// Addr is the broker's host:port, the target of the broker-cut test's
-	// tcpproxy. Empty (or Features.Networked false) skips that test.
+	// tcpproxy. Empty skips that test, unless the BrokerInstance implements
+	// Proxied (a broker started per test); so does Features.Networked false.
 	Addr string
 
 	// Open returns the broker state for one test, identified by id (a fresh,
@@ -118,6 +145,13 @@ type Features struct {
 	// stream's duplicate window) and Received.DedupID carries that id.
 	NativeDedup bool
 
+	// DedupSlot names where the broker's own message model carries the
+	// event id (e.g. "AMQP message-id property"), as the broker module's
+	// outboxbroker.Features.DedupSlot does. When it is non-empty,
+	// Received.DedupID must be read from that slot and C3 checks that it
+	// equals the event id. Empty means the broker has no such slot.
+	DedupSlot string
+
 	// PerKeyOrder is true when Consume yields messages of the same key
 	// (metadata outbox_key) in the order they were acknowledged to the
 	// publisher.
@@ -130,15 +164,54 @@ type Features struct {
 	Networked bool
 }
 
+// Proxied is an optional interface of BrokerInstance, for a broker that the
+// instance starts itself (an in-process Kafka cluster) and that must be cut
+// where it stands: Kafka clients reconnect to the addresses the cluster
+// advertises, so a proxy the test puts in front of the bootstrap address
+// would be bypassed. Such an instance runs its broker behind its own
+// tcpproxy, advertises the proxy's address, and routes every client
+// (publishers, the reader, the subprocess relay) through it; the broker-cut
+// tests cut and stall that proxy instead of starting one on Broker.Addr.
+type Proxied interface {
+	// Proxy returns the proxy every connection to the instance's broker
+	// goes through. The instance closes it with t.Cleanup.
+	Proxy() *tcpproxy.Proxy
+}
+
 // Received is one message read back from the broker.
 type Received struct {
 	// UUID is the Watermill message UUID: it must equal the event id.
 	UUID string
 	// DedupID is the id in the broker's native dedup slot (NATS
-	// Nats-Msg-Id), or empty when the broker has none.
+	// Nats-Msg-Id, AMQP message-id, Kafka header outbox_event_id, Redis
+	// field outbox_event_id: Features.DedupSlot), or empty when the broker
+	// has none.
 	DedupID string
 	// Payload is the message body.
 	Payload []byte
 	// Metadata are the message headers as Watermill metadata.
 	Metadata map[string]string
 }
+
+// brokerProxy returns the proxy the broker-cut tests cut: the instance's own
+// (Proxied) or a new one in front of Broker.Addr. It skips the test when
+// there is neither.
+func (e *env) brokerProxy(t *testing.T) *tcpproxy.Proxy {
+	t.Helper()
+	if pi, ok := e.broker.(Proxied); ok {
+		return pi.Proxy()
+	}
+	if e.h.Broker.Addr == "" {
+		skipf(t, "broker %s: no Addr, cannot route it through a proxy", e.h.Broker.Name)
+	}
+	p, err := tcpproxy.Start(e.h.Broker.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return p
+}
+
+// childMode reports whether this process is a subprocess relay: broker sides
+// then open what the parent test declared, without declaring or deleting.
+func childMode() bool { return os.Getenv(childEnv) != "" }

@@ -375,8 +375,14 @@ func TestOpenURL(t *testing.T) {
 			"bogus":         "bogus=1",
 			"ensure_stream": "ensure_stream=true",
 			"storage":       "storage=tape",
+			"subjects":      "stream=S&subjects=a.b",
+			"duplicates":    "stream=S&duplicates=5m",
+			"stream":        "stream=" + outboxtest.UniqueName("missing"),
 		} {
-			_, err := outboxbroker.Open(ctx, "nats://u:s3cret@127.0.0.1:4222?"+q, outboxbroker.Options{})
+			_, err := outboxbroker.Open(ctx, outboxtest.NATSURL()+"?"+q, outboxbroker.Options{})
+			if _, werr := outboxbroker.Open(ctx, "nats://u:s3cret@127.0.0.1:4222?"+q, outboxbroker.Options{}); werr != nil && strings.Contains(werr.Error(), "s3cret") {
+				t.Errorf("%s: error leaks the password: %v", q, werr)
+			}
 			var pe *outboxbroker.ParamError
 			if !errors.As(err, &pe) || pe.Param != param {
 				t.Errorf("%s: err = %v, want ParamError naming %q", q, err, param)

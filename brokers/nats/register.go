@@ -3,9 +3,12 @@ package nats
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/outboxkit/outboxkit/framework/outboxbroker"
 )
@@ -55,6 +58,14 @@ func open(ctx context.Context, u *url.URL, opts outboxbroker.Options) (*outboxbr
 	if err := p.Err(); err != nil {
 		return nil, err
 	}
+	if !ensure {
+		// Stream settings only apply when this call creates the stream.
+		for name, set := range map[string]bool{"subjects": subjects != "", "duplicates": u.Query().Has("duplicates"), "storage": u.Query().Has("storage")} {
+			if set {
+				return nil, &outboxbroker.ParamError{Param: name, Reason: "only applies with ensure_stream=true"}
+			}
+		}
+	}
 	if ensure {
 		if stream == "" {
 			return nil, &outboxbroker.ParamError{Param: "ensure_stream", Reason: "needs the stream parameter"}
@@ -68,6 +79,12 @@ func open(ctx context.Context, u *url.URL, opts outboxbroker.Options) (*outboxbr
 	base := *u
 	base.RawQuery = ""
 	cfg.URL = base.String()
+	if stream != "" && !ensure {
+		// Check the named stream exists now, rather than failing every publish.
+		if err := checkStream(ctx, cfg, stream); err != nil {
+			return nil, err
+		}
+	}
 
 	pub, err := NewPublisher(cfg)
 	if err != nil {
@@ -93,4 +110,21 @@ func firstNonEmpty(s ...string) string {
 		}
 	}
 	return ""
+}
+
+// checkStream fails when the JetStream stream does not exist.
+func checkStream(ctx context.Context, cfg Config, stream string) error {
+	nc, err := cfg.withDefaults().connect("outbox-stream-check")
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := nc.JetStream()
+	if err != nil {
+		return err
+	}
+	if _, err := js.StreamInfo(stream, nats.Context(ctx)); err != nil {
+		return &outboxbroker.ParamError{Param: "stream", Reason: fmt.Sprintf("stream %q is not usable (%v); create it or set ensure_stream=true", stream, err)}
+	}
+	return nil
 }

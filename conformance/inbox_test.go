@@ -1,0 +1,19 @@
+package conformance_test
+
+import (
+	"testing"
+
+	"github.com/outboxkit/outboxkit/conformance"
+)
+
+// TestInbox runs the inbox conformance (exactly-once effects over
+// redelivery and concurrent consumers, with NATS JetStream) on each database.
+func TestInbox(t *testing.T) {
+	t.Parallel()
+	for _, db := range []conformance.Database{conformance.Postgres(), conformance.MySQL()} {
+		t.Run(db.Name, func(t *testing.T) {
+			t.Parallel()
+			conformance.RunInbox(t, db)
+		})
+	}
+}

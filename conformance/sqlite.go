@@ -1,0 +1,42 @@
+package conformance
+
+import (
+	"database/sql"
+
+	"github.com/outboxkit/outboxkit/drivers/sqlite"
+	"github.com/outboxkit/outboxkit/framework/outboxdriver"
+)
+
+// SQLite returns the database side of a cell for drivers/sqlite
+// (modernc.org/sqlite, registered as "sqlite") on the database file at path,
+// opened with sqlite.DSN's settings (WAL, busy timeout, immediate
+// transactions). Every test gets its own table in that one file. The
+// subprocess relay of the SIGKILL test opens the same file, so path must be
+// the same in the re-executed test binary (the matrix passes it through the
+// environment).
+//
+// SQLite is a file, not a server: there is nothing to cut, so the
+// database-cut and unreachable-DSN tests are skipped (no Addr, no DSNVia).
+// It runs one write transaction at a time (SerialWriters): the
+// out-of-order-commit test does not apply.
+func SQLite(path string) Database {
+	return Database{
+		Name:       "sqlite",
+		DriverName: "sqlite",
+		DSN:        sqlite.DSN(path),
+		NewDriver: func(db *sql.DB, table string) (outboxdriver.Driver, error) {
+			return sqlite.New(db, sqlite.Config{Table: table})
+		},
+		DropTable: func(db *sql.DB, table string) error {
+			_, err := db.Exec(`DROP TABLE IF EXISTS "` + table + `"`)
+			if err == nil {
+				_, err = db.Exec(`DROP TABLE IF EXISTS "` + table + `_migrations"`)
+			}
+			return err
+		},
+		SerialWriters: true,
+		// busy_timeout bounds how long a statement waits for another
+		// connection's write lock: SQLite's "lock timeout".
+		LockTimeout: "PRAGMA busy_timeout = 1000",
+	}
+}
