@@ -53,6 +53,7 @@ type Driver struct {
 	lockKey  int64  // advisory lock serializing claims on this table
 	migLock  int64  // advisory lock serializing migrations on this table
 	queries  queries
+	held     heldQueries
 	insertN1 string
 }
 
@@ -83,6 +84,7 @@ func New(db *sql.DB, cfg Config) (*Driver, error) {
 	d.lockKey = hashKey("outboxkit:claim:" + d.table)
 	d.migLock = hashKey("outboxkit:migrate:" + d.table)
 	d.queries = newQueries(d.table)
+	d.held = newHeldQueries(d.table, int32(d.lockKey))
 	d.insertN1 = insertSQL(d.table, 1)
 	return d, nil
 }

@@ -252,10 +252,16 @@ func (w *worker) loop(ctx context.Context) {
 	dbBackoff := backoff.Policy{Min: 100 * time.Millisecond, Max: 5 * time.Second}
 	dbFailures := 0
 	idle := w.cfg.MinPollInterval
+	held, _ := w.driver.(outboxdriver.HeldClaimer)
+	params := &outboxdriver.EventClaimBatchParams{RelayID: w.cfg.ID, Limit: w.cfg.BatchSize, Lease: w.cfg.LeaseDuration}
 	for ctx.Err() == nil {
-		rows, err := w.driver.EventClaimBatch(ctx, &outboxdriver.EventClaimBatchParams{
-			RelayID: w.cfg.ID, Limit: w.cfg.BatchSize, Lease: w.cfg.LeaseDuration,
-		})
+		var n int
+		var err error
+		if held != nil {
+			n, err = w.heldBatch(ctx, held, params)
+		} else {
+			n, err = w.leasedBatch(ctx, params)
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -266,14 +272,59 @@ func (w *worker) loop(ctx context.Context) {
 			continue
 		}
 		dbFailures = 0
-		if len(rows) == 0 {
+		if n == 0 {
 			sleep(ctx, idle)
 			idle = min(idle*2, w.cfg.PollInterval)
 			continue
 		}
 		idle = w.cfg.MinPollInterval
-		w.process(ctx, rows)
 	}
+}
+
+// leasedBatch claims a batch with leases (EventClaimBatch), publishes it
+// while a heartbeat extends the leases, and records the outcome.
+func (w *worker) leasedBatch(ctx context.Context, params *outboxdriver.EventClaimBatchParams) (int, error) {
+	rows, err := w.driver.EventClaimBatch(ctx, params)
+	if err != nil || len(rows) == 0 {
+		return 0, err
+	}
+	ids := make([]string, len(rows))
+	for i, r := range rows {
+		ids[i] = r.ID
+	}
+	heartbeatCtx, stopHeartbeat := context.WithCancel(context.WithoutCancel(ctx))
+	go w.heartbeat(heartbeatCtx, ids)
+	res := w.publish(ctx, rows)
+	stopHeartbeat()
+	w.record(ctx, res)
+	return len(rows), nil
+}
+
+// heldBatch claims a batch whose rows stay locked in the driver's
+// transaction while they are published, then records the outcome and
+// commits in that transaction. Released events need no write: they stay
+// pending when the transaction ends.
+func (w *worker) heldBatch(ctx context.Context, held outboxdriver.HeldClaimer, params *outboxdriver.EventClaimBatchParams) (int, error) {
+	// The transaction must outlive ctx's cancellation so that a graceful
+	// shutdown can still commit what was published.
+	batch, err := held.EventClaimHeld(context.WithoutCancel(ctx), params)
+	if err != nil {
+		return 0, err
+	}
+	rows := batch.Rows()
+	if len(rows) == 0 {
+		return 0, batch.Abort()
+	}
+	res := w.publish(ctx, rows)
+	finishCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.cfg.ShutdownTimeout)
+	defer cancel()
+	if err := batch.Finish(finishCtx, res.delivered, res.failed); err != nil {
+		// Nothing was recorded; the rows are unlocked and pending again, so
+		// they are published again (duplicates, never loss).
+		w.log.Error("recording outcomes failed; the batch will be published again", "events", len(rows), "err", err)
+		_ = batch.Abort()
+	}
+	return len(rows), nil
 }
 
 // batchResult collects the outcome of one claimed batch.
@@ -284,9 +335,9 @@ type batchResult struct {
 	released  []string
 }
 
-// process publishes one claimed batch: keys in parallel, each key's events
-// one at a time in Seq order; then records every outcome.
-func (w *worker) process(ctx context.Context, rows []*outboxdriver.EventRow) {
+// publish publishes one claimed batch: keys in parallel, each key's events
+// one at a time in Seq order. It returns every outcome.
+func (w *worker) publish(ctx context.Context, rows []*outboxdriver.EventRow) *batchResult {
 	var groups [][]*outboxdriver.EventRow
 	byKey := map[string]int{}
 	for _, row := range rows {
@@ -312,13 +363,6 @@ func (w *worker) process(ctx context.Context, rows []*outboxdriver.EventRow) {
 	})
 	defer stopWatch()
 
-	ids := make([]string, len(rows))
-	for i, r := range rows {
-		ids[i] = r.ID
-	}
-	heartbeatDone := make(chan struct{})
-	go w.heartbeat(hardCtx, ids, heartbeatDone)
-
 	res := &batchResult{}
 	var wg sync.WaitGroup
 	for _, g := range groups {
@@ -329,17 +373,15 @@ func (w *worker) process(ctx context.Context, rows []*outboxdriver.EventRow) {
 		}()
 	}
 	wg.Wait()
-	close(heartbeatDone)
-	w.record(ctx, res)
+	return res
 }
 
-func (w *worker) heartbeat(ctx context.Context, ids []string, done <-chan struct{}) {
+// heartbeat extends the leases of ids every LeaseDuration/3 until ctx ends.
+func (w *worker) heartbeat(ctx context.Context, ids []string) {
 	t := time.NewTicker(w.cfg.LeaseDuration / 3)
 	defer t.Stop()
 	for {
 		select {
-		case <-done:
-			return
 		case <-ctx.Done():
 			return
 		case <-t.C:

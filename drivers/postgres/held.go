@@ -1,0 +1,217 @@
+package postgres
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/outboxkit/outboxkit/framework/outboxdriver"
+)
+
+var _ outboxdriver.HeldClaimer = (*Driver)(nil)
+
+// heldQueries are the statements of the held-transaction claim.
+type heldQueries struct{ claim, earlier, delivered, failed string }
+
+// newHeldQueries renders the held-claim statements for one table. keySpace
+// is the first half of the two-int advisory lock keys, so that keys of
+// different outbox tables never share a lock.
+func newHeldQueries(t string, keySpace int32) heldQueries {
+	r := strings.NewReplacer("{T}", t, "{KS}", fmt.Sprint(keySpace))
+	return heldQueries{
+		// Row locks (FOR UPDATE SKIP LOCKED) hold the claimed rows; a
+		// transaction-scoped advisory lock per key keeps every other claim
+		// away from the key's later rows until this transaction ends. The
+		// NOT EXISTS keeps a key's rows behind an earlier row in backoff.
+		claim: r.Replace(`
+SELECT o.seq, o.id, o.type, o.topic, o.key, o.payload, o.headers, o.attempts, o.created_at
+FROM {T} o
+WHERE o.status = 'pending'
+  AND o.next_attempt_at <= statement_timestamp()
+  AND (o.locked_until IS NULL OR o.locked_until < statement_timestamp())
+  AND (o.key = '' OR (NOT EXISTS (
+		SELECT 1 FROM {T} p
+		WHERE p.status = 'pending' AND (p.locked_by IS NOT NULL OR p.attempts > 0)
+		  AND p.key = o.key AND p.seq < o.seq
+		  AND (p.next_attempt_at > statement_timestamp() OR p.locked_until >= statement_timestamp()))
+	AND pg_try_advisory_xact_lock({KS}, hashtext(o.key))))
+ORDER BY o.seq
+LIMIT $1
+FOR UPDATE OF o SKIP LOCKED`),
+		// A key's advisory lock can be released by another relay's commit
+		// while the claim scan runs, so the scan may skip a key's row (lock
+		// busy) and take later ones (lock free again); with a bitmap scan the
+		// skipped row may even lie between claimed ones. Once the key's lock
+		// is ours, this check (a fresh snapshot) counts the key's pending
+		// rows up to the last claimed one: more than we claimed means a gap,
+		// and the batch then leaves that key alone.
+		earlier: r.Replace(`SELECT k.key FROM json_to_recordset($1::json) AS k(key text, seq bigint, n bigint)
+WHERE (SELECT count(*) FROM {T} p WHERE p.status = 'pending' AND p.key = k.key AND p.seq <= k.seq) <> k.n`),
+		delivered: r.Replace(`UPDATE {T} SET status = 'delivered', delivered_at = statement_timestamp(), attempts = attempts + 1
+WHERE seq = ANY(string_to_array($1, ',')::bigint[])`),
+		failed: r.Replace(`UPDATE {T} t SET attempts = t.attempts + 1, last_error = f.err,
+	status = CASE WHEN f.dead THEN 'dead' ELSE 'pending' END,
+	next_attempt_at = CASE WHEN f.dead THEN t.next_attempt_at
+		ELSE statement_timestamp() + f.delay_ms * interval '1 millisecond' END
+FROM json_to_recordset($1::json) AS f(seq bigint, err text, delay_ms bigint, dead boolean)
+WHERE t.seq = f.seq`),
+	}
+}
+
+// EventClaimHeld implements outboxdriver.HeldClaimer. The transaction stays
+// open until Finish or Abort; it holds row locks on the claimed events and
+// advisory locks on their keys, none of which an INSERT ever waits for.
+func (d *Driver) EventClaimHeld(ctx context.Context, p *outboxdriver.EventClaimBatchParams) (outboxdriver.HeldBatch, error) {
+	tx, err := d.db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, interpretError(err)
+	}
+	rows, err := tx.QueryContext(ctx, d.held.claim, p.Limit)
+	if err != nil {
+		_ = tx.Rollback()
+		return nil, interpretError(err)
+	}
+	b := &heldBatch{d: d, tx: tx, seqs: map[string]int64{}}
+	for rows.Next() {
+		r := &outboxdriver.EventRow{Status: outboxdriver.StatusPending}
+		if err := rows.Scan(&r.Seq, &r.ID, &r.Type, &r.Topic, &r.Key, &r.Payload, &r.Headers, &r.Attempts, &r.CreatedAt); err != nil {
+			rows.Close()
+			_ = tx.Rollback()
+			return nil, interpretError(err)
+		}
+		b.rows = append(b.rows, r)
+		b.seqs[r.ID] = r.Seq
+	}
+	if err := rows.Err(); err != nil {
+		_ = tx.Rollback()
+		return nil, interpretError(err)
+	}
+	sort.Slice(b.rows, func(i, j int) bool { return b.rows[i].Seq < b.rows[j].Seq })
+	if err := b.dropKeysWithGaps(ctx); err != nil {
+		_ = tx.Rollback()
+		return nil, err
+	}
+	return b, nil
+}
+
+type keyClaim struct {
+	Key string `json:"key"`
+	Seq int64  `json:"seq"` // the last claimed seq of the key
+	N   int64  `json:"n"`   // how many rows of the key were claimed
+}
+
+// dropKeysWithGaps removes from the batch every key that has a pending
+// event, not claimed, before its last claimed one (see heldQueries.earlier).
+// The removed rows stay locked until the transaction ends, then pending.
+func (b *heldBatch) dropKeysWithGaps(ctx context.Context) error {
+	byKey := map[string]*keyClaim{}
+	var firsts []*keyClaim
+	for _, r := range b.rows {
+		if r.Key == "" {
+			continue
+		}
+		kc, ok := byKey[r.Key]
+		if !ok {
+			kc = &keyClaim{Key: r.Key}
+			byKey[r.Key] = kc
+			firsts = append(firsts, kc)
+		}
+		kc.Seq, kc.N = r.Seq, kc.N+1
+	}
+	if len(firsts) == 0 {
+		return nil
+	}
+	raw, err := json.Marshal(firsts)
+	if err != nil {
+		return err
+	}
+	rows, err := b.tx.QueryContext(ctx, b.d.held.earlier, string(raw))
+	if err != nil {
+		return interpretError(err)
+	}
+	defer rows.Close()
+	blocked := map[string]bool{}
+	for rows.Next() {
+		var k string
+		if err := rows.Scan(&k); err != nil {
+			return interpretError(err)
+		}
+		blocked[k] = true
+	}
+	if err := rows.Err(); err != nil {
+		return interpretError(err)
+	}
+	if len(blocked) == 0 {
+		return nil
+	}
+	kept := b.rows[:0]
+	for _, r := range b.rows {
+		if blocked[r.Key] {
+			delete(b.seqs, r.ID)
+			continue
+		}
+		kept = append(kept, r)
+	}
+	b.rows = kept
+	return nil
+}
+
+type heldBatch struct {
+	d    *Driver
+	tx   *sql.Tx
+	rows []*outboxdriver.EventRow
+	seqs map[string]int64 // id -> seq of the claimed rows
+}
+
+func (b *heldBatch) Rows() []*outboxdriver.EventRow { return b.rows }
+
+func (b *heldBatch) Abort() error {
+	if err := b.tx.Rollback(); err != nil && err != sql.ErrTxDone {
+		return interpretError(err)
+	}
+	return nil
+}
+
+type heldFailure struct {
+	Seq     int64  `json:"seq"`
+	Err     string `json:"err"`
+	DelayMS int64  `json:"delay_ms"`
+	Dead    bool   `json:"dead"`
+}
+
+func (b *heldBatch) Finish(ctx context.Context, delivered []string, failed []outboxdriver.FailedAttempt) error {
+	if len(delivered) > 0 {
+		seqs := make([]string, 0, len(delivered))
+		for _, id := range delivered {
+			seq, ok := b.seqs[id]
+			if !ok {
+				return fmt.Errorf("postgres: event %s is not part of this batch", id)
+			}
+			seqs = append(seqs, fmt.Sprint(seq))
+		}
+		if _, err := b.tx.ExecContext(ctx, b.d.held.delivered, strings.Join(seqs, ",")); err != nil {
+			return interpretError(err)
+		}
+	}
+	if len(failed) > 0 {
+		fs := make([]heldFailure, 0, len(failed))
+		for _, f := range failed {
+			seq, ok := b.seqs[f.ID]
+			if !ok {
+				return fmt.Errorf("postgres: event %s is not part of this batch", f.ID)
+			}
+			fs = append(fs, heldFailure{Seq: seq, Err: strings.ReplaceAll(f.Error, "\x00", ""), DelayMS: f.Delay.Milliseconds(), Dead: f.Dead})
+		}
+		raw, err := json.Marshal(fs)
+		if err != nil {
+			return err
+		}
+		if _, err := b.tx.ExecContext(ctx, b.d.held.failed, string(raw)); err != nil {
+			return interpretError(err)
+		}
+	}
+	return interpretError(b.tx.Commit())
+}
