@@ -26,8 +26,9 @@ func (p *countingPublisher) Close() error { return nil }
 // payloads, 1000 keys) with one relay and a null broker; compare it with
 // BenchmarkInsert in the same run.
 func BenchmarkRelayDrain(b *testing.B) {
-	for _, batch := range []int{100, 500} {
-		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) {
+	for _, c := range []struct{ batch, concurrency int }{{100, 1}, {500, 1}, {500, 2}} {
+		batch := c.batch
+		b.Run(fmt.Sprintf("batch=%d/concurrency=%d", c.batch, c.concurrency), func(b *testing.B) {
 			bu := setup(b)
 			payload := make([]byte, 300)
 			var events []*outbox.Event
@@ -40,7 +41,7 @@ func BenchmarkRelayDrain(b *testing.B) {
 			pub := &countingPublisher{}
 			b.ResetTimer()
 			start := time.Now()
-			stop := runRelay(b, bu, pub, outbox.RelayConfig{BatchSize: batch})
+			stop := runRelay(b, bu, pub, outbox.RelayConfig{BatchSize: batch, Concurrency: c.concurrency})
 			for pub.n.Load() < int64(b.N) {
 				time.Sleep(time.Millisecond)
 			}

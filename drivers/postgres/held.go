@@ -26,21 +26,27 @@ func newHeldQueries(t string, keySpace int32) heldQueries {
 		// transaction-scoped advisory lock per key keeps every other claim
 		// away from the key's later rows until this transaction ends. The
 		// NOT EXISTS keeps a key's rows behind an earlier row in backoff.
+		// The candidates are picked first (the CTE, at most $1 rows) so that
+		// the volatile lock function only runs on them, whatever plan the
+		// planner picks; claimSession makes that pick an ordered index scan.
 		claim: r.Replace(`
-SELECT o.seq, o.id, o.type, o.topic, o.key, o.payload, o.headers, o.attempts, o.created_at
-FROM {T} o
-WHERE o.status = 'pending'
-  AND o.next_attempt_at <= statement_timestamp()
-  AND (o.locked_until IS NULL OR o.locked_until < statement_timestamp())
-  AND (o.key = '' OR (NOT EXISTS (
+WITH c AS MATERIALIZED (
+	SELECT o.seq, o.key FROM {T} o
+	WHERE o.status = 'pending'
+	  AND o.next_attempt_at <= statement_timestamp()
+	  AND (o.locked_until IS NULL OR o.locked_until < statement_timestamp())
+	  AND (o.key = '' OR NOT EXISTS (
 		SELECT 1 FROM {T} p
 		WHERE p.status = 'pending' AND (p.locked_by IS NOT NULL OR p.attempts > 0)
 		  AND p.key = o.key AND p.seq < o.seq
-		  AND (p.next_attempt_at > statement_timestamp() OR p.locked_until >= statement_timestamp()))
-	AND pg_try_advisory_xact_lock({KS}, hashtext(o.key))))
-ORDER BY o.seq
-LIMIT $1
-FOR UPDATE OF o SKIP LOCKED`),
+		  AND (p.next_attempt_at > statement_timestamp() OR p.locked_until >= statement_timestamp())))
+	ORDER BY o.seq
+	LIMIT $1
+)
+SELECT t.seq, t.id, t.type, t.topic, t.key, t.payload, t.headers, t.attempts, t.created_at
+FROM c JOIN {T} t ON t.seq = c.seq
+WHERE c.key = '' OR pg_try_advisory_xact_lock({KS}, hashtext(c.key))
+FOR UPDATE OF t SKIP LOCKED`),
 		// A key's advisory lock can be released by another relay's commit
 		// while the claim scan runs, so the scan may skip a key's row (lock
 		// busy) and take later ones (lock free again); with a bitmap scan the
@@ -61,12 +67,22 @@ WHERE t.seq = f.seq`),
 	}
 }
 
+// claimSession steers the claim's plan to the ordered scan of the pending
+// index: on a table without statistics (fresh, or not yet analyzed) the
+// planner otherwise sorts every pending row, which costs a full scan of the
+// backlog on each claim.
+const claimSession = "SET LOCAL enable_sort = off"
+
 // EventClaimHeld implements outboxdriver.HeldClaimer. The transaction stays
 // open until Finish or Abort; it holds row locks on the claimed events and
 // advisory locks on their keys, none of which an INSERT ever waits for.
 func (d *Driver) EventClaimHeld(ctx context.Context, p *outboxdriver.EventClaimBatchParams) (outboxdriver.HeldBatch, error) {
 	tx, err := d.db.BeginTx(ctx, nil)
 	if err != nil {
+		return nil, interpretError(err)
+	}
+	if _, err := tx.ExecContext(ctx, claimSession); err != nil {
+		_ = tx.Rollback()
 		return nil, interpretError(err)
 	}
 	rows, err := tx.QueryContext(ctx, d.held.claim, p.Limit)

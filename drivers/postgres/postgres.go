@@ -132,6 +132,9 @@ func interpretError(err error) error {
 		switch st.SQLState() {
 		case "42P01": // undefined_table
 			return fmt.Errorf("%w: %w", outboxdriver.ErrNotMigrated, err)
+		case "53200": // out_of_memory: the shared lock table is full
+			return fmt.Errorf("postgres: out of lock slots (a held claim takes one advisory lock per key of the batch): "+
+				"lower RelayConfig.BatchSize or raise max_locks_per_transaction: %w", err)
 		}
 	}
 	if errors.Is(err, sql.ErrNoRows) {
@@ -259,6 +262,9 @@ func (d *Driver) EventClaimBatch(ctx context.Context, p *outboxdriver.EventClaim
 	// serialize (so two relays never split one key's events) while writers
 	// never wait.
 	if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock($1)", d.lockKey); err != nil {
+		return nil, interpretError(err)
+	}
+	if _, err := tx.ExecContext(ctx, claimSession); err != nil {
 		return nil, interpretError(err)
 	}
 	rows, err := tx.QueryContext(ctx, d.queries.claim, p.Limit, p.RelayID, p.Lease.Milliseconds())

@@ -527,52 +527,15 @@ func TestRelay(t *testing.T) {
 		}
 	})
 
-	t.Run("per-key order with three relays", func(t *testing.T) {
-		t.Parallel()
-		b := setup(t)
-		rec := newRecorder()
-		for range 3 {
-			runRelay(t, b, rec, outbox.RelayConfig{BatchSize: 37})
-		}
-		const keys, perKey = 40, 25
-		want := map[string][]string{}
-		var wg sync.WaitGroup
-		var mu sync.Mutex
-		for k := range keys {
-			wg.Go(func() {
-				key := fmt.Sprintf("key-%d", k)
-				for i := range perKey {
-					e := ev(key, i)
-					b.insert(t, e)
-					mu.Lock()
-					want[key] = append(want[key], e.ID)
-					mu.Unlock()
-				}
-			})
-		}
-		wg.Wait()
-		eventually(t, "all delivered", func() bool { _, d := rec.count(); return d == keys*perKey })
-		got := map[string][]string{}
-		for _, m := range rec.snapshot() {
-			k := m.Metadata.Get(outbox.MetadataKey)
-			got[k] = append(got[k], m.UUID)
-		}
-		for k, ids := range want {
-			// Duplicates are allowed (at-least-once) but first deliveries
-			// must follow commit order.
-			var firsts []string
-			seen := map[string]bool{}
-			for _, id := range got[k] {
-				if !seen[id] {
-					seen[id] = true
-					firsts = append(firsts, id)
-				}
-			}
-			if fmt.Sprint(firsts) != fmt.Sprint(ids) {
-				t.Fatalf("key %s: order broken\n got %v\nwant %v", k, firsts, ids)
-			}
-		}
-	})
+	for name, relays := range map[string][]outbox.RelayConfig{
+		"three relays":                 {{BatchSize: 37}, {BatchSize: 37}, {BatchSize: 37}},
+		"one relay, 4 batches at once": {{BatchSize: 37, Concurrency: 4}},
+	} {
+		t.Run("per-key order with "+name, func(t *testing.T) {
+			t.Parallel()
+			testPerKeyOrder(t, relays)
+		})
+	}
 
 	t.Run("insert does not wait for a relay stuck on the broker", func(t *testing.T) {
 		t.Parallel()
@@ -729,4 +692,52 @@ func TestAdmin(t *testing.T) {
 			t.Fatal("retry accepted a bad id")
 		}
 	})
+}
+
+// testPerKeyOrder inserts 40 keys x 25 events from concurrent writers while
+// the given relays run, and checks that first deliveries follow commit order.
+func testPerKeyOrder(t *testing.T, relays []outbox.RelayConfig) {
+	b := setup(t)
+	rec := newRecorder()
+	for _, cfg := range relays {
+		runRelay(t, b, rec, cfg)
+	}
+	const keys, perKey = 40, 25
+	want := map[string][]string{}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	for k := range keys {
+		wg.Go(func() {
+			key := fmt.Sprintf("key-%d", k)
+			for i := range perKey {
+				e := ev(key, i)
+				b.insert(t, e)
+				mu.Lock()
+				want[key] = append(want[key], e.ID)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	eventually(t, "all delivered", func() bool { _, d := rec.count(); return d == keys*perKey })
+	got := map[string][]string{}
+	for _, m := range rec.snapshot() {
+		k := m.Metadata.Get(outbox.MetadataKey)
+		got[k] = append(got[k], m.UUID)
+	}
+	for k, ids := range want {
+		// Duplicates are allowed (at-least-once) but first deliveries
+		// must follow commit order.
+		var firsts []string
+		seen := map[string]bool{}
+		for _, id := range got[k] {
+			if !seen[id] {
+				seen[id] = true
+				firsts = append(firsts, id)
+			}
+		}
+		if fmt.Sprint(firsts) != fmt.Sprint(ids) {
+			t.Fatalf("key %s: order broken\n got %v\nwant %v", k, firsts, ids)
+		}
+	}
 }

@@ -22,6 +22,7 @@ func TestRelayConfigValidation(t *testing.T) {
 		"backoff max < min":    {RelayConfig{BackoffMin: time.Minute, BackoffMax: time.Second}, "BackoffMax"},
 		"poll interval":        {RelayConfig{PollInterval: time.Microsecond}, "PollInterval"},
 		"min poll interval":    {RelayConfig{MinPollInterval: time.Microsecond}, "MinPollInterval"},
+		"concurrency":          {RelayConfig{Concurrency: 65}, "Concurrency"},
 		"negative publish ttl": {RelayConfig{PublishTimeout: -time.Second}, "PublishTimeout"},
 	}
 	for name, c := range cases {

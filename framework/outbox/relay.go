@@ -32,6 +32,14 @@ type RelayConfig struct {
 	// at most 10000.
 	BatchSize int
 
+	// Concurrency is how many batches the relay works on at once (each in
+	// its own goroutine: claim, publish, record). More than one overlaps the
+	// database round trips of one batch with the broker round trips of
+	// another. Per-key order holds whatever the value (batches exclude each
+	// other's keys as relays do), but a crash may duplicate up to
+	// Concurrency batches instead of one. Zero means 1; at most 64.
+	Concurrency int
+
 	// PollInterval is the longest the relay sleeps when a claim finds
 	// nothing ready (an idle relay polls at this rate). Zero means 200ms.
 	PollInterval time.Duration
@@ -109,6 +117,7 @@ func (c RelayConfig) withDefaults() RelayConfig {
 		c.ID = fmt.Sprintf("%s-%d-%s", cmp.Or(host, "relay"), os.Getpid(), uuid.NewString()[:8])
 	}
 	c.BatchSize = cmp.Or(c.BatchSize, 100)
+	c.Concurrency = cmp.Or(c.Concurrency, 1)
 	c.PollInterval = cmp.Or(c.PollInterval, 200*time.Millisecond)
 	c.MinPollInterval = min(cmp.Or(c.MinPollInterval, 10*time.Millisecond), c.PollInterval)
 	c.LeaseDuration = cmp.Or(c.LeaseDuration, 30*time.Second)
@@ -129,6 +138,8 @@ func (c RelayConfig) validate() error {
 		return configError("ID longer than 128 bytes")
 	case c.BatchSize < 1 || c.BatchSize > 10000:
 		return configError("BatchSize %d out of range 1..10000", c.BatchSize)
+	case c.Concurrency < 1 || c.Concurrency > 64:
+		return configError("Concurrency %d out of range 1..64", c.Concurrency)
 	case c.PollInterval < time.Millisecond:
 		return configError("PollInterval %s must be at least 1ms", c.PollInterval)
 	case c.MinPollInterval < time.Millisecond:
@@ -231,8 +242,11 @@ func (r *Relay) Run(ctx context.Context) error {
 	}
 	r.log.Info("relay started", "batch_size", r.cfg.BatchSize, "lease", r.cfg.LeaseDuration)
 
-	w := &worker{Relay: r, sub: sub}
-	w.loop(ctx)
+	var wg sync.WaitGroup
+	for range r.cfg.Concurrency {
+		wg.Go(func() { (&worker{Relay: r, sub: sub}).loop(ctx) })
+	}
+	wg.Wait()
 
 	if err := fwd.Close(); err != nil {
 		r.log.Warn("closing forwarder", "err", err)
