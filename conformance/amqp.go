@@ -23,28 +23,39 @@ import (
 // queue order is publish order) and reads the AMQP message-id property
 // into Received.DedupID. RabbitMQ does not deduplicate by message-id.
 func AMQP() Broker {
+	b := AMQPAt(outboxtest.AMQPURL())
+	b.Services = []string{outboxtest.AMQP}
+	b.Addr = outboxtest.ServiceAddr(outboxtest.AMQP)
+	return b
+}
+
+// AMQPAt is AMQP for the RabbitMQ server at url
+// (amqp://user:password@host:5672/vhost; query parameters are ignored). It
+// names no Services: the caller checks that the server is reachable.
+func AMQPAt(url string) Broker {
+	url, addr := baseURL(url, "5672")
 	return Broker{
-		Name:     "amqp",
-		Services: []string{outboxtest.AMQP},
+		Name: "amqp",
 		Features: Features{
 			NativeDedup: false,
 			DedupSlot:   "AMQP message-id property",
 			PerKeyOrder: true,
 			Networked:   true,
 		},
-		Addr: outboxtest.ServiceAddr(outboxtest.AMQP),
-		Open: openAMQP,
+		Addr: addr,
+		Open: func(t testing.TB, id string) BrokerInstance { return openAMQP(t, url, id) },
 	}
 }
 
 type amqpInstance struct {
+	url   string
 	id    string // exchange and topic (routing key)
 	queue string
 }
 
-func openAMQP(t testing.TB, id string) BrokerInstance {
+func openAMQP(t testing.TB, url, id string) BrokerInstance {
 	t.Helper()
-	a := &amqpInstance{id: id, queue: bamqp.QueueName(bamqp.DefaultConsumerGroup, id)}
+	a := &amqpInstance{url: url, id: id, queue: bamqp.QueueName(bamqp.DefaultConsumerGroup, id)}
 	if childMode() {
 		// The subprocess relay: the parent declared everything and deletes it.
 		return a
@@ -83,7 +94,7 @@ func openAMQP(t testing.TB, id string) BrokerInstance {
 
 func (a *amqpInstance) dial(t testing.TB) *amqp.Connection {
 	t.Helper()
-	conn, err := amqp.DialConfig(outboxtest.AMQPURL(), amqp.Config{Dial: amqp.DefaultDial(5 * time.Second)})
+	conn, err := amqp.DialConfig(a.url, amqp.Config{Dial: amqp.DefaultDial(5 * time.Second)})
 	if err != nil {
 		t.Fatalf("connect to RabbitMQ: %v", err)
 	}
@@ -96,7 +107,7 @@ func (a *amqpInstance) Topic() string { return a.id }
 func (a *amqpInstance) NewPublisher(t testing.TB, addr string) message.Publisher {
 	t.Helper()
 	pub, err := bamqp.NewPublisher(bamqp.Config{
-		URL: outboxtest.AMQPURL(), Addr: addr, Exchange: a.id, PublishTimeout: 5 * time.Second,
+		URL: a.url, Addr: addr, Exchange: a.id, PublishTimeout: 5 * time.Second,
 	})
 	if err != nil {
 		t.Fatalf("AMQP publisher: %v", err)

@@ -7,6 +7,7 @@ require (
 	github.com/ThreeDotsLabs/watermill v1.5.1
 	github.com/ThreeDotsLabs/watermill-amqp/v3 v3.0.2
 	github.com/ThreeDotsLabs/watermill-nats/v2 v2.1.3
+	github.com/go-sql-driver/mysql v1.10.1
 	github.com/nats-io/nats.go v1.37.0
 	github.com/outboxkit/outboxkit/brokers/amqp v0.0.0-00010101000000-000000000000
 	github.com/outboxkit/outboxkit/brokers/kafka v0.0.0-00010101000000-000000000000
@@ -36,7 +37,6 @@ require (
 	github.com/eapache/go-resiliency v1.7.0 // indirect
 	github.com/go-logr/logr v1.4.2 // indirect
 	github.com/go-logr/stdr v1.2.2 // indirect
-	github.com/go-sql-driver/mysql v1.10.1 // indirect
 	github.com/golang/protobuf v1.5.4 // indirect
 	github.com/google/uuid v1.6.0 // indirect
 	github.com/hashicorp/errwrap v1.1.0 // indirect

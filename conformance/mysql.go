@@ -4,6 +4,8 @@ import (
 	"database/sql"
 	"strings"
 
+	gomysql "github.com/go-sql-driver/mysql"
+
 	"github.com/outboxkit/outboxkit/drivers/mysql"
 	"github.com/outboxkit/outboxkit/framework/outboxdriver"
 	"github.com/outboxkit/outboxkit/framework/outboxtest"
@@ -13,15 +15,25 @@ import (
 // (go-sql-driver/mysql; MySQL 8 or MariaDB >= 10.6) at outboxtest.MySQLDSN
 // (OUTBOX_TEST_MYSQL_DSN), with the DSN settings mysql.ConfigureDSN adds.
 func MySQL() Database {
-	raw := outboxtest.MySQLDSN()
+	db := MySQLAt(outboxtest.MySQLDSN())
+	db.Services = []string{outboxtest.MySQL}
+	return db
+}
+
+// MySQLAt is MySQL for the database at dsn (go-sql-driver/mysql form,
+// user:password@tcp(host:3306)/db). It names no Services: the caller
+// checks that the server is reachable.
+func MySQLAt(raw string) Database {
 	dsn, err := mysql.ConfigureDSN(raw)
 	if err != nil {
 		dsn = raw // NewDriver/Open will report it
 	}
-	addr := outboxtest.ServiceAddr(outboxtest.MySQL)
+	addr := "127.0.0.1:3306"
+	if cfg, err := gomysql.ParseDSN(dsn); err == nil && cfg.Net == "tcp" {
+		addr = cfg.Addr
+	}
 	return Database{
 		Name:       "mysql",
-		Services:   []string{outboxtest.MySQL},
 		DriverName: "mysql",
 		DSN:        dsn,
 		Addr:       addr,

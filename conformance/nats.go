@@ -20,23 +20,33 @@ import (
 // gets its own stream (file storage, 10-minute duplicate window) named after
 // the test's id, with subject "<id>.events".
 func NATS() Broker {
+	b := NATSAt(outboxtest.NATSURL())
+	b.Services = []string{outboxtest.NATS}
+	b.Addr = outboxtest.ServiceAddr(outboxtest.NATS)
+	return b
+}
+
+// NATSAt is NATS for the JetStream server at url
+// (nats://[user:password@]host:4222; query parameters are ignored). It
+// names no Services: the caller checks that the server is reachable.
+func NATSAt(url string) Broker {
+	url, addr := baseURL(url, "4222")
 	return Broker{
 		Name:     "nats",
-		Services: []string{outboxtest.NATS},
 		Features: Features{NativeDedup: true, PerKeyOrder: true, Networked: true},
-		Addr:     outboxtest.ServiceAddr(outboxtest.NATS),
-		Open:     openNATS,
+		Addr:     addr,
+		Open:     func(t testing.TB, id string) BrokerInstance { return openNATS(t, url, id) },
 	}
 }
 
 type natsInstance struct {
-	stream, topic string
-	js            jetstream.JetStream
+	url, stream, topic string
+	js                 jetstream.JetStream
 }
 
-func openNATS(t testing.TB, id string) BrokerInstance {
+func openNATS(t testing.TB, url, id string) BrokerInstance {
 	t.Helper()
-	nc, err := nats.Connect(outboxtest.NATSURL(), nats.Timeout(5*time.Second))
+	nc, err := nats.Connect(url, nats.Timeout(5*time.Second))
 	if err != nil {
 		t.Fatalf("connect to NATS: %v", err)
 	}
@@ -47,7 +57,7 @@ func openNATS(t testing.TB, id string) BrokerInstance {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	n := &natsInstance{stream: id, topic: id + ".events", js: js}
+	n := &natsInstance{url: url, stream: id, topic: id + ".events", js: js}
 	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name: id, Subjects: []string{id + ".>"}, Storage: jetstream.FileStorage, Duplicates: 10 * time.Minute,
 	}); err != nil {
@@ -65,9 +75,9 @@ func (n *natsInstance) Topic() string { return n.topic }
 
 func (n *natsInstance) NewPublisher(t testing.TB, addr string) message.Publisher {
 	t.Helper()
-	url := outboxtest.NATSURL()
+	url := n.url
 	if addr != "" {
-		url = "nats://" + addr
+		url = withHost(n.url, addr)
 	}
 	// The project's broker module, with its durable defaults (TrackMsgId).
 	pub, err := bnats.NewPublisher(bnats.Config{

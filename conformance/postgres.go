@@ -2,6 +2,7 @@ package conformance
 
 import (
 	"database/sql"
+	"net"
 	"net/url"
 
 	"github.com/outboxkit/outboxkit/drivers/postgres"
@@ -12,13 +13,28 @@ import (
 // Postgres returns the database side of a cell for drivers/postgres on
 // lib/pq, at outboxtest.PostgresURL (OUTBOX_TEST_POSTGRES_URL).
 func Postgres() Database {
-	dsn := outboxtest.PostgresURL()
+	db := PostgresAt(outboxtest.PostgresURL())
+	db.Services = []string{outboxtest.Postgres}
+	db.Addr = outboxtest.ServiceAddr(outboxtest.Postgres)
+	return db
+}
+
+// PostgresAt is Postgres for the database at dsn, a lib/pq URL
+// (postgres://user:password@host:5432/db?sslmode=disable). It names no
+// Services: the caller checks that the server is reachable.
+func PostgresAt(dsn string) Database {
+	addr := ""
+	if u, err := url.Parse(dsn); err == nil && u.Host != "" {
+		addr = u.Host
+		if u.Port() == "" {
+			addr = net.JoinHostPort(u.Hostname(), "5432")
+		}
+	}
 	return Database{
 		Name:       "postgres",
-		Services:   []string{outboxtest.Postgres},
 		DriverName: "postgres",
 		DSN:        dsn,
-		Addr:       outboxtest.ServiceAddr(outboxtest.Postgres),
+		Addr:       addr,
 		DSNVia: func(addr string) string {
 			u, err := url.Parse(dsn)
 			if err != nil {

@@ -23,39 +23,49 @@ import (
 // group), so it sees the stream's order, which is publish order. Redis does
 // not deduplicate by event id.
 func RedisStream() Broker {
+	b := RedisStreamAt(outboxtest.RedisURL())
+	b.Services = []string{outboxtest.Redis}
+	b.Addr = outboxtest.ServiceAddr(outboxtest.Redis)
+	return b
+}
+
+// RedisStreamAt is RedisStream for the Redis server at url
+// (redis://[user:password@]host:6379/db; query parameters are ignored). It
+// names no Services: the caller checks that the server is reachable.
+func RedisStreamAt(url string) Broker {
+	url, addr := baseURL(url, "6379")
 	return Broker{
-		Name:     "redis",
-		Services: []string{outboxtest.Redis},
+		Name: "redis",
 		Features: Features{
 			NativeDedup: false,
 			DedupSlot:   "stream entry field outbox_event_id",
 			PerKeyOrder: true,
 			Networked:   true,
 		},
-		Addr: outboxtest.ServiceAddr(outboxtest.Redis),
-		Open: openRedisStream,
+		Addr: addr,
+		Open: func(t testing.TB, id string) BrokerInstance { return openRedisStream(t, url, id) },
 	}
 }
 
-type redisInstance struct{ stream string }
+type redisInstance struct{ url, stream string }
 
-func openRedisStream(t testing.TB, id string) BrokerInstance {
+func openRedisStream(t testing.TB, url, id string) BrokerInstance {
 	t.Helper()
-	r := &redisInstance{stream: id}
+	r := &redisInstance{url: url, stream: id}
 	if !childMode() {
 		t.Cleanup(func() {
-			cl := redisClient(t)
+			cl := redisClient(t, url)
 			_ = cl.Del(context.Background(), r.stream).Err()
 		})
 	}
 	return r
 }
 
-func redisClient(t testing.TB) *redis.Client {
+func redisClient(t testing.TB, url string) *redis.Client {
 	t.Helper()
-	opts, err := redis.ParseURL(outboxtest.RedisURL())
+	opts, err := redis.ParseURL(url)
 	if err != nil {
-		t.Fatalf("OUTBOX_TEST_REDIS_URL: %v", err)
+		t.Fatalf("Redis URL: %v", err)
 	}
 	cl := redis.NewClient(opts)
 	t.Cleanup(func() { cl.Close() })
@@ -66,7 +76,7 @@ func (r *redisInstance) Topic() string { return r.stream }
 
 func (r *redisInstance) NewPublisher(t testing.TB, addr string) message.Publisher {
 	t.Helper()
-	pub, err := bredis.NewPublisher(bredis.Config{URL: outboxtest.RedisURL(), Addr: addr})
+	pub, err := bredis.NewPublisher(bredis.Config{URL: r.url, Addr: addr})
 	if err != nil {
 		t.Fatalf("Redis publisher: %v", err)
 	}
@@ -76,7 +86,7 @@ func (r *redisInstance) NewPublisher(t testing.TB, addr string) message.Publishe
 
 func (r *redisInstance) Consume(t testing.TB) <-chan Received {
 	t.Helper()
-	cl := redisClient(t)
+	cl := redisClient(t, r.url)
 	ctx, cancel := context.WithCancel(context.Background())
 	out := make(chan Received, 4096)
 	done := make(chan struct{})

@@ -149,13 +149,27 @@ func Results() ([]Result, []CellInfo) {
 // numbered reason listed under the table. It returns the number of cells
 // written.
 func WriteSummary(w io.Writer, suite string) (int, error) {
-	all, allCells := Results()
+	allResults, allCells := Results()
 	var cs []CellInfo
 	for _, c := range allCells {
 		if c.Suite == suite {
 			cs = append(cs, c)
 		}
 	}
+	var rs []Result
+	for _, r := range allResults {
+		if r.Suite == suite {
+			rs = append(rs, r)
+		}
+	}
+	_, err := io.WriteString(w, summaryTable(rs, cs))
+	return len(cs), err
+}
+
+// summaryTable renders the summary of WriteSummary for the given results
+// and cells (of one suite).
+func summaryTable(all []Result, cs []CellInfo) string {
+	cs = slices.Clone(cs)
 	slices.SortStableFunc(cs, func(a, b CellInfo) int {
 		return cmp.Or(cmp.Compare(a.Database, b.Database), cmp.Compare(a.Broker, b.Broker), cmp.Compare(a.Cell, b.Cell))
 	})
@@ -195,7 +209,7 @@ func WriteSummary(w io.Writer, suite string) (int, error) {
 			skipped := map[string][]string{} // reason -> tests
 			var reasons []string
 			for _, r := range all {
-				if r.Suite != suite || r.Cell != c.Cell || r.Line != l {
+				if r.Cell != c.Cell || r.Line != l {
 					continue
 				}
 				switch r.Status {
@@ -240,8 +254,7 @@ func WriteSummary(w io.Writer, suite string) (int, error) {
 			fmt.Fprintf(&b, "[%d] %s  \n", i+1, strings.ReplaceAll(n, "|", `\|`))
 		}
 	}
-	_, err := io.WriteString(w, b.String())
-	return len(cs), err
+	return b.String()
 }
 
 // promises renders a broker's Features in a few words.

@@ -107,7 +107,7 @@ func (a *app) openOutbox(ctx context.Context) (outboxdriver.Driver, *outbox.Outb
 		}
 		drv, err = postgres.New(db, postgres.Config{Schema: a.cfg.Schema, Table: a.cfg.Table})
 	case "mysql":
-		dsn, derr := mysqlDSN(u)
+		dsn, derr := mysql.DSNFromURL(a.cfg.DBURL)
 		if derr != nil {
 			return nil, nil, nil, usageError("--db-url: %v", derr)
 		}
@@ -151,32 +151,6 @@ func (a *app) openOutbox(ctx context.Context) (outboxdriver.Driver, *outbox.Outb
 }
 
 var userinfoRe = regexp.MustCompile(`(://[^:/@\s]*:)[^@\s]*@`)
-
-// mysqlDSN turns mysql://user:pass@host:3306/db?params into the
-// go-sql-driver form user:pass@tcp(host:3306)/db?params.
-func mysqlDSN(u *url.URL) (string, error) {
-	db := strings.TrimPrefix(u.Path, "/")
-	if u.Host == "" || db == "" {
-		return "", fmt.Errorf("want mysql://user:password@host:3306/database")
-	}
-	host := u.Host
-	if u.Port() == "" {
-		host += ":3306"
-	}
-	var auth string
-	if u.User != nil {
-		auth = u.User.Username()
-		if pw, ok := u.User.Password(); ok {
-			auth += ":" + pw
-		}
-		auth += "@"
-	}
-	dsn := auth + "tcp(" + host + ")/" + db
-	if u.RawQuery != "" {
-		dsn += "?" + u.RawQuery
-	}
-	return dsn, nil
-}
 
 // redactAll hides passwords of any URL inside an error message.
 func redactAll(s string) string { return userinfoRe.ReplaceAllString(s, "${1}xxxxx@") }

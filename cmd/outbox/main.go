@@ -107,6 +107,8 @@ Exit codes: 0 success, 1 runtime error, 2 usage or configuration error,
 	a.flags.register(root)
 	root.AddCommand(a.migrateCommand(), a.relayCommand(), a.statusCommand(), a.listCommand(),
 		a.showCommand(), a.retryCommand(), a.purgeCommand())
+	root.AddCommand(a.benchCommand())
+	root.AddCommand(a.conformanceCommand())
 	return root
 }
 

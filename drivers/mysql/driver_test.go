@@ -53,6 +53,25 @@ func TestNewConfig(t *testing.T) {
 	})
 }
 
+func TestDSNFromURL(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		"mysql://root@127.0.0.1:3306/test":   "root@tcp(127.0.0.1:3306)/test",
+		"mysql://app:s3cret@db/app?tls=true": "app:s3cret@tcp(db:3306)/app?tls=true",
+		"mysql://db.internal:3307/billing":   "tcp(db.internal:3307)/billing",
+	} {
+		got, err := DSNFromURL(in)
+		if err != nil || got != want {
+			t.Errorf("DSNFromURL(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"postgres://x/y", "mysql://host", "mysql:///db", "::"} {
+		if _, err := DSNFromURL(bad); !errors.Is(err, outboxdriver.ErrInvalidConfig) {
+			t.Errorf("DSNFromURL(%q): want ErrInvalidConfig, got %v", bad, err)
+		}
+	}
+}
+
 func TestConfigureDSN(t *testing.T) {
 	t.Parallel()
 	t.Run("SetsDefaults", func(t *testing.T) {

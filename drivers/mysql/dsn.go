@@ -3,6 +3,8 @@ package mysql
 import (
 	"database/sql"
 	"fmt"
+	"net"
+	"net/url"
 	"strings"
 
 	gomysql "github.com/go-sql-driver/mysql"
@@ -82,4 +84,37 @@ func dsnParams(dsn string) map[string]string {
 		out[k] = v
 	}
 	return out
+}
+
+// DSNFromURL converts a URL of the form
+// mysql://user:password@host:3306/database?param=value (port 3306 when
+// omitted) into go-sql-driver/mysql's DSN form,
+// user:password@tcp(host:3306)/database?param=value, for tools that take
+// every database as a URL. Pass the result to ConfigureDSN or Open.
+func DSNFromURL(raw string) (string, error) {
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme != "mysql" {
+		return "", fmt.Errorf("%w: want mysql://user:password@host:3306/database", outboxdriver.ErrInvalidConfig)
+	}
+	db := strings.TrimPrefix(u.Path, "/")
+	if u.Host == "" || db == "" {
+		return "", fmt.Errorf("%w: want mysql://user:password@host:3306/database", outboxdriver.ErrInvalidConfig)
+	}
+	host := u.Host
+	if u.Port() == "" {
+		host = net.JoinHostPort(u.Hostname(), "3306")
+	}
+	var auth string
+	if u.User != nil {
+		auth = u.User.Username()
+		if pw, ok := u.User.Password(); ok {
+			auth += ":" + pw
+		}
+		auth += "@"
+	}
+	dsn := auth + "tcp(" + host + ")/" + db
+	if u.RawQuery != "" {
+		dsn += "?" + u.RawQuery
+	}
+	return dsn, nil
 }

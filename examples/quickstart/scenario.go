@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -127,25 +126,6 @@ func (e *env) sql(q string) string {
 
 var placeholderRe = regexp.MustCompile(`\$[0-9]+`)
 
-// mysqlDSN turns mysql://user:pass@host:3306/db into the go-sql-driver form.
-func mysqlDSN(raw string) (string, error) {
-	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" || strings.Trim(u.Path, "/") == "" {
-		return "", errors.New("OUTBOX_DB_URL: want mysql://user:password@host:3306/database")
-	}
-	auth := ""
-	if u.User != nil {
-		auth = u.User.String() + "@"
-		if pw, ok := u.User.Password(); ok {
-			auth = u.User.Username() + ":" + pw + "@"
-		}
-	}
-	dsn := auth + "tcp(" + u.Host + ")/" + strings.Trim(u.Path, "/")
-	if u.RawQuery != "" {
-		dsn += "?" + u.RawQuery
-	}
-	return dsn, nil
-}
 
 // run plays the whole scenario and returns its summary.
 func run(ctx context.Context, cfg config) (*Summary, error) {
@@ -181,7 +161,7 @@ func run(ctx context.Context, cfg config) (*Summary, error) {
 func (e *env) setupDB(ctx context.Context, sum *Summary) error {
 	e.tables.invoices, e.tables.processed, e.tables.ledger = "invoices", "processed_events", "ledger"
 	if strings.HasPrefix(e.cfg.DBURL, "mysql://") {
-		dsn, err := mysqlDSN(e.cfg.DBURL)
+		dsn, err := mysql.DSNFromURL(e.cfg.DBURL)
 		if err != nil {
 			return err
 		}

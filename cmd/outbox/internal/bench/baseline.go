@@ -1,0 +1,164 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	wmsql "github.com/ThreeDotsLabs/watermill-sql/v3/pkg/sql"
+	"github.com/ThreeDotsLabs/watermill/components/forwarder"
+	"github.com/ThreeDotsLabs/watermill/message"
+)
+
+// rawBroker publishes cfg.Events messages straight to the broker with as
+// many in flight as the relay has within a batch (one goroutine per key of
+// a batch: min(batch size, keys)). Each worker publishes one message per
+// Publish call, as the relay's forwarder does; workers do not wait for each
+// other between batches, so this is the broker's ceiling at that
+// concurrency.
+func (r *run) rawBroker(ctx context.Context) (RawBroker, error) {
+	n := r.cfg.Events
+	conc := min(r.cfg.relayBatch(), r.cfg.Keys, n)
+	r.progress("%s: raw publish of %d messages, %d in flight", brokerScheme(r.cell.BrokerURL), n, conc)
+	payload := r.payload()
+	var next atomic.Int64
+	var firstErr error
+	var errOnce sync.Once
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range conc {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				msg := message.NewMessage(watermill.NewUUID(), payload)
+				msg.Metadata.Set("outbox_event_id", msg.UUID)
+				msg.Metadata.Set("outbox_event_type", "bench.event")
+				msg.Metadata.Set("outbox_key", "key-"+strconv.Itoa(i%r.cfg.Keys))
+				msg.Metadata.Set("outbox_created_at", time.Now().UTC().Format(time.RFC3339Nano))
+				if err := r.broker.Publisher.Publish(r.topics.raw, msg); err != nil {
+					errOnce.Do(func() { firstErr = err })
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	d := time.Since(start)
+	if firstErr != nil {
+		return RawBroker{}, firstErr
+	}
+	if err := ctx.Err(); err != nil {
+		return RawBroker{}, err
+	}
+	return RawBroker{Events: n, Concurrency: conc, Seconds: d.Seconds(), EventsPerSec: float64(n) / d.Seconds()}, nil
+}
+
+// countingPublisher counts acknowledged publishes. Close does nothing: the
+// forwarder's router closes its publisher, and the broker is closed by the
+// cell.
+type countingPublisher struct {
+	message.Publisher
+	n atomic.Int64
+}
+
+// Publish implements message.Publisher.
+func (p *countingPublisher) Publish(topic string, msgs ...*message.Message) error {
+	if err := p.Publisher.Publish(topic, msgs...); err != nil {
+		return err
+	}
+	p.n.Add(int64(len(msgs)))
+	return nil
+}
+
+// Close implements message.Publisher.
+func (p *countingPublisher) Close() error { return nil }
+
+// watermillForwarder is the baseline users start from: watermill-sql v3's
+// publisher and subscriber with the default schema and offsets adapter of
+// the dialect and default subscriber settings, wrapped by Watermill's
+// forwarder. It seeds cfg.Events enveloped messages into a fresh topic table,
+// then times forwarder.NewForwarder draining them to the same broker.
+func (r *run) watermillForwarder(ctx context.Context) (Forwarder, error) {
+	db := r.db
+	sqlTopic := "outboxbench_" + r.id + "_fwd"
+	var schema wmsql.SchemaAdapter
+	var offsets wmsql.OffsetsAdapter
+	switch r.dialect {
+	case "postgres":
+		schema, offsets = wmsql.DefaultPostgreSQLSchema{}, wmsql.DefaultPostgreSQLOffsetsAdapter{}
+	case "mysql":
+		schema, offsets = wmsql.DefaultMySQLSchema{}, wmsql.DefaultMySQLOffsetsAdapter{}
+	default:
+		return Forwarder{}, fmt.Errorf("watermill-sql v3 has no default schema for %s", r.dialect)
+	}
+	r.cleanups = append(r.cleanups, func() {
+		dropTables(r.dialect, db, "watermill_"+sqlTopic, "watermill_offsets_"+sqlTopic)
+	})
+	logger := watermill.NopLogger{}
+
+	n := r.cfg.Events
+	r.progress("%s: seeding %d messages through watermill-sql's publisher", r.dialect, n)
+	sqlPub, err := wmsql.NewPublisher(db, wmsql.PublisherConfig{SchemaAdapter: schema, AutoInitializeSchema: true}, logger)
+	if err != nil {
+		return Forwarder{}, err
+	}
+	pub := forwarder.NewPublisher(sqlPub, forwarder.PublisherConfig{ForwarderTopic: sqlTopic})
+	payload := r.payload()
+	for start := 0; start < n; start += 1000 {
+		var msgs []*message.Message
+		for i := start; i < min(start+1000, n); i++ {
+			m := message.NewMessage(watermill.NewUUID(), payload)
+			m.Metadata.Set("outbox_key", "key-"+strconv.Itoa(i%r.cfg.Keys))
+			msgs = append(msgs, m)
+		}
+		if err := pub.Publish(r.topics.forwarded, msgs...); err != nil {
+			return Forwarder{}, err
+		}
+	}
+
+	sub, err := wmsql.NewSubscriber(db, wmsql.SubscriberConfig{
+		ConsumerGroup: "outboxbench", SchemaAdapter: schema, OffsetsAdapter: offsets, InitializeSchema: true,
+	}, logger)
+	if err != nil {
+		return Forwarder{}, err
+	}
+	out := &countingPublisher{Publisher: r.broker.Publisher}
+	fwd, err := forwarder.NewForwarder(sub, out, logger, forwarder.Config{ForwarderTopic: sqlTopic})
+	if err != nil {
+		return Forwarder{}, err
+	}
+	r.progress("%s: draining with Watermill's forwarder", r.dialect)
+	done := make(chan error, 1)
+	go func() { done <- fwd.Run(context.WithoutCancel(ctx)) }()
+	defer func() {
+		_ = fwd.Close()
+		<-done
+	}()
+	select {
+	case <-fwd.Running():
+	case err := <-done:
+		return Forwarder{}, fmt.Errorf("forwarder stopped at start: %w", err)
+	}
+	start := time.Now()
+	deadline := start.Add(5*time.Minute + time.Duration(n)*time.Second/100)
+	for out.n.Load() < int64(n) {
+		if time.Now().After(deadline) {
+			return Forwarder{}, fmt.Errorf("forwarder drained %d of %d in %s", out.n.Load(), n, time.Since(start).Round(time.Second))
+		}
+		if err := sleep(ctx, 10*time.Millisecond); err != nil {
+			return Forwarder{}, err
+		}
+	}
+	d := time.Since(start)
+	return Forwarder{Events: n, Seconds: d.Seconds(), EventsPerSec: float64(n) / d.Seconds(),
+		Settings: "watermill-sql v3.1.0 default schema and offsets adapter, default subscriber (batch 100, poll 1s)"}, nil
+}

@@ -1,0 +1,125 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"slices"
+	"sync"
+	"time"
+)
+
+// latencyMethod says what the latency figures measure, for the report.
+const latencyMethod = "commit → receipt by a durable consumer of the broker (the broker module's own Subscriber, " +
+	"acking at once), clocked in the bench process just after COMMIT returned and when the message arrived. " +
+	"The relay runs in another process, so its Observer is not reachable; a consumer only receives what the " +
+	"broker stored and acknowledged, so this is commit → broker ack plus the delivery hop to the consumer " +
+	"(an upper bound)."
+
+// latency runs the trickle: one event per transaction at cfg.Rate for
+// cfg.Duration, with a relay already running on t.
+func (r *run) latency(ctx context.Context, t *Target) (*Latency, error) {
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	msgs, err := r.broker.Subscriber.Subscribe(sctx, r.topics.latency)
+	if err != nil {
+		return nil, fmt.Errorf("subscribe to %s: %w", r.topics.latency, err)
+	}
+	var (
+		mu       sync.Mutex
+		received = map[string]time.Time{}
+		gotAll   = make(chan struct{})
+		want     = -1
+	)
+	go func() {
+		for m := range msgs {
+			at := time.Now()
+			m.Ack()
+			mu.Lock()
+			if _, dup := received[m.UUID]; !dup {
+				received[m.UUID] = at
+			}
+			if want >= 0 && len(received) >= want {
+				select {
+				case <-gotAll:
+				default:
+					close(gotAll)
+				}
+			}
+			mu.Unlock()
+		}
+	}()
+
+	payload := r.payload()
+	db := t.Driver.DB()
+	committed := map[string]time.Time{}
+	tick := time.NewTicker(time.Second / time.Duration(r.cfg.Rate))
+	defer tick.Stop()
+	start := time.Now()
+	for i := 0; time.Since(start) < r.cfg.Duration; i++ {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-tick.C:
+		}
+		e := r.event(r.topics.latency, i, payload)
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			return nil, err
+		}
+		if err := t.Outbox.Insert(ctx, tx, e); err != nil {
+			_ = tx.Rollback()
+			return nil, err
+		}
+		if err := tx.Commit(); err != nil {
+			return nil, err
+		}
+		committed[e.ID] = time.Now()
+	}
+	elapsed := time.Since(start)
+
+	mu.Lock()
+	want = len(committed)
+	if len(received) >= want {
+		close(gotAll)
+	}
+	mu.Unlock()
+	select {
+	case <-gotAll:
+	case <-time.After(30 * time.Second):
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	cancel()
+
+	mu.Lock()
+	defer mu.Unlock()
+	var lat []time.Duration
+	for id, c := range committed {
+		if at, ok := received[id]; ok {
+			lat = append(lat, max(0, at.Sub(c)))
+		}
+	}
+	if len(lat) == 0 {
+		return nil, fmt.Errorf("no trickle event reached the broker's consumer (%d committed)", len(committed))
+	}
+	slices.Sort(lat)
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	return &Latency{
+		TargetRate:   r.cfg.Rate,
+		AchievedRate: float64(len(committed)) / elapsed.Seconds(),
+		Committed:    len(committed),
+		Received:     len(lat),
+		P50Ms:        ms(percentile(lat, 0.50)),
+		P90Ms:        ms(percentile(lat, 0.90)),
+		P99Ms:        ms(percentile(lat, 0.99)),
+		MaxMs:        ms(lat[len(lat)-1]),
+		Method:       latencyMethod,
+	}, nil
+}
+
+// percentile returns the nearest-rank q-quantile of sorted durations.
+func percentile(sorted []time.Duration, q float64) time.Duration {
+	i := int(math.Ceil(q*float64(len(sorted)))) - 1
+	return sorted[min(max(i, 0), len(sorted)-1)]
+}
