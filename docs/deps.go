@@ -12,6 +12,7 @@ import (
 	_ "github.com/ThreeDotsLabs/watermill-sql/v3/pkg/sql"
 	_ "github.com/ThreeDotsLabs/watermill/components/forwarder"
 	_ "github.com/ThreeDotsLabs/watermill/message"
+	_ "github.com/ThreeDotsLabs/watermill/message/router/middleware"
 	_ "github.com/go-sql-driver/mysql"
 	_ "github.com/jackc/pgx/v5/stdlib"
 	_ "github.com/lib/pq"

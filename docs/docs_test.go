@@ -271,6 +271,21 @@ func vetGoBlocks(t *testing.T, blocks []block) {
 	t.Errorf("go vet of the documentation's Go blocks failed (%v):\n%s", err, text)
 }
 
+// depsImports returns the import paths deps.go lists.
+func depsImports(t *testing.T) map[string]bool {
+	t.Helper()
+	f, err := parser.ParseFile(token.NewFileSet(), "deps.go", nil, parser.ImportsOnly)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]bool{}
+	for _, imp := range f.Imports {
+		path, _ := strconv.Unquote(imp.Path.Value)
+		out[path] = true
+	}
+	return out
+}
+
 // checkGoFile parses a Go block as a complete, gofmt-formatted file: a
 // package clause, and func main in package main.
 func checkGoFile(t *testing.T, b block) bool {
@@ -280,6 +295,13 @@ func checkGoFile(t *testing.T, b block) bool {
 	if err != nil {
 		t.Errorf("%s: not a complete Go file (mark fragments with <!-- fragment: checked by path/x_test.go -->): %v", b.where(), err)
 		return false
+	}
+	deps := depsImports(t)
+	for _, imp := range f.Imports {
+		path, _ := strconv.Unquote(imp.Path.Value)
+		if strings.Contains(path, ".") && !deps[path] {
+			t.Errorf("%s: import %q is missing from deps.go (without it `go mod tidy` drops its requirement)", b.where(), path)
+		}
 	}
 	if f.Name.Name == "main" && f.Scope.Lookup("main") == nil {
 		t.Errorf("%s: package main without func main", b.where())
