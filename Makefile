@@ -40,7 +40,8 @@ verify: lint build ## generated code fresh, go.mod tidy, gofmt/vet clean, every 
 	for m in $(MODULES); do (cd $$m && go mod tidy); done; \
 	if ! git diff --quiet -- . ; then echo "verify: generated code or go.mod/go.sum not up to date:"; git status --short; exit 1; fi
 
-bench: ## run the benchmarks of every module (figures are ratios against a baseline measured in the same run)
+bench: ## outbox bench on PostgreSQL and MariaDB x NATS (drain, latency, CPU, baselines measured in the same run), then the Go benchmarks
+	cd cmd/outbox && go run . bench --matrix --events 50000 --relays 3
 	@set -e; for m in $(MODULES); do (cd $$m && go test -run '^$$' -bench . -benchmem ./...); done
 
 matrix: ## rewrite README.md's support matrix from the conformance suite's own summary (runs the suite unless make test left one)

@@ -25,10 +25,11 @@ const (
 
 func (a *app) benchCommand() *cobra.Command {
 	var (
-		cfg    bench.Config
-		asJSON bool
-		matrix bool
-		quiet  bool
+		cfg        bench.Config
+		asJSON     bool
+		matrix     bool
+		relayFlags []string
+		quiet      bool
 	)
 	cmd := &cobra.Command{
 		Use:   "bench",
@@ -87,7 +88,7 @@ For nats:// the bench creates and deletes its own stream.`,
 			}
 			cfg.Open = a.benchOpen
 			cfg.RelayCommand = func(_ context.Context, dbURL, brokerURL, table string, batchSize int) *exec.Cmd {
-				return relayProcess(self, dbURL, brokerURL, table, batchSize)
+				return relayProcess(self, dbURL, brokerURL, table, batchSize, relayFlags)
 			}
 			if cfg.Idle == 0 {
 				cfg.Idle = -1
@@ -112,6 +113,7 @@ For nats:// the bench creates and deletes its own stream.`,
 	f.DurationVar(&cfg.Duration, "duration", 5*time.Second, "length of the trickle")
 	f.DurationVar(&cfg.Idle, "idle", 2*time.Second, "how long the idle relay's CPU is measured (0 skips it)")
 	f.IntVar(&cfg.Relays, "relays", 1, "also drain a fresh backlog with this many relay processes at once (1: skip)")
+	f.StringArrayVar(&relayFlags, "relay-flag", nil, "extra flag for every relay process, e.g. --relay-flag=--concurrency=4 (repeatable)")
 	f.BoolVar(&matrix, "matrix", false, "run postgres × nats and mysql × nats on the local services")
 	f.BoolVar(&asJSON, "json", false, "print the report as JSON")
 	f.BoolVar(&quiet, "quiet", false, "do not print progress on stderr")
@@ -132,11 +134,12 @@ func (a *app) benchOpen(ctx context.Context, dbURL, table string) (*bench.Target
 // relayProcess is the `outbox relay` child process the bench measures: this
 // very binary, configured by flags only (no config file, no OUTBOX_*
 // variables), logging JSON at info level on stderr.
-func relayProcess(self, dbURL, brokerURL, table string, batchSize int) *exec.Cmd {
+func relayProcess(self, dbURL, brokerURL, table string, batchSize int, extra []string) *exec.Cmd {
 	args := []string{"relay", "--db-url", dbURL, "--broker-url", brokerURL, "--table", table, "--log-level", "info"}
 	if batchSize > 0 {
 		args = append(args, "--batch-size", strconv.Itoa(batchSize))
 	}
+	args = append(args, extra...)
 	cmd := exec.Command(self, args...)
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "OUTBOX_") {

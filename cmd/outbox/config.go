@@ -57,6 +57,7 @@ type fileConfig struct {
 // relayConfig mirrors the relay flags in the YAML file.
 type relayConfig struct {
 	BatchSize      int           `yaml:"batch_size"`
+	Concurrency    int           `yaml:"concurrency"`
 	PollInterval   time.Duration `yaml:"poll_interval"`
 	MinPoll        time.Duration `yaml:"min_poll_interval"`
 	MaxAttempts    int           `yaml:"max_attempts"`

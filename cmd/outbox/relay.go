@@ -65,6 +65,7 @@ The default address is loopback only (` + defaultMetricsAddr + `).`,
 	}
 	f := cmd.Flags()
 	f.IntVar(&rc.BatchSize, "batch-size", 0, "events per claim (default 100)")
+	f.IntVar(&rc.Concurrency, "concurrency", 0, "batches worked on at once; a crash may duplicate this many batches (default 1)")
 	f.DurationVar(&rc.PollInterval, "poll-interval", 0, "longest sleep when nothing is ready (default 200ms)")
 	f.DurationVar(&rc.MinPoll, "min-poll-interval", 0, "first sleep after activity, doubling up to --poll-interval (default 10ms)")
 	f.IntVar(&rc.MaxAttempts, "max-attempts", 0, "failed publishes before an event is dead (default 30)")
@@ -83,6 +84,7 @@ The default address is loopback only (` + defaultMetricsAddr + `).`,
 func mergeRelay(flags, file relayConfig) relayConfig {
 	return relayConfig{
 		BatchSize:      cmp.Or(flags.BatchSize, file.BatchSize),
+		Concurrency:    cmp.Or(flags.Concurrency, file.Concurrency),
 		PollInterval:   cmp.Or(flags.PollInterval, file.PollInterval),
 		MinPoll:        cmp.Or(flags.MinPoll, file.MinPoll),
 		MaxAttempts:    cmp.Or(flags.MaxAttempts, file.MaxAttempts),
@@ -121,7 +123,7 @@ func (a *app) runRelay(ctx context.Context, logger *slog.Logger, rc relayConfig,
 
 	m := newRelayMetrics()
 	relay, err := outbox.NewRelay(drv, broker.Publisher, outbox.RelayConfig{
-		ID: id, BatchSize: rc.BatchSize, PollInterval: rc.PollInterval, MinPollInterval: rc.MinPoll, MaxAttempts: rc.MaxAttempts,
+		ID: id, BatchSize: rc.BatchSize, Concurrency: rc.Concurrency, PollInterval: rc.PollInterval, MinPollInterval: rc.MinPoll, MaxAttempts: rc.MaxAttempts,
 		LeaseDuration: rc.LeaseDuration, PublishTimeout: rc.PublishTimeout,
 		BackoffMin: rc.BackoffMin, BackoffMax: rc.BackoffMax,
 		Observer: m.observe, Logger: logger,

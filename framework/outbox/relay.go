@@ -44,10 +44,12 @@ type RelayConfig struct {
 	// nothing ready (an idle relay polls at this rate). Zero means 200ms.
 	PollInterval time.Duration
 
-	// MinPollInterval is the first sleep after a claim found nothing right
-	// after activity; each further empty claim doubles it up to PollInterval
-	// (adaptive polling: low latency while events flow, cheap when idle).
-	// Zero means 10ms, or PollInterval when that is smaller.
+	// MinPollInterval is the sleep after a claim found nothing while events
+	// were flowing recently: the relay keeps polling at this rate for about
+	// PollInterval after the last non-empty claim, then doubles the sleep
+	// up to PollInterval (adaptive polling: low latency while events flow,
+	// cheap when idle). Zero means 10ms, or PollInterval when that is
+	// smaller.
 	MinPollInterval time.Duration
 
 	// LeaseDuration is how long claimed events stay reserved for this relay
@@ -266,6 +268,7 @@ func (w *worker) loop(ctx context.Context) {
 	dbBackoff := backoff.Policy{Min: 100 * time.Millisecond, Max: 5 * time.Second}
 	dbFailures := 0
 	idle := w.cfg.MinPollInterval
+	var lastWork time.Time
 	held, _ := w.driver.(outboxdriver.HeldClaimer)
 	params := &outboxdriver.EventClaimBatchParams{RelayID: w.cfg.ID, Limit: w.cfg.BatchSize, Lease: w.cfg.LeaseDuration}
 	for ctx.Err() == nil {
@@ -288,10 +291,12 @@ func (w *worker) loop(ctx context.Context) {
 		dbFailures = 0
 		if n == 0 {
 			sleep(ctx, idle)
-			idle = min(idle*2, w.cfg.PollInterval)
+			if time.Since(lastWork) > w.cfg.PollInterval {
+				idle = min(idle*2, w.cfg.PollInterval)
+			}
 			continue
 		}
-		idle = w.cfg.MinPollInterval
+		idle, lastWork = w.cfg.MinPollInterval, time.Now()
 	}
 }
 
