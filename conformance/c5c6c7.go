@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -91,7 +92,8 @@ func testInsertNotBlocked(t *testing.T, h Harness) {
 	e.insert(t, held...)
 	eventually(t, "the stuck relay holding its claim inside Publish", hangGuard, func() bool { return stuck.Load() >= 2 })
 
-	e.relay(nil, e.broker.NewPublisher(t, ""), outbox.RelayConfig{ID: "healthy"})
+	healthyAcks := &ackLog{}
+	e.relay(nil, &tap{inner: e.broker.NewPublisher(t, ""), log: healthyAcks}, outbox.RelayConfig{ID: "healthy"})
 
 	ctx := context.Background()
 	conn, err := e.db.Conn(ctx)
@@ -130,7 +132,10 @@ func testInsertNotBlocked(t *testing.T, h Harness) {
 	eventually(t, "the healthy relay delivering other keys", hangGuard, func() bool { return e.got.hasAll(fresh) })
 	for _, ev := range held {
 		if e.got.count(ev.ID) != 0 && ev.Key == "stuck" {
-			t.Fatalf("an event held by the stuck relay was delivered by another relay: %s", ev.ID)
+			byHealthy := slices.ContainsFunc(healthyAcks.snapshot(), func(a ack) bool { return a.id == ev.ID })
+			row, err := e.ob.Get(ctx, ev.ID)
+			t.Fatalf("an event held by the stuck relay was delivered (published by the healthy relay: %v): %s; row now %+v (err %v)",
+				byHealthy, ev.ID, row, err)
 		}
 	}
 }

@@ -195,7 +195,7 @@ func TestNotMigrated(t *testing.T) {
 		t.Fatalf("EventInsert: want ErrNotMigrated, got %v", err)
 	}
 	st, err := b.drv.MigrateStatus(b.ctx, &outboxdriver.MigrateStatusParams{})
-	if err != nil || len(st.Applied) != 0 || !slices.Equal(st.Pending, []int{1}) {
+	if err != nil || len(st.Applied) != 0 || !slices.Equal(st.Pending, []int{1, 2}) {
 		t.Fatalf("MigrateStatus = %+v, %v", st, err)
 	}
 }
@@ -211,7 +211,7 @@ func TestMigrate(t *testing.T) {
 			}
 		}
 		st, err := b.drv.MigrateStatus(b.ctx, &outboxdriver.MigrateStatusParams{})
-		if err != nil || !slices.Equal(st.Applied, []int{1}) || len(st.Pending) != 0 {
+		if err != nil || !slices.Equal(st.Applied, []int{1, 2}) || len(st.Pending) != 0 {
 			t.Fatalf("MigrateStatus = %+v, %v", st, err)
 		}
 		var n int
@@ -238,7 +238,7 @@ func TestMigrate(t *testing.T) {
 			}
 		}
 		var n int
-		if err := b.db.QueryRow("SELECT COUNT(*) FROM " + b.drv.verTable).Scan(&n); err != nil || n != 1 {
+		if err := b.db.QueryRow("SELECT COUNT(*) FROM " + b.drv.verTable).Scan(&n); err != nil || n != 2 {
 			t.Fatalf("version rows = %d, %v", n, err)
 		}
 		if err := b.drv.Ping(b.ctx); err != nil {
@@ -345,6 +345,34 @@ func TestInsert(t *testing.T) {
 
 func TestClaim(t *testing.T) {
 	t.Parallel()
+	t.Run("SkippedEarlierRowHoldsBackItsKey", func(t *testing.T) {
+		// A locking read skips a row another transaction has locked (here a
+		// SELECT ... FOR UPDATE; in production the rows of a writer that is
+		// committing while the claim scans). The key's later rows must not
+		// be claimed ahead of it.
+		t.Parallel()
+		b := setup(t)
+		k := []outboxdriver.InsertEvent{newEvent("k"), newEvent("k"), newEvent("k")}
+		other := newEvent("other")
+		b.insert(t, append(k, other)...)
+		tx, err := b.db.BeginTx(b.ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Rollback()
+		var seq int64
+		if err := tx.QueryRow("SELECT seq FROM "+b.drv.table+" WHERE id = ? FOR UPDATE", k[0].ID).Scan(&seq); err != nil {
+			t.Fatal(err)
+		}
+		got := b.claim(t, "r1", 10, time.Minute)
+		if !slices.Equal(ids(got), []string{other.ID}) {
+			t.Fatalf("claimed %v while the key's first row was locked, want only %s", ids(got), other.ID)
+		}
+		_ = tx.Rollback()
+		if got := b.claim(t, "r2", 10, time.Minute); !slices.Equal(ids(got), ids2(k)) {
+			t.Fatalf("after the lock: claimed %v, want the key in order", ids(got))
+		}
+	})
 	t.Run("OrderLimitAndLease", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t)

@@ -17,7 +17,7 @@ const columns = `seq, id, type, topic, event_key, payload, headers, status, atte
 	created_at, next_attempt_at, delivered_at, COALESCE(locked_by, ''), locked_until`
 
 type queries struct {
-	claimLock, claim, lease                              string
+	claimLock, claim, lease, pendingOfKeys               string
 	extend, markDelivered, markFailed, release, retryIDs string
 	retryDead, retryDeadType, purge, stats, get          string
 }
@@ -47,6 +47,8 @@ WHERE o.status = 'pending'
 ORDER BY o.seq
 LIMIT ?
 FOR UPDATE SKIP LOCKED`),
+		pendingOfKeys: r.Replace(`SELECT event_key, seq FROM {T} FORCE INDEX (pending_key_idx)
+WHERE status = 'pending' AND event_key IN ({IDS}) AND seq <= ?`),
 		lease: r.Replace(`UPDATE {T} SET locked_by = ?, locked_until = UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND
 WHERE seq IN ({IDS})`),
 		extend: r.Replace(`UPDATE {T} SET locked_until = UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND
@@ -210,6 +212,9 @@ func (d *Driver) EventClaimBatch(ctx context.Context, p *outboxdriver.EventClaim
 		if len(out) == 0 {
 			return nil
 		}
+		if out, err = d.dropKeysWithGaps(ctx, tx, out); err != nil || len(out) == 0 {
+			return err
+		}
 		for start := 0; start < len(out); start += maxIDsPerStatement {
 			chunk := out[start:min(start+maxIDsPerStatement, len(out))]
 			args := make([]any, 0, len(chunk)+2)
@@ -231,6 +236,67 @@ func (d *Driver) EventClaimBatch(ctx context.Context, p *outboxdriver.EventClaim
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Seq < out[j].Seq })
 	return out, nil
+}
+
+// dropKeysWithGaps removes from a claim every key that has a pending event,
+// not claimed, before its last claimed one. Under READ COMMITTED a locking
+// read returns the newest committed rows but skips (SKIP LOCKED) the rows of
+// a transaction still committing, so one scan can see part of a writer's
+// transaction: without this check it could lease a key's later events and
+// leave its earlier ones to another relay. This plain read runs after the
+// scan, in a new statement, so it sees the whole commit. The claim lock is
+// held, so no other claim changes the answer.
+func (d *Driver) dropKeysWithGaps(ctx context.Context, tx *sql.Tx, rows []*outboxdriver.EventRow) ([]*outboxdriver.EventRow, error) {
+	claimed := map[string]map[int64]bool{}
+	last := map[string]int64{}
+	var keys []any
+	var maxSeq int64
+	for _, r := range rows {
+		if r.Key == "" {
+			continue
+		}
+		if claimed[r.Key] == nil {
+			claimed[r.Key] = map[int64]bool{}
+			keys = append(keys, r.Key)
+		}
+		claimed[r.Key][r.Seq] = true
+		last[r.Key] = max(last[r.Key], r.Seq)
+		maxSeq = max(maxSeq, r.Seq)
+	}
+	gap := map[string]bool{}
+	for start := 0; start < len(keys); start += maxIDsPerStatement {
+		chunk := keys[start:min(start+maxIDsPerStatement, len(keys))]
+		args := append(append([]any{}, chunk...), maxSeq)
+		res, err := tx.QueryContext(ctx, withIDs(d.queries.pendingOfKeys, len(chunk)), args...)
+		if err != nil {
+			return nil, interpretError(err)
+		}
+		for res.Next() {
+			var key string
+			var seq int64
+			if err := res.Scan(&key, &seq); err != nil {
+				res.Close()
+				return nil, interpretError(err)
+			}
+			if seq < last[key] && !claimed[key][seq] {
+				gap[key] = true
+			}
+		}
+		if err := res.Err(); err != nil {
+			return nil, interpretError(err)
+		}
+		res.Close()
+	}
+	if len(gap) == 0 {
+		return rows, nil
+	}
+	kept := rows[:0]
+	for _, r := range rows {
+		if !gap[r.Key] {
+			kept = append(kept, r)
+		}
+	}
+	return kept, nil
 }
 
 // normalizeIDs returns the canonical form of the valid UUIDs among ids (the

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"text/template"
 
+	gomysql "github.com/go-sql-driver/mysql"
+
 	"github.com/outboxkit/outboxkit/framework/outboxdriver"
 )
 
@@ -152,7 +154,7 @@ func (d *Driver) MigrateUp(ctx context.Context, _ *outboxdriver.MigrateUpParams)
 			continue
 		}
 		for i, stmt := range m.statements {
-			if _, err := conn.ExecContext(ctx, stmt); err != nil {
+			if _, err := conn.ExecContext(ctx, stmt); err != nil && !alreadyApplied(err) {
 				return fmt.Errorf("mysql: migration %d, statement %d: %w", m.version, i+1, interpretError(err))
 			}
 		}
@@ -182,4 +184,12 @@ func (d *Driver) MigrateStatus(ctx context.Context, _ *outboxdriver.MigrateStatu
 		}
 	}
 	return st, nil
+}
+
+// alreadyApplied reports whether a DDL statement failed because its change
+// is already there (a migration interrupted after the statement and before
+// its version was recorded): MySQL has no ADD KEY IF NOT EXISTS.
+func alreadyApplied(err error) bool {
+	var me *gomysql.MySQLError
+	return errors.As(err, &me) && me.Number == erDupKeyName
 }

@@ -229,6 +229,7 @@ func checkVersion(v string) error {
 // MySQL server error numbers interpretError knows.
 const (
 	erNoSuchTable      = 1146
+	erDupKeyName       = 1061
 	erBadDB            = 1049
 	erNetPacketTooLarg = 1153
 	erLockWaitTimeout  = 1205

@@ -106,26 +106,33 @@ func (d *Driver) EventClaimHeld(ctx context.Context, p *outboxdriver.EventClaimB
 		return nil, interpretError(err)
 	}
 	sort.Slice(b.rows, func(i, j int) bool { return b.rows[i].Seq < b.rows[j].Seq })
-	if err := b.dropKeysWithGaps(ctx); err != nil {
+	gaps, err := d.keysWithGaps(ctx, tx, b.rows)
+	if err != nil {
 		_ = tx.Rollback()
 		return nil, err
+	}
+	var dropped []*outboxdriver.EventRow
+	b.rows, dropped = withoutKeys(b.rows, gaps)
+	for _, r := range dropped {
+		delete(b.seqs, r.ID) // stays locked until the transaction ends, then pending
 	}
 	return b, nil
 }
 
+// keyClaim is one key of a claim, for the gap check.
 type keyClaim struct {
 	Key string `json:"key"`
 	Seq int64  `json:"seq"` // the last claimed seq of the key
 	N   int64  `json:"n"`   // how many rows of the key were claimed
 }
 
-// dropKeysWithGaps removes from the batch every key that has a pending
-// event, not claimed, before its last claimed one (see heldQueries.earlier).
-// The removed rows stay locked until the transaction ends, then pending.
-func (b *heldBatch) dropKeysWithGaps(ctx context.Context) error {
+// keysWithGaps returns the keys of rows (a claim, ordered by seq) that have
+// a pending event, not claimed, before their last claimed one (see
+// heldQueries.earlier). The claim must leave those keys alone.
+func (d *Driver) keysWithGaps(ctx context.Context, tx *sql.Tx, rows []*outboxdriver.EventRow) (map[string]bool, error) {
 	byKey := map[string]*keyClaim{}
-	var firsts []*keyClaim
-	for _, r := range b.rows {
+	var claims []*keyClaim
+	for _, r := range rows {
 		if r.Key == "" {
 			continue
 		}
@@ -133,46 +140,43 @@ func (b *heldBatch) dropKeysWithGaps(ctx context.Context) error {
 		if !ok {
 			kc = &keyClaim{Key: r.Key}
 			byKey[r.Key] = kc
-			firsts = append(firsts, kc)
+			claims = append(claims, kc)
 		}
 		kc.Seq, kc.N = r.Seq, kc.N+1
 	}
-	if len(firsts) == 0 {
-		return nil
+	if len(claims) == 0 {
+		return nil, nil
 	}
-	raw, err := json.Marshal(firsts)
+	raw, err := json.Marshal(claims)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	rows, err := b.tx.QueryContext(ctx, b.d.held.earlier, string(raw))
+	res, err := tx.QueryContext(ctx, d.held.earlier, string(raw))
 	if err != nil {
-		return interpretError(err)
+		return nil, interpretError(err)
 	}
-	defer rows.Close()
-	blocked := map[string]bool{}
-	for rows.Next() {
+	defer res.Close()
+	gaps := map[string]bool{}
+	for res.Next() {
 		var k string
-		if err := rows.Scan(&k); err != nil {
-			return interpretError(err)
+		if err := res.Scan(&k); err != nil {
+			return nil, interpretError(err)
 		}
-		blocked[k] = true
+		gaps[k] = true
 	}
-	if err := rows.Err(); err != nil {
-		return interpretError(err)
-	}
-	if len(blocked) == 0 {
-		return nil
-	}
-	kept := b.rows[:0]
-	for _, r := range b.rows {
-		if blocked[r.Key] {
-			delete(b.seqs, r.ID)
-			continue
+	return gaps, interpretError(res.Err())
+}
+
+// withoutKeys returns rows minus those of the given keys.
+func withoutKeys(rows []*outboxdriver.EventRow, keys map[string]bool) (kept, dropped []*outboxdriver.EventRow) {
+	for _, r := range rows {
+		if keys[r.Key] {
+			dropped = append(dropped, r)
+		} else {
+			kept = append(kept, r)
 		}
-		kept = append(kept, r)
 	}
-	b.rows = kept
-	return nil
+	return kept, dropped
 }
 
 type heldBatch struct {

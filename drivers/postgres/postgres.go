@@ -147,8 +147,8 @@ const columns = `seq, id, type, topic, key, payload, headers, status, attempts, 
 	created_at, next_attempt_at, delivered_at, coalesce(locked_by, ''), locked_until`
 
 type queries struct {
-	claim, extend, markDelivered, markFailed, release string
-	retryIDs, retryDead, purge, stats, get, list      string
+	claim, unlease, extend, markDelivered, markFailed, release string
+	retryIDs, retryDead, purge, stats, get, list               string
 }
 
 // newQueries renders every statement for one table. The only substitution is
@@ -174,6 +174,8 @@ WITH c AS (
 UPDATE {T} t SET locked_by = $2, locked_until = statement_timestamp() + $3::bigint * interval '1 millisecond'
 FROM c WHERE t.seq = c.seq
 RETURNING t.seq, t.id, t.type, t.topic, t.key, t.payload, t.headers, t.attempts, t.created_at`),
+		unlease: r.Replace(`UPDATE {T} SET locked_by = NULL, locked_until = NULL
+WHERE seq = ANY(string_to_array($1, ',')::bigint[])`),
 		extend: r.Replace(`UPDATE {T} SET locked_until = statement_timestamp() + $3::bigint * interval '1 millisecond'
 WHERE id = ANY(string_to_array($1, ',')::uuid[]) AND locked_by = $2 AND status = 'pending'`),
 		markDelivered: r.Replace(`UPDATE {T} SET status = 'delivered', delivered_at = statement_timestamp(),
@@ -283,10 +285,27 @@ func (d *Driver) EventClaimBatch(ctx context.Context, p *outboxdriver.EventClaim
 	if err := rows.Err(); err != nil {
 		return nil, interpretError(err)
 	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Seq < out[j].Seq })
+	// A row someone else has locked (SKIP LOCKED) can sit before the ones
+	// claimed for its key: give those keys back (see keysWithGaps).
+	gaps, err := d.keysWithGaps(ctx, tx, out)
+	if err != nil {
+		return nil, err
+	}
+	if len(gaps) > 0 {
+		var dropped []*outboxdriver.EventRow
+		out, dropped = withoutKeys(out, gaps)
+		seqs := make([]string, len(dropped))
+		for i, r := range dropped {
+			seqs[i] = fmt.Sprint(r.Seq)
+		}
+		if _, err := tx.ExecContext(ctx, d.queries.unlease, strings.Join(seqs, ",")); err != nil {
+			return nil, interpretError(err)
+		}
+	}
 	if err := tx.Commit(); err != nil {
 		return nil, interpretError(err)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Seq < out[j].Seq })
 	return out, nil
 }
 
