@@ -98,7 +98,6 @@ func brokerFromURL(raw string) (Broker, error) {
 	return Broker{}, fmt.Errorf("%w: broker scheme %q (want nats://, amqp://, redis:// or memory://)", ErrUnsupportedURL, u.Scheme)
 }
 
-
 // baseURL drops the query of a broker URL and returns it with the server's
 // host:port (defPort when the URL names none).
 func baseURL(raw, defPort string) (base, addr string) {
