@@ -126,7 +126,6 @@ func (e *env) sql(q string) string {
 
 var placeholderRe = regexp.MustCompile(`\$[0-9]+`)
 
-
 // run plays the whole scenario and returns its summary.
 func run(ctx context.Context, cfg config) (*Summary, error) {
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)

@@ -11,9 +11,9 @@ import (
 	natsgo "github.com/nats-io/nats.go"
 
 	outboxnats "github.com/outboxkit/outboxkit/brokers/nats"
-	"github.com/outboxkit/outboxkit/examples/invoicing/events"
 	"github.com/outboxkit/outboxkit/drivers/mysql"
 	"github.com/outboxkit/outboxkit/drivers/postgres"
+	"github.com/outboxkit/outboxkit/examples/invoicing/events"
 	"github.com/outboxkit/outboxkit/framework/outbox"
 	"github.com/outboxkit/outboxkit/framework/outboxdriver"
 	"github.com/outboxkit/outboxkit/framework/outboxtest"
