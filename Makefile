@@ -38,7 +38,7 @@ generate: ## run go generate in every module
 verify: lint build ## generated code fresh, go.mod tidy, gofmt/vet clean, every module builds with GOWORK=off
 	@set -e; $(MAKE) --no-print-directory generate; \
 	for m in $(MODULES); do (cd $$m && go mod tidy); done; \
-	if ! git diff --quiet -- . ; then echo "verify: generated code or go.mod/go.sum not up to date:"; git status --short; exit 1; fi
+	if [ -n "$$(git status --porcelain -- .)" ]; then echo "verify: generated code or go.mod/go.sum not up to date (or new files not committed):"; git status --short; exit 1; fi
 
 bench: ## outbox bench on PostgreSQL and MariaDB x NATS (drain, latency, CPU, baselines measured in the same run), then the Go benchmarks
 	cd cmd/outbox && go run . bench --matrix --events 50000 --relays 3
