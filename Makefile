@@ -20,7 +20,9 @@ test: ## run every module's tests; cells whose service is down are skipped (OUTB
 	  (cd $$m && OUTBOX_TEST_SKIPLOG=$(SKIPLOG) OUTBOX_CONFORMANCE_SUMMARY=$(SUMMARY) go test $(GO_TEST_FLAGS) ./...) || status=1; done; \
 	if [ -s $(SUMMARY) ]; then echo; echo "== conformance matrix (make matrix copies it into README.md)"; cat $(SUMMARY); fi; \
 	if [ -s $(SKIPLOG) ]; then echo; echo "== skipped cells (service unreachable; set OUTBOX_TEST_REQUIRE=all to fail instead):"; \
-	  sort -u $(SKIPLOG) | sed 's/^/  /'; else echo; echo "== no cell skipped"; fi; \
+	  sort -u $(SKIPLOG) | awk -F'\t' '{ n[$$2]++; if (n[$$2] <= 4) ex[$$2] = ex[$$2] (n[$$2] > 1 ? ", " : "") $$1 } \
+	    END { for (r in n) printf "  %s: %d test(s), e.g. %s%s\n", r, n[r], ex[r], (n[r] > 4 ? ", ..." : "") }'; \
+	  echo "  (full list: $(SKIPLOG))"; else echo; echo "== no cell skipped"; fi; \
 	exit $$status
 
 test-race: ## run every module's tests with the race detector
