@@ -4,7 +4,8 @@ SHELL := /bin/bash
 MODULES := $(shell go list -m -f '{{.Dir}}' 2>/dev/null)
 SKIPLOG := $(CURDIR)/.test-skips.log
 SUMMARY := $(CURDIR)/.conformance-summary.md
-GO_TEST_FLAGS ?=
+# -count=1: a cached result would not re-log its skips nor rewrite the conformance summary.
+GO_TEST_FLAGS ?= -count=1
 
 .PHONY: help test test-race lint verify generate bench demo build matrix
 
