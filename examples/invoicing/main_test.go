@@ -17,7 +17,7 @@ func TestInvoicingStory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Summary{Issued: 8, RolledBack: 1, Dead: 3, Resent: 3, Acknowledged: 8}
+	want := Summary{Issued: 8, RolledBack: 1, Dead: 3, Resent: 3, Acknowledged: 8, Duplicates: 1}
 	if *s != want {
 		t.Fatalf("summary %+v, want %+v", *s, want)
 	}
