@@ -7,7 +7,8 @@ SUMMARY := $(CURDIR)/.conformance-summary.md
 # -count=1: a cached result would not re-log its skips nor rewrite the conformance summary.
 GO_TEST_FLAGS ?= -count=1
 
-.PHONY: help test test-race lint verify generate bench demo build matrix
+.PHONY: help test test-race fuzz lint verify generate bench demo build matrix
+FUZZTIME ?= 10s
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -19,12 +20,18 @@ test: ## run every module's tests; cells whose service is down are skipped (OUTB
 	@rm -f $(SKIPLOG) $(SUMMARY); status=0; \
 	for m in $(MODULES); do echo "== test $${m#$(CURDIR)/}"; \
 	  (cd $$m && OUTBOX_TEST_SKIPLOG=$(SKIPLOG) OUTBOX_CONFORMANCE_SUMMARY=$(SUMMARY) go test $(GO_TEST_FLAGS) ./...) || status=1; done; \
+	$(MAKE) --no-print-directory fuzz || status=1; \
 	if [ -s $(SUMMARY) ]; then echo; echo "== conformance matrix (make matrix copies it into README.md)"; cat $(SUMMARY); fi; \
 	if [ -s $(SKIPLOG) ]; then echo; echo "== skipped cells (service unreachable; set OUTBOX_TEST_REQUIRE=all to fail instead):"; \
 	  sort -u $(SKIPLOG) | awk -F'\t' '{ n[$$2]++; if (n[$$2] <= 4) ex[$$2] = ex[$$2] (n[$$2] > 1 ? ", " : "") $$1 } \
 	    END { for (r in n) printf "  %s: %d test(s), e.g. %s%s\n", r, n[r], ex[r], (n[r] > 4 ? ", ..." : "") }'; \
 	  echo "  (full list: $(SKIPLOG))"; else echo; echo "== no cell skipped"; fi; \
 	exit $$status
+
+fuzz: ## fuzz outboxgen's schema parser and the generated decoder briefly (FUZZTIME, default 10s each)
+	@echo "== fuzz (FUZZTIME=$(FUZZTIME) each)"
+	@cd cmd/outboxgen && go test -run '^$$' -fuzz '^FuzzParseSchema$$' -fuzztime $(FUZZTIME) .
+	@cd cmd/outboxgen/examples/invoicing && go test -run '^$$' -fuzz '^FuzzDecoderHandle$$' -fuzztime $(FUZZTIME) .
 
 test-race: ## run every module's tests with the race detector
 	@$(MAKE) --no-print-directory test GO_TEST_FLAGS="-race $(GO_TEST_FLAGS)"
