@@ -52,10 +52,13 @@ type RelayConfig struct {
 	// smaller.
 	MinPollInterval time.Duration
 
-	// LeaseDuration is how long claimed events stay reserved for this relay
-	// without a heartbeat; the relay extends it every LeaseDuration/3 while it
-	// works. After a crash, other relays (or this one restarted) take the
-	// events over once it expires. Zero means 30s; minimum 1s.
+	// LeaseDuration applies to leased claims (drivers without
+	// outboxdriver.HeldClaimer, e.g. MySQL and SQLite): how long claimed
+	// events stay reserved for this relay without a heartbeat; the relay
+	// extends it every LeaseDuration/3 while it works. After a crash, other
+	// relays (or this one restarted) take the events over once it expires.
+	// Held claims (PostgreSQL) need no lease: a crashed relay's transaction
+	// ends with its connection. Zero means 30s; minimum 1s.
 	LeaseDuration time.Duration
 
 	// PublishTimeout fails an attempt whose broker acknowledgement has not
