@@ -42,6 +42,7 @@ var (
 	dialects   = map[string]Dialect{
 		"postgres": postgresDialect(),
 		"mysql":    mysqlDialect(),
+		"sqlite":   sqliteDialect(),
 	}
 )
 
@@ -113,6 +114,32 @@ func mysqlDialect() Dialect {
 		DropTables: func(db *sql.DB, names ...string) error {
 			for _, n := range names {
 				if _, err := db.Exec("DROP TABLE IF EXISTS " + q(n)); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+	}
+}
+
+func sqliteDialect() Dialect {
+	q := func(s string) string { return `"` + s + `"` }
+	return Dialect{
+		QuoteIdent: q,
+		SetColumn: func(db *sql.DB, table, id, column, value string) error {
+			_, err := db.Exec(fmt.Sprintf(`UPDATE %s SET %s = ? WHERE id = ?`, q(table), q(column)), value, id)
+			return err
+		},
+		CreateEffects: func(db *sql.DB, name string) error {
+			_, err := db.Exec(`CREATE TABLE ` + q(name) + ` (event_id TEXT NOT NULL, applied_by INTEGER NOT NULL)`)
+			return err
+		},
+		InsertEffect: func(name string) string {
+			return `INSERT INTO ` + q(name) + ` (event_id, applied_by) VALUES (?, ?)`
+		},
+		DropTables: func(db *sql.DB, names ...string) error {
+			for _, n := range names {
+				if _, err := db.Exec(`DROP TABLE IF EXISTS ` + q(n)); err != nil {
 					return err
 				}
 			}

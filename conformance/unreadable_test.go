@@ -1,6 +1,8 @@
 package conformance_test
 
 import (
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/outboxkit/outboxkit/conformance"
@@ -11,7 +13,8 @@ import (
 // database is enough.
 func TestUnreadableRow(t *testing.T) {
 	t.Parallel()
-	for _, db := range []conformance.Database{conformance.Postgres(), conformance.MySQL()} {
+	sqliteDB := conformance.SQLite(filepath.Join(os.Getenv(sqliteDirEnv), "unreadable.db"))
+	for _, db := range []conformance.Database{conformance.Postgres(), conformance.MySQL(), sqliteDB} {
 		h := conformance.Harness{Name: db.Name + "_nats", Database: db, Broker: conformance.NATS()}
 		t.Run(h.Name, func(t *testing.T) {
 			t.Parallel()
