@@ -20,15 +20,19 @@ require (
 	github.com/ThreeDotsLabs/watermill-redisstream v1.4.5 // indirect
 	github.com/cenkalti/backoff/v3 v3.2.2 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
+	github.com/dave/jennifer v1.7.1 // indirect
 	github.com/dgryski/go-rendezvous v0.0.0-20200823014737-9f7001d12a5f // indirect
 	github.com/golang/protobuf v1.5.4 // indirect
 	github.com/hashicorp/errwrap v1.1.0 // indirect
 	github.com/hashicorp/go-multierror v1.1.1 // indirect
 	github.com/rabbitmq/amqp091-go v1.10.0 // indirect
 	github.com/redis/go-redis/v9 v9.12.1 // indirect
+	github.com/santhosh-tekuri/jsonschema/v6 v6.0.3 // indirect
 	github.com/vmihailenco/msgpack v4.0.4+incompatible // indirect
+	golang.org/x/text v0.44.0 // indirect
 	google.golang.org/appengine v1.6.8 // indirect
 	google.golang.org/protobuf v1.36.8 // indirect
+	gopkg.in/yaml.v3 v3.0.1 // indirect
 )
 
 require (
@@ -48,6 +52,7 @@ require (
 	github.com/oklog/ulid v1.3.1 // indirect
 	github.com/outboxkit/outboxkit/brokers/amqp v0.0.0
 	github.com/outboxkit/outboxkit/brokers/redisstream v0.0.0
+	github.com/outboxkit/outboxkit/cmd/outboxgen v0.0.0 // indirect
 	github.com/outboxkit/outboxkit/drivers/mysql v0.0.0
 	github.com/pkg/errors v0.9.1 // indirect
 	github.com/remyoudompheng/bigfft v0.0.0-20230129092748-24d4a6f8daec // indirect
@@ -71,3 +76,7 @@ replace github.com/outboxkit/outboxkit/drivers/mysql => ../../drivers/mysql
 replace github.com/outboxkit/outboxkit/brokers/amqp => ../../brokers/amqp
 
 replace github.com/outboxkit/outboxkit/brokers/redisstream => ../../brokers/redisstream
+
+tool github.com/outboxkit/outboxkit/cmd/outboxgen
+
+replace github.com/outboxkit/outboxkit/cmd/outboxgen => ../../cmd/outboxgen

@@ -54,7 +54,7 @@ func TestQuickstartPostgresNATS(t *testing.T) {
 }
 
 // TestQuickstartMySQLRabbitMQ runs the scenario on MariaDB/MySQL and
-// RabbitMQ (a broker without native dedup: the consumer's processed-ids
+// RabbitMQ (a broker without native dedup: the consumer's inbox
 // table absorbs every republished event).
 func TestQuickstartMySQLRabbitMQ(t *testing.T) {
 	t.Parallel()

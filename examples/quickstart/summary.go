@@ -65,7 +65,7 @@ func (s *Summary) Print(w io.Writer) {
 		row("stream messages", s.StreamMessages, fmt.Sprintf("%d republished ids dropped by Nats-Msg-Id dedup", s.Published-s.StreamMessages))
 		row("with event id", s.StreamWithEventID, "messages whose Nats-Msg-Id is a committed event id")
 	}
-	section("ledger consumer (idempotent: processed-ids table in its own transaction)")
+	section("ledger consumer (idempotent: typed decoder behind the inbox, in its own transaction)")
 	row("received", s.Received, "deliveries, redeliveries included")
 	row("applied", s.Applied, fmt.Sprintf("ledger holds %d rows, %s", s.LedgerRows, euros(s.LedgerCents)))
 	row("deduplicated", s.Deduplicated, fmt.Sprintf("acked and skipped (%d acks withheld on purpose after commit)", s.LostAcks))
