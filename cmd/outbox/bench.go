@@ -29,6 +29,7 @@ func (a *app) benchCommand() *cobra.Command {
 		asJSON     bool
 		matrix     bool
 		relayFlags []string
+		notify     bool
 		quiet      bool
 	)
 	cmd := &cobra.Command{
@@ -86,6 +87,10 @@ For nats:// the bench creates and deletes its own stream.`,
 			if err != nil {
 				return fmt.Errorf("locate the outbox binary for the relay processes: %w", err)
 			}
+			a.benchNotify = notify
+			if notify {
+				relayFlags = append(relayFlags, "--notify")
+			}
 			cfg.Open = a.benchOpen
 			cfg.RelayCommand = func(_ context.Context, dbURL, brokerURL, table string, batchSize int) *exec.Cmd {
 				return relayProcess(self, dbURL, brokerURL, table, batchSize, relayFlags)
@@ -113,6 +118,7 @@ For nats:// the bench creates and deletes its own stream.`,
 	f.DurationVar(&cfg.Duration, "duration", 5*time.Second, "length of the trickle")
 	f.DurationVar(&cfg.Idle, "idle", 2*time.Second, "how long the idle relay's CPU is measured (0 skips it)")
 	f.IntVar(&cfg.Relays, "relays", 1, "also drain a fresh backlog with this many relay processes at once (1: skip)")
+	f.BoolVar(&notify, "notify", false, "PostgreSQL: writers NOTIFY on commit and relays LISTEN (relay --notify)")
 	f.StringArrayVar(&relayFlags, "relay-flag", nil, "extra flag for every relay process, e.g. --relay-flag=--concurrency=4 (repeatable)")
 	f.BoolVar(&matrix, "matrix", false, "run postgres × nats and mysql × nats on the local services")
 	f.BoolVar(&asJSON, "json", false, "print the report as JSON")
@@ -123,7 +129,7 @@ For nats:// the bench creates and deletes its own stream.`,
 // benchOpen opens the outbox table named table on dbURL for the bench.
 func (a *app) benchOpen(ctx context.Context, dbURL, table string) (*bench.Target, error) {
 	sub := &app{stdin: a.stdin, stdout: a.stdout, stderr: a.stderr, flags: a.flags,
-		cfg: &fileConfig{DBURL: dbURL, Table: table}}
+		cfg: &fileConfig{DBURL: dbURL, Table: table, Notify: a.benchNotify}}
 	drv, ob, closeDB, err := sub.openOutbox(ctx)
 	if err != nil {
 		return nil, err

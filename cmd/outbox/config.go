@@ -51,6 +51,7 @@ type fileConfig struct {
 	Table       string      `yaml:"table"`
 	Schema      string      `yaml:"schema"`
 	MetricsAddr string      `yaml:"metrics_addr"`
+	Notify      bool        `yaml:"notify"`
 	Relay       relayConfig `yaml:"relay"`
 }
 
@@ -106,7 +107,11 @@ func (a *app) openOutbox(ctx context.Context) (outboxdriver.Driver, *outbox.Outb
 		if err != nil {
 			return nil, nil, nil, usageError("--db-url: %v", err)
 		}
-		drv, err = postgres.New(db, postgres.Config{Schema: a.cfg.Schema, Table: a.cfg.Table})
+		pc := postgres.Config{Schema: a.cfg.Schema, Table: a.cfg.Table}
+		if a.cfg.Notify {
+			pc.NotifyDSN = a.cfg.DBURL
+		}
+		drv, err = postgres.New(db, pc)
 	case "mysql":
 		dsn, derr := mysql.DSNFromURL(a.cfg.DBURL)
 		if derr != nil {

@@ -78,6 +78,7 @@ type app struct {
 	stdout, stderr io.Writer
 	flags          globalFlags
 	cfg            *fileConfig
+	benchNotify    bool // bench --notify: the bench's writers notify
 }
 
 func newApp(stdin io.Reader, stdout, stderr io.Writer) *app {

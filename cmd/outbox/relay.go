@@ -32,6 +32,7 @@ func (a *app) relayCommand() *cobra.Command {
 		metricsAddr string
 		logLevel    string
 		id          string
+		notify      bool
 	)
 	cmd := &cobra.Command{
 		Use:   "relay",
@@ -59,6 +60,7 @@ The default address is loopback only (` + defaultMetricsAddr + `).`,
 			} else {
 				metricsAddr = a.cfg.MetricsAddr
 			}
+			a.cfg.Notify = a.cfg.Notify || notify
 			merged := mergeRelay(rc, a.cfg.Relay)
 			return a.runRelay(cmd.Context(), logger, merged, id, metricsAddr)
 		},
@@ -77,6 +79,7 @@ The default address is loopback only (` + defaultMetricsAddr + `).`,
 	f.StringVar(&metricsAddr, "metrics-addr", "", "serve /metrics, /healthz, /readyz on this address")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&id, "id", "", "relay id in leases and logs (default host-pid-random)")
+	f.BoolVar(&notify, "notify", false, "PostgreSQL: LISTEN for insert notifications (writers must use postgres.Config.NotifyDSN) instead of relying on polling")
 	return cmd
 }
 

@@ -126,7 +126,7 @@ func TestRelayBinaryAgainstNATS(t *testing.T) {
 	addr := freeAddr(t)
 	env := map[string]string{"OUTBOX_DB_URL": outboxtest.PostgresURL(), "OUTBOX_TABLE": table,
 		"OUTBOX_BROKER_URL": outboxtest.NATSURL() + "?stream=" + stream + "&publish_timeout=2s"}
-	relay := command(env, "relay", "--metrics-addr", addr, "--batch-size", "200", "--poll-interval", "20ms",
+	relay := command(env, "relay", "--notify", "--metrics-addr", addr, "--batch-size", "200", "--poll-interval", "20ms",
 		"--max-attempts", "2", "--backoff-min", "10ms", "--backoff-max", "20ms", "--log-level", "error")
 	stderr, _ := relay.StderrPipe()
 	if err := relay.Start(); err != nil {

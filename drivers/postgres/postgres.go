@@ -43,6 +43,17 @@ type Config struct {
 	// ^[A-Za-z_][A-Za-z0-9_]{0,47}$ (index names append a suffix and
 	// PostgreSQL truncates identifiers at 63 bytes).
 	Table string
+
+	// NotifyDSN turns on LISTEN/NOTIFY wake-ups: Insert sends a NOTIFY in
+	// the writer's transaction (PostgreSQL delivers it only on commit, in
+	// the same round trip as the INSERT), and relays LISTEN on a dedicated
+	// connection opened with this DSN (lib/pq's listener, which reconnects
+	// by itself), so they claim within milliseconds of a commit instead of
+	// at their next poll. Set it in writers and relays alike. Empty means
+	// no notifications: relays poll. Note that PostgreSQL serializes the
+	// commits of transactions that sent a NOTIFY, which caps the commit rate
+	// of very busy writers.
+	NotifyDSN string
 }
 
 // Driver implements outboxdriver.Driver for PostgreSQL.
@@ -55,6 +66,8 @@ type Driver struct {
 	queries  queries
 	held     heldQueries
 	insertN1 string
+	channel  string // NOTIFY channel of this table; empty without NotifyDSN
+
 }
 
 var _ outboxdriver.Driver = (*Driver)(nil)
@@ -85,7 +98,10 @@ func New(db *sql.DB, cfg Config) (*Driver, error) {
 	d.migLock = hashKey("outboxkit:migrate:" + d.table)
 	d.queries = newQueries(d.table)
 	d.held = newHeldQueries(d.table, int32(d.lockKey))
-	d.insertN1 = insertSQL(d.table, 1)
+	if cfg.NotifyDSN != "" {
+		d.channel = fmt.Sprintf("outboxkit_%016x", uint64(hashKey("outboxkit:notify:"+d.table)))
+	}
+	d.insertN1 = d.insertSQL(1)
 	return d, nil
 }
 
@@ -220,9 +236,14 @@ ORDER BY seq LIMIT $7`),
 // maxInsertRows keeps one INSERT under PostgreSQL's 65535 bind parameters.
 const maxInsertRows = 1000
 
-func insertSQL(table string, n int) string {
+// insertSQL renders the INSERT of n events; with notifications on, the same
+// statement also queues the NOTIFY (its channel is the last parameter).
+func (d *Driver) insertSQL(n int) string {
 	var b strings.Builder
-	b.WriteString("INSERT INTO " + table + " (id, type, topic, key, payload, headers, created_at) VALUES ")
+	if d.channel != "" {
+		b.WriteString("WITH ins AS (")
+	}
+	b.WriteString("INSERT INTO " + d.table + " (id, type, topic, key, payload, headers, created_at) VALUES ")
 	for i := range n {
 		if i > 0 {
 			b.WriteByte(',')
@@ -231,6 +252,9 @@ func insertSQL(table string, n int) string {
 		fmt.Fprintf(&b, "($%d,$%d,$%d,$%d,$%d,$%d::jsonb,$%d)", p+1, p+2, p+3, p+4, p+5, p+6, p+7)
 	}
 	b.WriteString(" ON CONFLICT (id) DO NOTHING")
+	if d.channel != "" {
+		fmt.Fprintf(&b, " RETURNING 1) SELECT pg_notify($%d, '') WHERE EXISTS (SELECT 1 FROM ins)", n*7+1)
+	}
 	return b.String()
 }
 
@@ -240,11 +264,14 @@ func (d *Driver) EventInsert(ctx context.Context, p *outboxdriver.EventInsertPar
 		chunk := p.Events[start:min(start+maxInsertRows, len(p.Events))]
 		query := d.insertN1
 		if len(chunk) > 1 {
-			query = insertSQL(d.table, len(chunk))
+			query = d.insertSQL(len(chunk))
 		}
-		args := make([]any, 0, len(chunk)*7)
+		args := make([]any, 0, len(chunk)*7+1)
 		for _, e := range chunk {
 			args = append(args, e.ID, e.Type, e.Topic, e.Key, e.Payload, string(e.Headers), e.CreatedAt)
+		}
+		if d.channel != "" {
+			args = append(args, d.channel)
 		}
 		if _, err := p.Tx.ExecContext(ctx, query, args...); err != nil {
 			return interpretError(err)

@@ -247,9 +247,16 @@ func (r *Relay) Run(ctx context.Context) error {
 	}
 	r.log.Info("relay started", "batch_size", r.cfg.BatchSize, "lease", r.cfg.LeaseDuration)
 
+	var wake <-chan struct{}
+	if n, ok := r.driver.(outboxdriver.Notifier); ok {
+		if wake, err = n.EventNotifications(ctx); err != nil {
+			r.log.Warn("insert notifications unavailable, polling only", "err", err)
+			wake = nil
+		}
+	}
 	var wg sync.WaitGroup
 	for range r.cfg.Concurrency {
-		wg.Go(func() { (&worker{Relay: r, sub: sub}).loop(ctx) })
+		wg.Go(func() { (&worker{Relay: r, sub: sub, wake: wake}).loop(ctx) })
 	}
 	wg.Wait()
 
@@ -264,7 +271,8 @@ func (r *Relay) Run(ctx context.Context) error {
 // worker is one Run's claim/publish/mark loop.
 type worker struct {
 	*Relay
-	sub *tableSubscriber
+	sub  *tableSubscriber
+	wake <-chan struct{} // insert notifications (nil: poll only)
 }
 
 func (w *worker) loop(ctx context.Context) {
@@ -293,7 +301,9 @@ func (w *worker) loop(ctx context.Context) {
 		}
 		dbFailures = 0
 		if n == 0 {
-			sleep(ctx, idle)
+			if w.idle(ctx, idle) {
+				continue // woken by a commit: claim at once
+			}
 			if time.Since(lastWork) > w.cfg.PollInterval {
 				idle = min(idle*2, w.cfg.PollInterval)
 			}
@@ -568,6 +578,19 @@ func (b *batchResult) release(rows []*outboxdriver.EventRow) {
 		b.released = append(b.released, r.ID)
 	}
 	b.mu.Unlock()
+}
+
+// idle waits d, or until an insert notification arrives (true).
+func (w *worker) idle(ctx context.Context, d time.Duration) (woken bool) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	case _, ok := <-w.wake:
+		return ok
+	}
+	return false
 }
 
 func sleep(ctx context.Context, d time.Duration) {
