@@ -143,6 +143,19 @@ func TestPublishSubscribe(t *testing.T) {
 		if ci.Config.Durable != name || ci.Config.AckPolicy != nats.AckExplicitPolicy || ci.Config.MaxAckPending != 1 {
 			t.Fatalf("consumer config = durable %q ack %v max_ack_pending %d", ci.Config.Durable, ci.Config.AckPolicy, ci.Config.MaxAckPending)
 		}
+		// Acks travel asynchronously (the subscriber's goroutine sends them
+		// after Ack returns): wait until the server holds them all, or the
+		// last one may be lost at Close and redelivered after AckWait.
+		deadline := time.Now().Add(20 * time.Second)
+		for ci.NumAckPending > 0 || ci.AckFloor.Stream < n {
+			if time.Now().After(deadline) {
+				t.Fatalf("acks not recorded: %d pending, ack floor %d", ci.NumAckPending, ci.AckFloor.Stream)
+			}
+			time.Sleep(10 * time.Millisecond)
+			if ci, err = b.js.ConsumerInfo(b.stream, name); err != nil {
+				t.Fatalf("ConsumerInfo: %v", err)
+			}
+		}
 		cancel()
 		if err := sub.Close(); err != nil {
 			t.Fatalf("Close: %v", err)
