@@ -7,12 +7,8 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
 	"regexp"
-	"sort"
-	"strconv"
 	"strings"
-	"text/template"
 
 	gomysql "github.com/go-sql-driver/mysql"
 
@@ -22,50 +18,29 @@ import (
 //go:embed migrations/*.sql
 var migrationFS embed.FS
 
-type migration struct {
-	version    int
-	statements []string
-}
-
 // statementEnd splits a migration file: a semicolon that ends a line ends a
 // statement (the connection does not enable multiStatements).
 var statementEnd = regexp.MustCompile(`;[ \t]*(\r?\n|$)`)
 
 // migrations renders the embedded, versioned migration files for this table.
-func (d *Driver) migrations() ([]migration, error) {
-	entries, err := fs.ReadDir(migrationFS, "migrations")
-	if err != nil {
-		return nil, err
-	}
+func (d *Driver) migrations() ([]outboxdriver.Migration, error) {
 	data := struct{ Table, LockTable string }{Table: d.table, LockTable: d.lockTable}
-	var out []migration
-	for _, e := range entries {
-		v, err := strconv.Atoi(strings.SplitN(e.Name(), "_", 2)[0])
-		if err != nil {
-			return nil, fmt.Errorf("mysql: migration %s: name must start with a version number", e.Name())
-		}
-		raw, err := migrationFS.ReadFile("migrations/" + e.Name())
-		if err != nil {
-			return nil, err
-		}
-		tmpl, err := template.New(e.Name()).Parse(string(raw))
-		if err != nil {
-			return nil, fmt.Errorf("mysql: migration %s: %w", e.Name(), err)
-		}
-		var b strings.Builder
-		if err := tmpl.Execute(&b, data); err != nil {
-			return nil, fmt.Errorf("mysql: migration %s: %w", e.Name(), err)
-		}
-		m := migration{version: v}
-		for _, stmt := range statementEnd.Split(b.String(), -1) {
-			if hasSQL(stmt) {
-				m.statements = append(m.statements, strings.TrimSpace(stmt))
-			}
-		}
-		out = append(out, m)
+	migs, err := outboxdriver.RenderMigrations(migrationFS, "migrations", data, nil)
+	if err != nil {
+		return nil, fmt.Errorf("mysql: %w", err)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].version < out[j].version })
-	return out, nil
+	return migs, nil
+}
+
+// statements splits a rendered migration into its statements.
+func statements(m outboxdriver.Migration) []string {
+	var out []string
+	for _, stmt := range statementEnd.Split(m.SQL, -1) {
+		if hasSQL(stmt) {
+			out = append(out, strings.TrimSpace(stmt))
+		}
+	}
+	return out
 }
 
 // hasSQL reports whether s has anything besides blank and "--" comment lines.
@@ -79,25 +54,9 @@ func hasSQL(s string) bool {
 	return false
 }
 
-type querier interface {
-	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
-}
-
-func (d *Driver) appliedVersions(ctx context.Context, q querier) (map[int]bool, error) {
-	rows, err := q.QueryContext(ctx, "SELECT version FROM "+d.verTable)
-	if err != nil {
-		return nil, interpretError(err)
-	}
-	defer rows.Close()
-	applied := map[int]bool{}
-	for rows.Next() {
-		var v int
-		if err := rows.Scan(&v); err != nil {
-			return nil, err
-		}
-		applied[v] = true
-	}
-	return applied, rows.Err()
+func (d *Driver) appliedVersions(ctx context.Context, q outboxdriver.Querier) (map[int]bool, error) {
+	applied, err := outboxdriver.AppliedVersions(ctx, q, d.verTable)
+	return applied, interpretError(err)
 }
 
 // migrateLockTimeout is how long MigrateUp waits for another process's
@@ -150,16 +109,16 @@ func (d *Driver) MigrateUp(ctx context.Context, _ *outboxdriver.MigrateUpParams)
 		return fmt.Errorf("mysql: migrate: %w", err)
 	}
 	for _, m := range migs {
-		if applied[m.version] {
+		if applied[m.Version] {
 			continue
 		}
-		for i, stmt := range m.statements {
+		for i, stmt := range statements(m) {
 			if _, err := conn.ExecContext(ctx, stmt); err != nil && !alreadyApplied(err) {
-				return fmt.Errorf("mysql: migration %d, statement %d: %w", m.version, i+1, interpretError(err))
+				return fmt.Errorf("mysql: migration %d, statement %d: %w", m.Version, i+1, interpretError(err))
 			}
 		}
-		if _, err := conn.ExecContext(ctx, "INSERT INTO "+d.verTable+" (version, applied_at) VALUES (?, UTC_TIMESTAMP(6))", m.version); err != nil {
-			return fmt.Errorf("mysql: migration %d: record version: %w", m.version, interpretError(err))
+		if _, err := conn.ExecContext(ctx, "INSERT INTO "+d.verTable+" (version, applied_at) VALUES (?, UTC_TIMESTAMP(6))", m.Version); err != nil {
+			return fmt.Errorf("mysql: migration %d: record version: %w", m.Version, interpretError(err))
 		}
 	}
 	return nil
@@ -175,15 +134,7 @@ func (d *Driver) MigrateStatus(ctx context.Context, _ *outboxdriver.MigrateStatu
 	if err != nil && !errors.Is(err, outboxdriver.ErrNotMigrated) {
 		return nil, err
 	}
-	st := &outboxdriver.MigrateStatus{}
-	for _, m := range migs {
-		if applied[m.version] {
-			st.Applied = append(st.Applied, m.version)
-		} else {
-			st.Pending = append(st.Pending, m.version)
-		}
-	}
-	return st, nil
+	return outboxdriver.NewMigrateStatus(migs, applied), nil
 }
 
 // alreadyApplied reports whether a DDL statement failed because its change

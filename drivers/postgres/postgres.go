@@ -17,9 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
-	"io/fs"
 	"sort"
-	"strconv"
 	"strings"
 	"text/template"
 	"time"
@@ -472,43 +470,17 @@ func nullTime(t time.Time) sql.NullTime { return sql.NullTime{Time: t, Valid: !t
 //go:embed migrations/*.sql
 var migrationFS embed.FS
 
-type migration struct {
-	version int
-	sql     string
-}
-
 // migrations renders the embedded, versioned migration files for this table.
-func (d *Driver) migrations() ([]migration, error) {
-	entries, err := fs.ReadDir(migrationFS, "migrations")
-	if err != nil {
-		return nil, err
-	}
+func (d *Driver) migrations() ([]outboxdriver.Migration, error) {
 	data := struct{ Table string }{Table: d.table}
 	funcs := template.FuncMap{
 		"idx": func(suffix string) string { return quote(d.cfg.Table + "_" + suffix + "_idx") },
 	}
-	var out []migration
-	for _, e := range entries {
-		v, err := strconv.Atoi(strings.SplitN(e.Name(), "_", 2)[0])
-		if err != nil {
-			return nil, fmt.Errorf("postgres: migration %s: name must start with a version number", e.Name())
-		}
-		raw, err := migrationFS.ReadFile("migrations/" + e.Name())
-		if err != nil {
-			return nil, err
-		}
-		tmpl, err := template.New(e.Name()).Funcs(funcs).Parse(string(raw))
-		if err != nil {
-			return nil, fmt.Errorf("postgres: migration %s: %w", e.Name(), err)
-		}
-		var b strings.Builder
-		if err := tmpl.Execute(&b, data); err != nil {
-			return nil, fmt.Errorf("postgres: migration %s: %w", e.Name(), err)
-		}
-		out = append(out, migration{version: v, sql: b.String()})
+	migs, err := outboxdriver.RenderMigrations(migrationFS, "migrations", data, funcs)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: %w", err)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].version < out[j].version })
-	return out, nil
+	return migs, nil
 }
 
 func (d *Driver) versionsTable() string {
@@ -519,23 +491,9 @@ func (d *Driver) versionsTable() string {
 	return t
 }
 
-func (d *Driver) appliedVersions(ctx context.Context, q interface {
-	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
-}) (map[int]bool, error) {
-	rows, err := q.QueryContext(ctx, "SELECT version FROM "+d.versionsTable())
-	if err != nil {
-		return nil, interpretError(err)
-	}
-	defer rows.Close()
-	applied := map[int]bool{}
-	for rows.Next() {
-		var v int
-		if err := rows.Scan(&v); err != nil {
-			return nil, err
-		}
-		applied[v] = true
-	}
-	return applied, rows.Err()
+func (d *Driver) appliedVersions(ctx context.Context, q outboxdriver.Querier) (map[int]bool, error) {
+	applied, err := outboxdriver.AppliedVersions(ctx, q, d.versionsTable())
+	return applied, interpretError(err)
 }
 
 // MigrateUp implements outboxdriver.Driver. Every pending migration runs in
@@ -567,14 +525,14 @@ func (d *Driver) MigrateUp(ctx context.Context, _ *outboxdriver.MigrateUpParams)
 		return fmt.Errorf("postgres: migrate: %w", err)
 	}
 	for _, m := range migs {
-		if applied[m.version] {
+		if applied[m.Version] {
 			continue
 		}
-		if _, err := tx.ExecContext(ctx, m.sql); err != nil {
-			return fmt.Errorf("postgres: migration %d: %w", m.version, err)
+		if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
+			return fmt.Errorf("postgres: migration %d: %w", m.Version, err)
 		}
-		if _, err := tx.ExecContext(ctx, "INSERT INTO "+d.versionsTable()+" (version) VALUES ($1)", m.version); err != nil {
-			return fmt.Errorf("postgres: migration %d: record version: %w", m.version, err)
+		if _, err := tx.ExecContext(ctx, "INSERT INTO "+d.versionsTable()+" (version) VALUES ($1)", m.Version); err != nil {
+			return fmt.Errorf("postgres: migration %d: record version: %w", m.Version, err)
 		}
 	}
 	if err := tx.Commit(); err != nil {
@@ -593,13 +551,5 @@ func (d *Driver) MigrateStatus(ctx context.Context, _ *outboxdriver.MigrateStatu
 	if err != nil && !errors.Is(err, outboxdriver.ErrNotMigrated) {
 		return nil, err
 	}
-	st := &outboxdriver.MigrateStatus{}
-	for _, m := range migs {
-		if applied[m.version] {
-			st.Applied = append(st.Applied, m.version)
-		} else {
-			st.Pending = append(st.Pending, m.version)
-		}
-	}
-	return st, nil
+	return outboxdriver.NewMigrateStatus(migs, applied), nil
 }
