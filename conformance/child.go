@@ -2,6 +2,7 @@ package conformance
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -31,6 +32,13 @@ type childSpec struct {
 	Gen       int
 	BatchSize int
 	Lease     time.Duration
+
+	// Optional settings; zero values keep the crash test's.
+	Role           string        // relay id prefix; zero means "child"
+	BrokerAddr     string        // publish through this address (a tcpproxy)
+	PublishTimeout time.Duration // relay PublishTimeout
+	MaxAttempts    int           // zero means 1000
+	BackoffMax     time.Duration // zero means 1s
 }
 
 // runChildIfAsked runs the subprocess relay when this process was started
@@ -63,20 +71,21 @@ func runChildIfAsked(t *testing.T, h Harness) bool {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pub := &journal{inner: broker.NewPublisher(t, ""), f: f, gen: spec.Gen}
+	pub := &journal{inner: broker.NewPublisher(t, spec.BrokerAddr), f: f, gen: spec.Gen}
 	r, err := outbox.NewRelay(drv, pub, outbox.RelayConfig{
-		ID:            fmt.Sprintf("child-%d-gen%d", os.Getpid(), spec.Gen),
-		BatchSize:     spec.BatchSize,
-		LeaseDuration: spec.Lease,
-		PollInterval:  20 * time.Millisecond,
-		MaxAttempts:   1000,
-		BackoffMin:    50 * time.Millisecond,
-		BackoffMax:    time.Second,
+		ID:             fmt.Sprintf("%s-%d-gen%d", cmp.Or(spec.Role, "child"), os.Getpid(), spec.Gen),
+		BatchSize:      spec.BatchSize,
+		LeaseDuration:  spec.Lease,
+		PollInterval:   20 * time.Millisecond,
+		PublishTimeout: spec.PublishTimeout,
+		MaxAttempts:    cmp.Or(spec.MaxAttempts, 1000),
+		BackoffMin:     50 * time.Millisecond,
+		BackoffMax:     cmp.Or(spec.BackoffMax, time.Second),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	fmt.Println("conformance child relay running, gen", spec.Gen)
+	fmt.Println("conformance", cmp.Or(spec.Role, "child"), "relay running, gen", spec.Gen)
 	_ = r.Run(context.Background())
 	select {} // unreachable: Run only returns on cancel
 }

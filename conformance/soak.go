@@ -2,13 +2,9 @@ package conformance
 
 import (
 	"cmp"
-	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -21,9 +17,6 @@ import (
 	"github.com/outboxkit/outboxkit/framework/outboxtest"
 	"github.com/outboxkit/outboxkit/framework/outboxtest/tcpproxy"
 )
-
-// soakChildEnv switches a re-executed test binary into soak-relay mode.
-const soakChildEnv = "OUTBOXKIT_CONFORMANCE_SOAK_CHILD"
 
 // SoakConfig configures RunSoak. Every zero field takes the default its
 // comment gives.
@@ -54,18 +47,6 @@ func (c SoakConfig) withDefaults() SoakConfig {
 	return c
 }
 
-// soakSpec tells the soak subprocess relay what to do.
-type soakSpec struct {
-	Test       string
-	Table      string
-	BrokerID   string
-	BrokerAddr string // the tcpproxy in front of the broker
-	Journal    string
-	Gen        int
-	BatchSize  int
-	Lease      time.Duration
-}
-
 // RunSoak runs h's relay as a subprocess for cfg.Duration while writers
 // commit at a steady rate, and at random moments either SIGKILLs the relay
 // (and starts a new one) or cuts its broker connection (a tcpproxy) for up
@@ -81,7 +62,7 @@ type soakSpec struct {
 // broker must be networked (Features.Networked and Addr); otherwise the test
 // is skipped.
 func RunSoak(t *testing.T, h Harness, cfg SoakConfig) {
-	if runSoakChildIfAsked(t, h) {
+	if runChildIfAsked(t, h) {
 		return
 	}
 	outboxtest.RequireService(t, append(slices.Clone(h.Database.Services), h.Broker.Services...)...)
@@ -98,8 +79,9 @@ func RunSoak(t *testing.T, h Harness, cfg SoakConfig) {
 
 	dir := t.TempDir()
 	jpath, logPath := filepath.Join(dir, "journal"), filepath.Join(dir, "relays.log")
-	spec := soakSpec{Test: t.Name(), Table: e.table, BrokerID: e.id, BrokerAddr: proxy.Addr(), Journal: jpath,
-		BatchSize: cfg.BatchSize, Lease: 2 * time.Second}
+	spec := childSpec{Test: t.Name(), Table: e.table, BrokerID: e.id, BrokerAddr: proxy.Addr(), Journal: jpath,
+		BatchSize: cfg.BatchSize, Lease: 2 * time.Second,
+		Role: "soak", PublishTimeout: time.Second, MaxAttempts: 100000, BackoffMax: 500 * time.Millisecond}
 
 	w := e.soakWriters(t, cfg.Rate)
 	start := time.Now()
@@ -108,7 +90,7 @@ func RunSoak(t *testing.T, h Harness, cfg SoakConfig) {
 	current := func() *soakGen { return &gens[len(gens)-1] }
 	startGen := func() {
 		spec.Gen = len(gens) + 1
-		c := startSoakChild(t, spec, logPath)
+		c := startChild(t, spec, logPath)
 		gens = append(gens, soakGen{c: c, started: time.Now()})
 		g := current()
 		// Let the runtime settle before the first reading.
@@ -293,79 +275,6 @@ func (w *soakWriterSet) stop() (all []string, want map[string][]string) {
 	close(w.stopCh)
 	w.wg.Wait()
 	return w.all, w.want
-}
-
-// runSoakChildIfAsked runs the soak's subprocess relay when this process was
-// started by startSoakChild for this test; it never returns then. It
-// returns true when the process is a soak child of another test.
-func runSoakChildIfAsked(t *testing.T, h Harness) bool {
-	raw := os.Getenv(soakChildEnv)
-	if raw == "" {
-		return false
-	}
-	var spec soakSpec
-	if err := json.Unmarshal([]byte(raw), &spec); err != nil {
-		t.Fatalf("conformance soak child: bad %s: %v", soakChildEnv, err)
-	}
-	if spec.Test != t.Name() {
-		t.Skip("conformance soak child: not this test")
-		return true
-	}
-	go func() {
-		_, _ = io.Copy(io.Discard, os.Stdin)
-		os.Exit(0)
-	}()
-	db := openDB(t, h, h.Database.DSN)
-	drv := newDriver(t, h, db, spec.Table)
-	broker := h.Broker.Open(t, spec.BrokerID)
-	f, err := os.OpenFile(spec.Journal, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub := &journal{inner: broker.NewPublisher(t, spec.BrokerAddr), f: f, gen: spec.Gen}
-	r, err := outbox.NewRelay(drv, pub, outbox.RelayConfig{
-		ID:             fmt.Sprintf("soak-%d-gen%d", os.Getpid(), spec.Gen),
-		BatchSize:      spec.BatchSize,
-		LeaseDuration:  spec.Lease,
-		PollInterval:   20 * time.Millisecond,
-		PublishTimeout: time.Second,
-		MaxAttempts:    100000,
-		BackoffMin:     50 * time.Millisecond,
-		BackoffMax:     500 * time.Millisecond,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	fmt.Println("conformance soak relay running, gen", spec.Gen)
-	_ = r.Run(context.Background())
-	select {}
-}
-
-func startSoakChild(t testing.TB, spec soakSpec, logPath string) *child {
-	t.Helper()
-	raw, err := json.Marshal(spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(os.Args[0], "-test.run="+runPattern(spec.Test), "-test.count=1", "-test.timeout=0", "-test.v")
-	cmd.Env = append(os.Environ(), soakChildEnv+"="+string(raw))
-	logf, err := os.OpenFile(logPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logf.Close()
-	cmd.Stdout, cmd.Stderr = logf, logf
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	c := &child{cmd: cmd, stdin: stdin, done: make(chan struct{})}
-	go func() { _ = cmd.Wait(); close(c.done) }()
-	t.Cleanup(func() { c.kill() })
-	return c
 }
 
 // rssOf returns the process's resident set size from /proc/<pid>/status
