@@ -443,24 +443,9 @@ func (d *Driver) EventStats(ctx context.Context, _ *outboxdriver.EventStatsParam
 	return s, nil
 }
 
-type scanner interface{ Scan(dest ...any) error }
-
-func scanRow(sc scanner) (*outboxdriver.EventRow, error) {
-	r := &outboxdriver.EventRow{}
-	var status string
-	var delivered, lockedUntil sql.NullTime
-	if err := sc.Scan(&r.Seq, &r.ID, &r.Type, &r.Topic, &r.Key, &r.Payload, &r.Headers, &status, &r.Attempts,
-		&r.LastError, &r.CreatedAt, &r.NextAttemptAt, &delivered, &r.LockedBy, &lockedUntil); err != nil {
-		return nil, interpretError(err)
-	}
-	r.Status = outboxdriver.Status(status)
-	if delivered.Valid {
-		r.DeliveredAt = &delivered.Time
-	}
-	if lockedUntil.Valid {
-		r.LockedUntil = &lockedUntil.Time
-	}
-	return r, nil
+func scanRow(sc outboxdriver.Scanner) (*outboxdriver.EventRow, error) {
+	r, err := outboxdriver.ScanEventRow(sc)
+	return r, interpretError(err)
 }
 
 // EventGet implements outboxdriver.Driver.

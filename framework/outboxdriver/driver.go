@@ -273,3 +273,29 @@ func ValidateIdentifier(field, name string) error {
 	}
 	return nil
 }
+
+// Scanner is a *sql.Row or *sql.Rows.
+type Scanner interface{ Scan(dest ...any) error }
+
+// ScanEventRow scans one event whose columns are, in this order: seq, id,
+// type, topic, key, payload, headers, status, attempts, last_error (not
+// NULL), created_at, next_attempt_at, delivered_at, locked_by (not NULL),
+// locked_until — for drivers whose time columns scan into time.Time.
+// Errors are returned untranslated.
+func ScanEventRow(sc Scanner) (*EventRow, error) {
+	r := &EventRow{}
+	var status string
+	var delivered, lockedUntil sql.NullTime
+	if err := sc.Scan(&r.Seq, &r.ID, &r.Type, &r.Topic, &r.Key, &r.Payload, &r.Headers, &status, &r.Attempts,
+		&r.LastError, &r.CreatedAt, &r.NextAttemptAt, &delivered, &r.LockedBy, &lockedUntil); err != nil {
+		return nil, err
+	}
+	r.Status = Status(status)
+	if delivered.Valid {
+		r.DeliveredAt = &delivered.Time
+	}
+	if lockedUntil.Valid {
+		r.LockedUntil = &lockedUntil.Time
+	}
+	return r, nil
+}
