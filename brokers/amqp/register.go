@@ -2,9 +2,10 @@ package amqp
 
 import (
 	"context"
-	"errors"
 	"net/url"
 	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
 
 	"github.com/outboxkit/outboxkit/framework/outboxbroker"
 )
@@ -43,22 +44,8 @@ func open(_ context.Context, u *url.URL, opts outboxbroker.Options) (*outboxbrok
 	if err := p.Err(); err != nil {
 		return nil, err
 	}
-	base := *u
-	base.RawQuery = ""
-	cfg.URL = base.String()
-	pub, err := NewPublisher(cfg)
-	if err != nil {
-		return nil, err
-	}
-	sub, err := NewSubscriber(cfg)
-	if err != nil {
-		_ = pub.Close()
-		return nil, err
-	}
-	return &outboxbroker.Broker{
-		Publisher:  pub,
-		Subscriber: sub,
-		Features:   Features,
-		CloseFunc:  func() error { return errors.Join(pub.Close(), sub.Close()) },
-	}, nil
+	cfg.URL = outboxbroker.BaseURL(u)
+	return outboxbroker.NewBroker(Features,
+		func() (message.Publisher, error) { return NewPublisher(cfg) },
+		func() (message.Subscriber, error) { return NewSubscriber(cfg) })
 }

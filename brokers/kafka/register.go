@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/IBM/sarama"
+	"github.com/ThreeDotsLabs/watermill/message"
 
 	"github.com/outboxkit/outboxkit/framework/outboxbroker"
 )
@@ -75,19 +76,7 @@ func open(_ context.Context, u *url.URL, opts outboxbroker.Options) (*outboxbrok
 	if u.Host == "" && opts.Addr == "" {
 		return nil, errors.New("kafka: URL has no host:port")
 	}
-	pub, err := NewPublisher(cfg)
-	if err != nil {
-		return nil, err
-	}
-	sub, err := NewSubscriber(cfg)
-	if err != nil {
-		_ = pub.Close()
-		return nil, err
-	}
-	return &outboxbroker.Broker{
-		Publisher:  pub,
-		Subscriber: sub,
-		Features:   Features,
-		CloseFunc:  func() error { return errors.Join(pub.Close(), sub.Close()) },
-	}, nil
+	return outboxbroker.NewBroker(Features,
+		func() (message.Publisher, error) { return NewPublisher(cfg) },
+		func() (message.Subscriber, error) { return NewSubscriber(cfg) })
 }

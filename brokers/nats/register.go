@@ -2,12 +2,12 @@ package nats
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/url"
 	"strings"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/nats-io/nats.go"
 
 	"github.com/outboxkit/outboxkit/framework/outboxbroker"
@@ -76,9 +76,7 @@ func open(ctx context.Context, u *url.URL, opts outboxbroker.Options) (*outboxbr
 		}
 		cfg.EnsureStream = &sc
 	}
-	base := *u
-	base.RawQuery = ""
-	cfg.URL = base.String()
+	cfg.URL = outboxbroker.BaseURL(u)
 	if stream != "" && !ensure {
 		// Check the named stream exists now, rather than failing every publish.
 		if err := checkStream(ctx, cfg, stream); err != nil {
@@ -86,21 +84,9 @@ func open(ctx context.Context, u *url.URL, opts outboxbroker.Options) (*outboxbr
 		}
 	}
 
-	pub, err := NewPublisher(cfg)
-	if err != nil {
-		return nil, err
-	}
-	sub, err := NewSubscriber(cfg)
-	if err != nil {
-		_ = pub.Close()
-		return nil, err
-	}
-	return &outboxbroker.Broker{
-		Publisher:  pub,
-		Subscriber: sub,
-		Features:   Features,
-		CloseFunc:  func() error { return errors.Join(pub.Close(), sub.Close()) },
-	}, nil
+	return outboxbroker.NewBroker(Features,
+		func() (message.Publisher, error) { return NewPublisher(cfg) },
+		func() (message.Subscriber, error) { return NewSubscriber(cfg) })
 }
 
 func firstNonEmpty(s ...string) string {

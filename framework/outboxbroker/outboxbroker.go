@@ -215,3 +215,32 @@ func Redact(rawURL string) string {
 	}
 	return u.String()
 }
+
+// NewBroker builds a Broker from a publisher and a subscriber constructor,
+// closing the publisher when the subscriber cannot be made. Broker modules'
+// Openers use it; Close closes both.
+func NewBroker(features Features, newPub func() (message.Publisher, error), newSub func() (message.Subscriber, error)) (*Broker, error) {
+	pub, err := newPub()
+	if err != nil {
+		return nil, err
+	}
+	sub, err := newSub()
+	if err != nil {
+		_ = pub.Close()
+		return nil, err
+	}
+	return &Broker{
+		Publisher:  pub,
+		Subscriber: sub,
+		Features:   features,
+		CloseFunc:  func() error { return errors.Join(pub.Close(), sub.Close()) },
+	}, nil
+}
+
+// BaseURL returns u without its query: the connection URL, once an Opener
+// has read the broker parameters from the query.
+func BaseURL(u *url.URL) string {
+	base := *u
+	base.RawQuery = ""
+	return base.String()
+}
