@@ -20,7 +20,7 @@ type heldQueries struct{ claim, earlier, delivered, failed string }
 // is the first half of the two-int advisory lock keys, so that keys of
 // different outbox tables never share a lock.
 func newHeldQueries(t string, keySpace int32) heldQueries {
-	r := strings.NewReplacer("{T}", t, "{KS}", fmt.Sprint(keySpace))
+	r := strings.NewReplacer("{READY}", strings.ReplaceAll(readyEvents, "{T}", t), "{T}", t, "{KS}", fmt.Sprint(keySpace))
 	return heldQueries{
 		// Row locks (FOR UPDATE SKIP LOCKED) hold the claimed rows; a
 		// transaction-scoped advisory lock per key keeps every other claim
@@ -32,16 +32,7 @@ func newHeldQueries(t string, keySpace int32) heldQueries {
 		claim: r.Replace(`
 WITH c AS MATERIALIZED (
 	SELECT o.seq, o.key FROM {T} o
-	WHERE o.status = 'pending'
-	  AND o.next_attempt_at <= statement_timestamp()
-	  AND (o.locked_until IS NULL OR o.locked_until < statement_timestamp())
-	  AND (o.key = '' OR NOT EXISTS (
-		SELECT 1 FROM {T} p
-		WHERE p.status = 'pending' AND (p.locked_by IS NOT NULL OR p.attempts > 0)
-		  AND p.key = o.key AND p.seq < o.seq
-		  AND (p.next_attempt_at > statement_timestamp() OR p.locked_until >= statement_timestamp())))
-	ORDER BY o.seq
-	LIMIT $1
+{READY}
 )
 SELECT t.seq, t.id, t.type, t.topic, t.key, t.payload, t.headers, t.attempts, t.created_at
 FROM c JOIN {T} t ON t.seq = c.seq

@@ -165,15 +165,11 @@ type queries struct {
 	retryIDs, retryDead, purge, stats, get, list               string
 }
 
-// newQueries renders every statement for one table. The only substitution is
-// the validated, quoted table name; values are always bind parameters.
-func newQueries(t string) queries {
-	r := strings.NewReplacer("{T}", t)
-	return queries{
-		claim: r.Replace(`
-WITH c AS (
-	SELECT o.seq FROM {T} o
-	WHERE o.status = 'pending'
+// readyEvents is the WHERE ... LIMIT $1 shared by both claims (alias o):
+// pending events whose retry time has come, not leased, and not behind an
+// earlier event of their key that is leased or in backoff, in seq order.
+// The NOT EXISTS reads the partial "inplay" index.
+const readyEvents = `	WHERE o.status = 'pending'
 	  AND o.next_attempt_at <= statement_timestamp()
 	  AND (o.locked_until IS NULL OR o.locked_until < statement_timestamp())
 	  AND (o.key = '' OR NOT EXISTS (
@@ -182,7 +178,17 @@ WITH c AS (
 		  AND p.key = o.key AND p.seq < o.seq
 		  AND (p.next_attempt_at > statement_timestamp() OR p.locked_until >= statement_timestamp())))
 	ORDER BY o.seq
-	LIMIT $1
+	LIMIT $1`
+
+// newQueries renders every statement for one table. The only substitution is
+// the validated, quoted table name; values are always bind parameters.
+func newQueries(t string) queries {
+	r := strings.NewReplacer("{READY}", strings.ReplaceAll(readyEvents, "{T}", t), "{T}", t)
+	return queries{
+		claim: r.Replace(`
+WITH c AS (
+	SELECT o.seq FROM {T} o
+{READY}
 	FOR UPDATE SKIP LOCKED
 )
 UPDATE {T} t SET locked_by = $2, locked_until = statement_timestamp() + $3::bigint * interval '1 millisecond'
