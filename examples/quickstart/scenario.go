@@ -158,10 +158,40 @@ func run(ctx context.Context, cfg config) (*Summary, error) {
 	return sum, nil
 }
 
+// sharedDB prepares a run on a database server shared with other runs:
+// every table of this run gets a unique name and is dropped at the end. The
+// consumer's tables live in the same database here, but it only ever touches
+// them in its own transactions. quote formats a table name; extra lists the
+// driver's own table suffixes besides _migrations and _inbox.
+func (e *env) sharedDB(ctx context.Context, db *sql.DB, newDriver func(table string) (outboxdriver.Driver, error),
+	quote string, extra ...string) (outboxdriver.Driver, error) {
+	e.cleanup(func() { db.Close() })
+	if err := db.PingContext(ctx); err != nil {
+		return nil, fmt.Errorf("OUTBOX_DB_URL unreachable: %w", err)
+	}
+	p := "qs_" + e.suffix + "_"
+	e.tables.invoices, e.tables.ledger = p+"invoices", p+"ledger"
+	drv, err := newDriver(p + "outbox")
+	if err != nil {
+		return nil, err
+	}
+	tables := []string{e.tables.invoices, e.tables.ledger}
+	for _, suffix := range append([]string{"", "_migrations", "_inbox"}, extra...) {
+		tables = append(tables, p+"outbox"+suffix)
+	}
+	e.cleanup(func() {
+		for _, t := range tables {
+			_, _ = db.Exec("DROP TABLE IF EXISTS " + fmt.Sprintf(quote, t))
+		}
+	})
+	return drv, nil
+}
+
 func (e *env) setupDB(ctx context.Context, sum *Summary) error {
 	e.tables.invoices, e.tables.ledger = "invoices", "ledger"
 	var ledgerDrv outboxdriver.Driver // the consumer's driver, for its inbox
-	if strings.HasPrefix(e.cfg.DBURL, "mysql://") {
+	switch {
+	case strings.HasPrefix(e.cfg.DBURL, "mysql://"):
 		dsn, err := mysql.DSNFromURL(e.cfg.DBURL)
 		if err != nil {
 			return err
@@ -170,24 +200,15 @@ func (e *env) setupDB(ctx context.Context, sum *Summary) error {
 		if err != nil {
 			return fmt.Errorf("open OUTBOX_DB_URL: %w", err)
 		}
-		e.cleanup(func() { db.Close() })
-		if err := db.PingContext(ctx); err != nil {
-			return fmt.Errorf("OUTBOX_DB_URL unreachable: %w", err)
-		}
-		p := "qs_" + e.suffix + "_"
-		e.tables.invoices, e.tables.ledger = p+"invoices", p+"ledger"
-		drv, err := mysql.New(db, mysql.Config{Table: p + "outbox"})
+		drv, err := e.sharedDB(ctx, db, func(table string) (outboxdriver.Driver, error) {
+			return mysql.New(db, mysql.Config{Table: table})
+		}, "`%s`", "_relay_lock")
 		if err != nil {
 			return err
 		}
-		e.cleanup(func() {
-			for _, t := range []string{e.tables.invoices, e.tables.ledger, p + "outbox", p + "outbox_migrations", p + "outbox_relay_lock", p + "outbox_inbox"} {
-				_, _ = db.Exec("DROP TABLE IF EXISTS `" + t + "`")
-			}
-		})
 		e.db, e.ledger, e.drv, e.mysql, ledgerDrv = db, db, drv, true, drv
 		sum.Database = "MySQL/MariaDB (OUTBOX_DB_URL), outbox table " + drv.Table()
-	} else if e.cfg.DBURL != "" {
+	case e.cfg.DBURL != "":
 		if !strings.HasPrefix(e.cfg.DBURL, "postgres://") && !strings.HasPrefix(e.cfg.DBURL, "postgresql://") {
 			return errors.New("OUTBOX_DB_URL must be a postgres:// or mysql:// URL (unset it to use the embedded SQLite)")
 		}
@@ -195,26 +216,15 @@ func (e *env) setupDB(ctx context.Context, sum *Summary) error {
 		if err != nil {
 			return fmt.Errorf("open OUTBOX_DB_URL: %w", err)
 		}
-		e.cleanup(func() { db.Close() })
-		if err := db.PingContext(ctx); err != nil {
-			return fmt.Errorf("OUTBOX_DB_URL unreachable: %w", err)
-		}
-		// A shared server: every table of this run gets a unique name and is
-		// dropped at the end. The consumer's tables live in the same database
-		// here, but it only ever touches them in its own transactions.
-		p := "qs_" + e.suffix + "_"
-		e.tables.invoices, e.tables.ledger = p+"invoices", p+"ledger"
-		drv, err := postgres.New(db, postgres.Config{Table: p + "outbox"})
+		drv, err := e.sharedDB(ctx, db, func(table string) (outboxdriver.Driver, error) {
+			return postgres.New(db, postgres.Config{Table: table})
+		}, `"%s"`)
 		if err != nil {
 			return err
 		}
-		e.cleanup(func() {
-			_, _ = db.Exec(fmt.Sprintf(`DROP TABLE IF EXISTS %s, %s, "%soutbox", "%soutbox_migrations", "%soutbox_inbox"`,
-				e.tables.invoices, e.tables.ledger, p, p, p))
-		})
 		e.db, e.ledger, e.drv, ledgerDrv = db, db, drv, drv
 		sum.Database = "PostgreSQL (OUTBOX_DB_URL), outbox table " + drv.Table()
-	} else {
+	default:
 		dir, err := os.MkdirTemp("", "outboxkit-quickstart-*")
 		if err != nil {
 			return err
