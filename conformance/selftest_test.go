@@ -145,6 +145,13 @@ func (p *brokenPublisher) Publish(topic string, msgs ...*message.Message) error 
 		if p.n.Add(1)%5 == 0 {
 			return nil
 		}
+	case brokenPremark:
+		// Premarked events are lost only if the relay dies before it
+		// published them. Slow publishes keep each batch in flight long
+		// enough that the SIGKILL test (which kills as acks appear) always
+		// lands inside one; with fast publishes it sometimes killed between
+		// batches and the broken relay went unnoticed.
+		time.Sleep(20 * time.Millisecond)
 	}
 	return p.inner.Publish(topic, msgs...)
 }
