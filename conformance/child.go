@@ -81,6 +81,7 @@ func runChildIfAsked(t *testing.T, h Harness) bool {
 		MaxAttempts:    cmp.Or(spec.MaxAttempts, 1000),
 		BackoffMin:     50 * time.Millisecond,
 		BackoffMax:     cmp.Or(spec.BackoffMax, time.Second),
+		Publish:        h.Publish,
 	})
 	if err != nil {
 		t.Fatal(err)

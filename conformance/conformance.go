@@ -25,6 +25,7 @@
 package conformance
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -190,6 +191,7 @@ func (e *env) relay(drv outboxdriver.Driver, pub message.Publisher, cfg outbox.R
 		drv = e.drv
 	}
 	cfg.PollInterval = max(cfg.PollInterval, 20*time.Millisecond)
+	cfg.Publish = cmp.Or(cfg.Publish, e.h.Publish)
 	r, err := outbox.NewRelay(drv, pub, cfg)
 	if err != nil {
 		e.t.Fatal(err)

@@ -7,6 +7,7 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill/message"
 
+	"github.com/outboxkit/outboxkit/framework/outbox"
 	"github.com/outboxkit/outboxkit/framework/outboxdriver"
 	"github.com/outboxkit/outboxkit/framework/outboxtest/tcpproxy"
 )
@@ -30,6 +31,10 @@ type Harness struct {
 	// cell per database at full counts and the others light, to keep the
 	// whole matrix within CI's time budget.
 	Light bool
+
+	// Publish is the outbox.RelayConfig.Publish of every relay the cell
+	// runs; zero means the relay's default (PublishForwarder).
+	Publish outbox.PublishPath
 }
 
 // size picks an event count for this cell: short with -short or Light,

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/outboxkit/outboxkit/conformance"
+	"github.com/outboxkit/outboxkit/framework/outbox"
 )
 
 // sqliteDirEnv names the directory of the SQLite cells' database files; the
@@ -64,7 +65,26 @@ func TestMatrix(t *testing.T) {
 				conformance.Run(t, h)
 			})
 		}
+		// The reference broker once more through the relay's other publish
+		// path (the cells above use the default, PublishForwarder).
+		db := newDB("")
+		name := db.Name + "_" + reference + "_direct"
+		h := conformance.Harness{Name: name, Database: newDB(name), Broker: referenceBroker(), Light: true, Publish: outbox.PublishDirect}
+		t.Run(h.Name, func(t *testing.T) {
+			t.Parallel()
+			conformance.Run(t, h)
+		})
 	}
+}
+
+// referenceBroker returns the reference entry of brokers().
+func referenceBroker() conformance.Broker {
+	for _, b := range brokers() {
+		if b.Name == reference {
+			return b
+		}
+	}
+	panic("no broker named " + reference)
 }
 
 // TestMain raises -test.parallel to matrixParallel unless it was given,

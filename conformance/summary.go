@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/outboxkit/outboxkit/framework/outbox"
 	"github.com/outboxkit/outboxkit/framework/outboxtest"
 )
 
@@ -63,6 +64,8 @@ type CellInfo struct {
 	Features Features
 	// Light reports Harness.Light (reduced counts).
 	Light bool
+	// Publish reports Harness.Publish (empty: the relay's default).
+	Publish outbox.PublishPath `json:",omitempty"`
 	// Short reports testing.Short() for the run.
 	Short bool
 	// Duration is the cell's wall time, all its tests included.
@@ -118,7 +121,7 @@ func recordTest(t *testing.T, h Harness, line, test string, start time.Time) {
 func recordCell(t *testing.T, h Harness, start time.Time) {
 	c := CellInfo{
 		Suite: suiteOf(t.Name()), Cell: h.Name, Database: h.Database.Name, Broker: h.Broker.Name,
-		Features: h.Broker.Features, Light: h.Light, Short: testing.Short(), Duration: time.Since(start),
+		Features: h.Broker.Features, Light: h.Light, Publish: h.Publish, Short: testing.Short(), Duration: time.Since(start),
 	}
 	if t.Skipped() {
 		c.Skipped = "skipped"
@@ -199,7 +202,11 @@ func summaryTable(all []Result, cs []CellInfo) string {
 		} else if c.Light {
 			counts = "light"
 		}
-		fmt.Fprintf(&b, "| %s × %s | %s | %s | %s |", c.Database, c.Broker, promises(c.Features), counts, c.Duration.Round(time.Second))
+		cell := c.Database + " × " + c.Broker
+		if c.Publish != "" {
+			cell += " (publish " + string(c.Publish) + ")"
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s |", cell, promises(c.Features), counts, c.Duration.Round(time.Second))
 		for _, l := range Lines {
 			if c.Skipped != "" {
 				fmt.Fprintf(&b, " skipped [%d] |", note(c.Skipped))

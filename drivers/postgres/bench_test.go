@@ -26,9 +26,15 @@ func (p *countingPublisher) Close() error { return nil }
 // payloads, 1000 keys) with one relay and a null broker; compare it with
 // BenchmarkInsert in the same run.
 func BenchmarkRelayDrain(b *testing.B) {
-	for _, c := range []struct{ batch, concurrency int }{{100, 1}, {500, 1}, {500, 2}} {
+	for _, c := range []struct {
+		publish            outbox.PublishPath
+		batch, concurrency int
+	}{
+		{outbox.PublishForwarder, 100, 1}, {outbox.PublishForwarder, 500, 1}, {outbox.PublishForwarder, 500, 2},
+		{outbox.PublishDirect, 100, 1}, {outbox.PublishDirect, 500, 1}, {outbox.PublishDirect, 500, 2},
+	} {
 		batch := c.batch
-		b.Run(fmt.Sprintf("batch=%d/concurrency=%d", c.batch, c.concurrency), func(b *testing.B) {
+		b.Run(fmt.Sprintf("publish=%s/batch=%d/concurrency=%d", c.publish, c.batch, c.concurrency), func(b *testing.B) {
 			bu := setup(b)
 			payload := make([]byte, 300)
 			var events []*outbox.Event
@@ -41,7 +47,7 @@ func BenchmarkRelayDrain(b *testing.B) {
 			pub := &countingPublisher{}
 			b.ResetTimer()
 			start := time.Now()
-			stop := runRelay(b, bu, pub, outbox.RelayConfig{BatchSize: batch, Concurrency: c.concurrency})
+			stop := runRelay(b, bu, pub, outbox.RelayConfig{BatchSize: batch, Concurrency: c.concurrency, Publish: c.publish})
 			for pub.n.Load() < int64(b.N) {
 				time.Sleep(time.Millisecond)
 			}

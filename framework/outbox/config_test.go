@@ -24,6 +24,7 @@ func TestRelayConfigValidation(t *testing.T) {
 		"min poll interval":    {RelayConfig{MinPollInterval: time.Microsecond}, "MinPollInterval"},
 		"concurrency":          {RelayConfig{Concurrency: 65}, "Concurrency"},
 		"negative publish ttl": {RelayConfig{PublishTimeout: -time.Second}, "PublishTimeout"},
+		"unknown publish path": {RelayConfig{Publish: "batch"}, "Publish"},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"time"
@@ -24,10 +25,10 @@ type forwarderEnvelope struct {
 	Metadata         map[string]string `json:"metadata"`
 }
 
-// envelope turns a claimed row into the forwarder's enveloped message. The
-// event id is both the envelope's and the published message's UUID, and the
-// event's metadata is on both.
-func envelope(row *outboxdriver.EventRow) (*message.Message, error) {
+// eventMessage turns a claimed row into the message the broker receives:
+// the event id as UUID, the payload, and the event's metadata. It is what
+// Watermill's forwarder unwraps from the envelope, byte for byte.
+func eventMessage(row *outboxdriver.EventRow) (*message.Message, error) {
 	if row.Topic == "" {
 		return nil, errors.New("empty topic")
 	}
@@ -39,14 +40,27 @@ func envelope(row *outboxdriver.EventRow) (*message.Message, error) {
 	md[MetadataEventType] = row.Type
 	md[MetadataKey] = row.Key
 	md[MetadataCreatedAt] = row.CreatedAt.UTC().Format(time.RFC3339Nano)
-	b, err := json.Marshal(forwarderEnvelope{DestinationTopic: row.Topic, UUID: row.ID, Payload: row.Payload, Metadata: md})
+	msg := message.NewMessage(row.ID, row.Payload)
+	msg.Metadata = md
+	return msg, nil
+}
+
+// envelope turns a claimed row into the forwarder's enveloped message. The
+// event id is both the envelope's and the published message's UUID, and the
+// event's metadata is on both.
+func envelope(row *outboxdriver.EventRow) (*message.Message, error) {
+	inner, err := eventMessage(row)
+	if err != nil {
+		return nil, err
+	}
+	b, err := json.Marshal(forwarderEnvelope{DestinationTopic: row.Topic, UUID: row.ID, Payload: row.Payload, Metadata: inner.Metadata})
 	if err != nil {
 		return nil, err
 	}
 	msg := message.NewMessage(row.ID, b)
 	// Router middlewares see the envelope, not the unwrapped message: give
 	// it the event's metadata too (tracing, metrics, logging middlewares).
-	msg.Metadata = md
+	msg.Metadata = inner.Metadata
 	return msg, nil
 }
 
@@ -174,4 +188,62 @@ func (s *tableSubscriber) Subscribe(ctx context.Context, _ string) (<-chan *mess
 func (s *tableSubscriber) Close() error {
 	s.closeOnce.Do(func() { close(s.closed) })
 	return nil
+}
+
+type topicKey struct{}
+
+// directSender is PublishDirect: the event message goes through the
+// middlewares to the Publisher, in the calling goroutine's own goroutine so
+// that PublishTimeout holds even when a Publish never returns.
+type directSender struct {
+	handler message.HandlerFunc
+	timeout time.Duration
+}
+
+func newDirectSender(pub message.Publisher, middlewares []message.HandlerMiddleware, timeout time.Duration) *directSender {
+	h := func(msg *message.Message) ([]*message.Message, error) {
+		topic, _ := msg.Context().Value(topicKey{}).(string)
+		return nil, pub.Publish(topic, msg)
+	}
+	// Applied as Watermill's router applies handler middlewares: the first
+	// one is the outermost.
+	for i := len(middlewares) - 1; i >= 0; i-- {
+		h = middlewares[i](h)
+	}
+	return &directSender{handler: h, timeout: timeout}
+}
+
+func (s *directSender) message(row *outboxdriver.EventRow) (*message.Message, error) {
+	return eventMessage(row)
+}
+
+func (s *directSender) publish(hardCtx context.Context, topic string, msg *message.Message) error {
+	msg.SetContext(context.WithValue(hardCtx, topicKey{}, topic))
+	done := make(chan error, 1)
+	go func() {
+		defer func() {
+			if p := recover(); p != nil {
+				done <- fmt.Errorf("publish handler panicked: %v", p)
+			}
+		}()
+		_, err := s.handler(msg)
+		done <- err
+	}()
+	timer := time.NewTimer(s.timeout)
+	defer timer.Stop()
+	select {
+	case err := <-done:
+		if err != nil {
+			// Middlewares may wrap errors with a stack trace: keep the first line.
+			first, _, _ := strings.Cut(err.Error(), "\n")
+			if first != err.Error() {
+				return errors.New(first)
+			}
+		}
+		return err
+	case <-timer.C:
+		return fmt.Errorf("no broker acknowledgement within PublishTimeout %s", s.timeout)
+	case <-hardCtx.Done():
+		return errAborted
+	}
 }

@@ -2,6 +2,9 @@ package outbox
 
 import (
 	"context"
+	"errors"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -61,6 +64,15 @@ func TestEnvelopeUnwrappedByStockForwarder(t *testing.T) {
 				t.Fatalf("metadata %s = %q, want %q", k, got, v)
 			}
 		}
+		// PublishDirect hands the broker exactly what the forwarder unwraps.
+		direct, err := eventMessage(row)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !direct.Equals(m) || len(direct.Metadata) != len(m.Metadata) {
+			t.Fatalf("direct message %s %s %v differs from the forwarder's %s %s %v",
+				direct.UUID, direct.Payload, direct.Metadata, m.UUID, m.Payload, m.Metadata)
+		}
 	case <-ctx.Done():
 		t.Fatal("forwarder did not publish the unwrapped event")
 	}
@@ -92,4 +104,104 @@ func TestCaptureErrorMiddleware(t *testing.T) {
 	if err != want || slot.get().Error() != want.Error() {
 		t.Fatalf("err=%v slot=%v", err, slot.get())
 	}
+}
+
+// recordingPublisher records topics and runs fn (when set) instead of
+// publishing.
+type recordingPublisher struct {
+	mu     sync.Mutex
+	topics []string
+	fn     func(*message.Message) error
+}
+
+func (p *recordingPublisher) Publish(topic string, msgs ...*message.Message) error {
+	p.mu.Lock()
+	p.topics = append(p.topics, topic)
+	p.mu.Unlock()
+	if p.fn != nil {
+		return p.fn(msgs[0])
+	}
+	return nil
+}
+
+func (p *recordingPublisher) Close() error { return nil }
+
+func TestDirectSender(t *testing.T) {
+	t.Parallel()
+	row := &outboxdriver.EventRow{ID: "0194a1c2-0000-7000-8000-000000000002", Type: "t", Topic: "invoices", Payload: []byte("p"), Headers: []byte("{}")}
+	send := func(t *testing.T, s *directSender, ctx context.Context) error {
+		t.Helper()
+		msg, err := s.message(row)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s.publish(ctx, row.Topic, msg)
+	}
+
+	t.Run("middlewares wrap the publish, first outermost", func(t *testing.T) {
+		t.Parallel()
+		var order []string
+		mw := func(name string) message.HandlerMiddleware {
+			return func(h message.HandlerFunc) message.HandlerFunc {
+				return func(msg *message.Message) ([]*message.Message, error) {
+					order = append(order, name+">")
+					out, err := h(msg)
+					order = append(order, "<"+name)
+					return out, err
+				}
+			}
+		}
+		pub := &recordingPublisher{fn: func(msg *message.Message) error {
+			if msg.UUID != row.ID || msg.Metadata.Get(MetadataEventID) != row.ID {
+				t.Errorf("published %s with metadata %v", msg.UUID, msg.Metadata)
+			}
+			order = append(order, "publish")
+			return nil
+		}}
+		s := newDirectSender(pub, []message.HandlerMiddleware{mw("a"), mw("b")}, time.Minute)
+		if err := send(t, s, context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Join(order, " "); got != "a> b> publish <b <a" {
+			t.Fatalf("order %q", got)
+		}
+		if len(pub.topics) != 1 || pub.topics[0] != "invoices" {
+			t.Fatalf("topics %v", pub.topics)
+		}
+	})
+	t.Run("broker error, first line only", func(t *testing.T) {
+		t.Parallel()
+		s := newDirectSender(&recordingPublisher{fn: func(*message.Message) error {
+			return errors.New("nats: no responders\ngoroutine 1 [running]:")
+		}}, nil, time.Minute)
+		if err := send(t, s, context.Background()); err == nil || err.Error() != "nats: no responders" {
+			t.Fatalf("err %v", err)
+		}
+	})
+	t.Run("panic is an error", func(t *testing.T) {
+		t.Parallel()
+		s := newDirectSender(&recordingPublisher{fn: func(*message.Message) error { panic("boom") }}, nil, time.Minute)
+		if err := send(t, s, context.Background()); err == nil || !strings.Contains(err.Error(), "boom") {
+			t.Fatalf("err %v", err)
+		}
+	})
+	t.Run("a publish that never returns times out", func(t *testing.T) {
+		t.Parallel()
+		block := make(chan struct{})
+		defer close(block)
+		s := newDirectSender(&recordingPublisher{fn: func(*message.Message) error { <-block; return nil }}, nil, 50*time.Millisecond)
+		if err := send(t, s, context.Background()); err == nil || !strings.Contains(err.Error(), "PublishTimeout") {
+			t.Fatalf("err %v", err)
+		}
+	})
+	t.Run("shutdown while in flight is errAborted", func(t *testing.T) {
+		t.Parallel()
+		block := make(chan struct{})
+		defer close(block)
+		ctx, cancel := context.WithCancel(context.Background())
+		s := newDirectSender(&recordingPublisher{fn: func(*message.Message) error { cancel(); <-block; return nil }}, nil, time.Minute)
+		if err := send(t, s, ctx); !errors.Is(err, errAborted) {
+			t.Fatalf("err %v", err)
+		}
+	})
 }
