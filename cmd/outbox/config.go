@@ -66,6 +66,7 @@ type relayConfig struct {
 	PublishTimeout time.Duration `yaml:"publish_timeout"`
 	BackoffMin     time.Duration `yaml:"backoff_min"`
 	BackoffMax     time.Duration `yaml:"backoff_max"`
+	Publish        string        `yaml:"publish"`
 }
 
 func (a *app) loadConfig() error {

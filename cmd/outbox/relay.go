@@ -75,6 +75,7 @@ The default address is loopback only (` + defaultMetricsAddr + `).`,
 	f.DurationVar(&rc.PublishTimeout, "publish-timeout", 0, "broker acknowledgement timeout (default 15s)")
 	f.DurationVar(&rc.BackoffMin, "backoff-min", 0, "delay after the first failure (default 1s)")
 	f.DurationVar(&rc.BackoffMax, "backoff-max", 0, "retry delay cap (default 5m)")
+	f.StringVar(&rc.Publish, "publish", "", "publish path: forwarder (Watermill's forwarder and envelope) or direct (same messages, no envelope, less CPU) (default forwarder)")
 	f.BoolVar(&metrics, "metrics", false, "serve /metrics, /healthz, /readyz on "+defaultMetricsAddr)
 	f.StringVar(&metricsAddr, "metrics-addr", "", "serve /metrics, /healthz, /readyz on this address")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
@@ -95,6 +96,7 @@ func mergeRelay(flags, file relayConfig) relayConfig {
 		PublishTimeout: cmp.Or(flags.PublishTimeout, file.PublishTimeout),
 		BackoffMin:     cmp.Or(flags.BackoffMin, file.BackoffMin),
 		BackoffMax:     cmp.Or(flags.BackoffMax, file.BackoffMax),
+		Publish:        cmp.Or(flags.Publish, file.Publish),
 	}
 }
 
@@ -128,7 +130,7 @@ func (a *app) runRelay(ctx context.Context, logger *slog.Logger, rc relayConfig,
 	relay, err := outbox.NewRelay(drv, broker.Publisher, outbox.RelayConfig{
 		ID: id, BatchSize: rc.BatchSize, Concurrency: rc.Concurrency, PollInterval: rc.PollInterval, MinPollInterval: rc.MinPoll, MaxAttempts: rc.MaxAttempts,
 		LeaseDuration: rc.LeaseDuration, PublishTimeout: rc.PublishTimeout,
-		BackoffMin: rc.BackoffMin, BackoffMax: rc.BackoffMax,
+		BackoffMin: rc.BackoffMin, BackoffMax: rc.BackoffMax, Publish: outbox.PublishPath(rc.Publish),
 		Observer: m.observe, Logger: logger,
 	})
 	if err != nil {

@@ -127,7 +127,7 @@ func TestRelayBinaryAgainstNATS(t *testing.T) {
 	env := map[string]string{"OUTBOX_DB_URL": outboxtest.PostgresURL(), "OUTBOX_TABLE": table,
 		"OUTBOX_BROKER_URL": outboxtest.NATSURL() + "?stream=" + stream + "&publish_timeout=2s"}
 	relay := command(env, "relay", "--notify", "--metrics-addr", addr, "--batch-size", "200", "--poll-interval", "20ms",
-		"--max-attempts", "2", "--backoff-min", "10ms", "--backoff-max", "20ms", "--log-level", "error")
+		"--max-attempts", "2", "--backoff-min", "10ms", "--backoff-max", "20ms", "--log-level", "error", "--publish", "direct")
 	stderr, _ := relay.StderrPipe()
 	if err := relay.Start(); err != nil {
 		t.Fatal(err)
@@ -214,6 +214,15 @@ func TestRelayUnknownBroker(t *testing.T) {
 	table, _, _ := setupDB(t)
 	r := runCLI(t, nil, "relay", "--db-url", outboxtest.PostgresURL(), "--table", table, "--broker-url", "mqtt://u:pw@host")
 	if r.code != exitUsage || !strings.Contains(r.stderr, "nats") || strings.Contains(r.stderr, "pw@") {
+		t.Fatalf("%+v", r)
+	}
+}
+
+func TestRelayUnknownPublishPath(t *testing.T) {
+	t.Parallel()
+	table, _, _ := setupDB(t)
+	r := runCLI(t, nil, "relay", "--db-url", outboxtest.PostgresURL(), "--table", table, "--broker-url", outboxtest.NATSURL(), "--publish", "batch")
+	if r.code != exitUsage || !strings.Contains(r.stderr, `Publish "batch"`) {
 		t.Fatalf("%+v", r)
 	}
 }

@@ -193,11 +193,22 @@ func (s *tableSubscriber) Close() error {
 type topicKey struct{}
 
 // directSender is PublishDirect: the event message goes through the
-// middlewares to the Publisher, in the calling goroutine's own goroutine so
-// that PublishTimeout holds even when a Publish never returns.
+// middlewares to the Publisher on a publishing goroutine, so that
+// PublishTimeout holds even when a Publish never returns. Publishing
+// goroutines live as long as the sender and take one call after another:
+// their stacks, grown by the broker client, are reused rather than grown
+// again for every event.
 type directSender struct {
 	handler message.HandlerFunc
 	timeout time.Duration
+	calls   chan *directCall // unbuffered: a send succeeds only if a goroutine is idle
+	quit    chan struct{}
+}
+
+// directCall is one publish handed to a publishing goroutine.
+type directCall struct {
+	msg  *message.Message
+	done chan error // buffered: the goroutine never waits for the caller
 }
 
 func newDirectSender(pub message.Publisher, middlewares []message.HandlerMiddleware, timeout time.Duration) *directSender {
@@ -210,8 +221,11 @@ func newDirectSender(pub message.Publisher, middlewares []message.HandlerMiddlew
 	for i := len(middlewares) - 1; i >= 0; i-- {
 		h = middlewares[i](h)
 	}
-	return &directSender{handler: h, timeout: timeout}
+	return &directSender{handler: h, timeout: timeout, calls: make(chan *directCall), quit: make(chan struct{})}
 }
+
+// close ends the idle publishing goroutines; busy ones end after their call.
+func (s *directSender) close() { close(s.quit) }
 
 func (s *directSender) message(row *outboxdriver.EventRow) (*message.Message, error) {
 	return eventMessage(row)
@@ -219,24 +233,19 @@ func (s *directSender) message(row *outboxdriver.EventRow) (*message.Message, er
 
 func (s *directSender) publish(hardCtx context.Context, topic string, msg *message.Message) error {
 	msg.SetContext(context.WithValue(hardCtx, topicKey{}, topic))
-	done := make(chan error, 1)
-	go func() {
-		defer func() {
-			if p := recover(); p != nil {
-				done <- fmt.Errorf("publish handler panicked: %v", p)
-			}
-		}()
-		_, err := s.handler(msg)
-		done <- err
-	}()
+	c := &directCall{msg: msg, done: make(chan error, 1)}
+	select {
+	case s.calls <- c:
+	default:
+		go s.serve(c)
+	}
 	timer := time.NewTimer(s.timeout)
 	defer timer.Stop()
 	select {
-	case err := <-done:
+	case err := <-c.done:
 		if err != nil {
 			// Middlewares may wrap errors with a stack trace: keep the first line.
-			first, _, _ := strings.Cut(err.Error(), "\n")
-			if first != err.Error() {
+			if first, _, cut := strings.Cut(err.Error(), "\n"); cut {
 				return errors.New(first)
 			}
 		}
@@ -246,4 +255,26 @@ func (s *directSender) publish(hardCtx context.Context, topic string, msg *messa
 	case <-hardCtx.Done():
 		return errAborted
 	}
+}
+
+// serve runs c, then further calls, until the sender is closed.
+func (s *directSender) serve(c *directCall) {
+	for {
+		c.done <- s.call(c.msg)
+		select {
+		case c = <-s.calls:
+		case <-s.quit:
+			return
+		}
+	}
+}
+
+func (s *directSender) call(msg *message.Message) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("publish handler panicked: %v", p)
+		}
+	}()
+	_, err = s.handler(msg)
+	return err
 }

@@ -3,6 +3,7 @@ package outbox
 import (
 	"context"
 	"errors"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -167,6 +168,37 @@ func TestDirectSender(t *testing.T) {
 		}
 		if len(pub.topics) != 1 || pub.topics[0] != "invoices" {
 			t.Fatalf("topics %v", pub.topics)
+		}
+	})
+	t.Run("sequential publishes reuse publishing goroutines", func(t *testing.T) {
+		t.Parallel()
+		var ids []string
+		pub := &recordingPublisher{fn: func(*message.Message) error {
+			buf := make([]byte, 64)
+			id, _, _ := strings.Cut(strings.TrimPrefix(string(buf[:runtime.Stack(buf, false)]), "goroutine "), " ")
+			ids = append(ids, id)
+			return nil
+		}}
+		s := newDirectSender(pub, nil, time.Minute)
+		defer s.close()
+		for range 20 {
+			if err := send(t, s, context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			// serve is back waiting for a call once Publish returned; give it
+			// the moment between sending the result and receiving again.
+			for range 100 {
+				runtime.Gosched()
+			}
+		}
+		distinct := map[string]bool{}
+		for _, id := range ids {
+			distinct[id] = true
+		}
+		// One goroutine unless the scheduler interleaved badly; one per
+		// publish would mean no reuse at all.
+		if len(distinct) > 5 {
+			t.Fatalf("%d publishing goroutines for 20 sequential publishes: %v", len(distinct), ids)
 		}
 	})
 	t.Run("broker error, first line only", func(t *testing.T) {

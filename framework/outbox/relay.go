@@ -278,7 +278,8 @@ func (r *Relay) Run(ctx context.Context) error {
 // sender, and no error, when ctx ends while the forwarder starts.
 func (r *Relay) startPublishing(ctx context.Context) (sender, func(), error) {
 	if r.cfg.Publish == PublishDirect {
-		return newDirectSender(r.publisher, r.cfg.Middlewares, r.cfg.PublishTimeout), func() {}, nil
+		s := newDirectSender(r.publisher, r.cfg.Middlewares, r.cfg.PublishTimeout)
+		return s, s.close, nil
 	}
 	sub := newTableSubscriber()
 	middlewares := append([]message.HandlerMiddleware{captureError}, r.cfg.Middlewares...)
