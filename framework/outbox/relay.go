@@ -195,10 +195,12 @@ func (c RelayConfig) validate() error {
 }
 
 // Relay publishes committed outbox events to a broker and records each one's
-// fate. It is built on Watermill: a subscriber over the outbox table feeds
-// Watermill's forwarder (components/forwarder), which unwraps each envelope
-// and publishes it with the given message.Publisher, through the forwarder
-// router's middlewares.
+// fate. It is built on Watermill: by default a subscriber over the outbox
+// table feeds Watermill's forwarder (components/forwarder), which unwraps
+// each envelope and publishes it with the given message.Publisher, through
+// the forwarder router's middlewares. With RelayConfig.Publish set to
+// PublishDirect the same messages go through the middlewares to the
+// Publisher without the envelope.
 //
 // Several relays may run against the same table (in one process or many):
 // claims are serialized in the database, so per-key order holds.
