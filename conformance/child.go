@@ -104,6 +104,15 @@ func (j *journal) Publish(topic string, msgs ...*message.Message) error {
 	if err := j.inner.Publish(topic, msgs...); err != nil {
 		return err
 	}
+	return j.write(msgs)
+}
+
+// PublishAsync implements outbox.AsyncPublisher (see publishAsync).
+func (j *journal) PublishAsync(topic string, msg *message.Message) (func(context.Context) error, error) {
+	return publishAsync(j.inner, topic, msg, func() error { return j.write([]*message.Message{msg}) })
+}
+
+func (j *journal) write(msgs []*message.Message) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	for _, m := range msgs {

@@ -259,7 +259,9 @@ func ValidateSubject(topic string) error {
 // stream acknowledged every message (in order), and fails on the first
 // message that was not acknowledged.
 type Publisher struct {
-	pub *wmnats.Publisher
+	pub       *wmnats.Publisher
+	js        nats.JetStreamContext // PublishAsync
+	marshaler wmnats.Marshaler
 }
 
 // NewPublisher connects to NATS and returns a Publisher.
@@ -287,7 +289,45 @@ func NewPublisher(cfg Config) (*Publisher, error) {
 		nc.Close()
 		return nil, fmt.Errorf("nats: new publisher: %w", err)
 	}
-	return &Publisher{pub: pub}, nil
+	js, err := nc.JetStream(nats.PublishAsyncMaxPending(asyncMaxPending))
+	if err != nil {
+		_ = pub.Close()
+		return nil, fmt.Errorf("nats: jetstream: %w", err)
+	}
+	return &Publisher{pub: pub, js: js, marshaler: pc.Marshaler}, nil
+}
+
+// asyncMaxPending bounds PublishAsync's unacknowledged publishes; beyond it
+// PublishAsync waits for room (the relay never has more than a few batches
+// in flight).
+const asyncMaxPending = 4096
+
+// PublishAsync implements outbox.AsyncPublisher: it sends msg to the stream
+// as Publish does (same subject, headers and Nats-Msg-Id) without waiting
+// for the stream's acknowledgement; wait returns it. Several publishes share
+// one reply subscription instead of one request each.
+func (p *Publisher) PublishAsync(topic string, msg *message.Message) (wait func(context.Context) error, err error) {
+	if err := ValidateSubject(topic); err != nil {
+		return nil, err
+	}
+	nm, err := p.marshaler.Marshal(topic, msg)
+	if err != nil {
+		return nil, fmt.Errorf("nats: publish to %q: %w", topic, err)
+	}
+	f, err := p.js.PublishMsgAsync(nm, nats.MsgId(msg.UUID))
+	if err != nil {
+		return nil, fmt.Errorf("nats: publish to %q: %w", topic, err)
+	}
+	return func(ctx context.Context) error {
+		select {
+		case <-f.Ok():
+			return nil
+		case err := <-f.Err():
+			return fmt.Errorf("nats: publish to %q: %w", topic, err)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}, nil
 }
 
 // Publish implements message.Publisher.

@@ -406,3 +406,70 @@ func TestOpenURL(t *testing.T) {
 		}
 	})
 }
+
+// TestPublishAsync checks the relay's async path stores what Publish stores:
+// same subject, UUID, payload and metadata, deduplicated by event id; and
+// that a subject no stream stores fails at wait, with the subject named.
+func TestPublishAsync(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	pub, err := outboxnats.NewPublisher(b.cfg)
+	if err != nil {
+		t.Fatalf("NewPublisher: %v", err)
+	}
+	defer pub.Close()
+	var _ outbox.AsyncPublisher = pub
+
+	m := eventMessage(1, "k")
+	for i := range 2 {
+		dup := message.NewMessage(m.UUID, m.Payload)
+		dup.Metadata = m.Metadata
+		wait, err := pub.PublishAsync(b.topic, dup)
+		if err != nil {
+			t.Fatalf("PublishAsync %d: %v", i, err)
+		}
+		if err := wait(context.Background()); err != nil {
+			t.Fatalf("wait %d: %v", i, err)
+		}
+	}
+	info, err := b.js.StreamInfo(b.stream)
+	if err != nil {
+		t.Fatalf("StreamInfo: %v", err)
+	}
+	if info.State.Msgs != 1 {
+		t.Fatalf("stream holds %d messages, want 1 (2 copies of one id)", info.State.Msgs)
+	}
+	sub, err := outboxnats.NewSubscriber(b.cfg)
+	if err != nil {
+		t.Fatalf("NewSubscriber: %v", err)
+	}
+	defer sub.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ch, err := sub.Subscribe(ctx, b.topic)
+	if err != nil {
+		t.Fatalf("Subscribe: %v", err)
+	}
+	got := receive(t, ch)
+	got.Ack()
+	if got.UUID != m.UUID || string(got.Payload) != string(m.Payload) {
+		t.Fatalf("received %s %q, want %s %q", got.UUID, got.Payload, m.UUID, m.Payload)
+	}
+	for k, v := range m.Metadata {
+		if got.Metadata.Get(k) != v {
+			t.Fatalf("metadata %s = %q, want %q", k, got.Metadata.Get(k), v)
+		}
+	}
+
+	unstored := "outboxkit.nostream." + outboxtest.UniqueName("x")
+	wait, err := pub.PublishAsync(unstored, eventMessage(2, "k"))
+	if err != nil {
+		t.Fatalf("PublishAsync: %v", err)
+	}
+	if err := wait(context.Background()); err == nil || !strings.Contains(err.Error(), unstored) {
+		t.Fatalf("publish to a subject no stream stores: %v", err)
+	}
+	if _, err := pub.PublishAsync("bad subject", eventMessage(3, "k")); err == nil {
+		t.Fatal("invalid subject accepted")
+	}
+}

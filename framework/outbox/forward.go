@@ -102,8 +102,7 @@ func captureError(h message.HandlerFunc) message.HandlerFunc {
 		out, err := h(msg)
 		if err != nil {
 			if slot := slotOf(msg); slot != nil {
-				first, _, _ := strings.Cut(err.Error(), "\n")
-				slot.setOnce(errors.New(first))
+				slot.setOnce(firstLine(err))
 			}
 		}
 		return out, err
@@ -244,12 +243,9 @@ func (s *directSender) publish(hardCtx context.Context, topic string, msg *messa
 	select {
 	case err := <-c.done:
 		if err != nil {
-			// Middlewares may wrap errors with a stack trace: keep the first line.
-			if first, _, cut := strings.Cut(err.Error(), "\n"); cut {
-				return errors.New(first)
-			}
+			return firstLine(err)
 		}
-		return err
+		return nil
 	case <-timer.C:
 		return fmt.Errorf("no broker acknowledgement within PublishTimeout %s", s.timeout)
 	case <-hardCtx.Done():
@@ -276,5 +272,49 @@ func (s *directSender) call(msg *message.Message) (err error) {
 		}
 	}()
 	_, err = s.handler(msg)
+	return err
+}
+
+// asyncSender is PublishDirect over an AsyncPublisher (no middlewares).
+type asyncSender struct {
+	pub     AsyncPublisher
+	timeout time.Duration
+}
+
+func (s *asyncSender) message(row *outboxdriver.EventRow) (*message.Message, error) {
+	return eventMessage(row)
+}
+
+func (s *asyncSender) publish(hardCtx context.Context, topic string, msg *message.Message) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("PublishAsync panicked: %v", p)
+		}
+	}()
+	msg.SetContext(hardCtx)
+	wait, err := s.pub.PublishAsync(topic, msg)
+	if err != nil {
+		return firstLine(err)
+	}
+	ctx, cancel := context.WithTimeout(hardCtx, s.timeout)
+	defer cancel()
+	err = wait(ctx)
+	switch {
+	case err == nil:
+		return nil
+	case hardCtx.Err() != nil:
+		return errAborted
+	case ctx.Err() != nil:
+		return fmt.Errorf("no broker acknowledgement within PublishTimeout %s", s.timeout)
+	}
+	return firstLine(err)
+}
+
+// firstLine keeps the first line of err: Watermill's wrapped errors (and
+// some middlewares') append a stack trace.
+func firstLine(err error) error {
+	if first, _, cut := strings.Cut(err.Error(), "\n"); cut {
+		return errors.New(first)
+	}
 	return err
 }

@@ -3,6 +3,7 @@ package outbox
 import (
 	"context"
 	"errors"
+	"fmt"
 	"runtime"
 	"strings"
 	"sync"
@@ -236,4 +237,99 @@ func TestDirectSender(t *testing.T) {
 			t.Fatalf("err %v", err)
 		}
 	})
+}
+
+// asyncPublisher implements AsyncPublisher; result decides each outcome.
+type asyncPublisher struct {
+	recordingPublisher
+	startErr error
+	result   func() error // nil: block until ctx ends
+}
+
+func (p *asyncPublisher) PublishAsync(topic string, msg *message.Message) (func(context.Context) error, error) {
+	if p.startErr != nil {
+		return nil, p.startErr
+	}
+	p.mu.Lock()
+	p.topics = append(p.topics, topic)
+	p.mu.Unlock()
+	return func(ctx context.Context) error {
+		if p.result == nil {
+			<-ctx.Done()
+			return ctx.Err()
+		}
+		return p.result()
+	}, nil
+}
+
+func TestAsyncSender(t *testing.T) {
+	t.Parallel()
+	row := &outboxdriver.EventRow{ID: "0194a1c2-0000-7000-8000-000000000003", Type: "t", Topic: "invoices", Payload: []byte("p"), Headers: []byte("{}")}
+	send := func(t *testing.T, p *asyncPublisher, ctx context.Context, timeout time.Duration) error {
+		t.Helper()
+		s := &asyncSender{pub: p, timeout: timeout}
+		msg, err := s.message(row)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s.publish(ctx, row.Topic, msg)
+	}
+	for name, c := range map[string]struct {
+		pub     *asyncPublisher
+		ctx     func() context.Context
+		want    string // "" means success
+		aborted bool
+	}{
+		"acknowledged":   {pub: &asyncPublisher{result: func() error { return nil }}},
+		"refused":        {pub: &asyncPublisher{result: func() error { return errors.New("nats: maximum messages exceeded\nstack") }}, want: "nats: maximum messages exceeded"},
+		"not sent":       {pub: &asyncPublisher{startErr: errors.New("nats: invalid subject")}, want: "nats: invalid subject"},
+		"no ack in time": {pub: &asyncPublisher{}, want: "PublishTimeout"},
+		"panic":          {pub: &asyncPublisher{result: func() error { panic("boom") }}, want: "boom"},
+		"relay stopping": {pub: &asyncPublisher{}, ctx: func() context.Context { ctx, cancel := context.WithCancel(context.Background()); cancel(); return ctx }, aborted: true},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			if c.ctx != nil {
+				ctx = c.ctx()
+			}
+			err := send(t, c.pub, ctx, 50*time.Millisecond)
+			switch {
+			case c.aborted:
+				if !errors.Is(err, errAborted) {
+					t.Fatalf("err %v, want errAborted", err)
+				}
+			case c.want == "":
+				if err != nil || len(c.pub.topics) != 1 || c.pub.topics[0] != "invoices" {
+					t.Fatalf("err %v, topics %v", err, c.pub.topics)
+				}
+			case err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "\n"):
+				t.Fatalf("err %v, want one line containing %q", err, c.want)
+			}
+		})
+	}
+}
+
+func TestDirectPathPicksAsyncPublisherWithoutMiddlewares(t *testing.T) {
+	t.Parallel()
+	noop := func(h message.HandlerFunc) message.HandlerFunc { return h }
+	for _, c := range []struct {
+		pub         message.Publisher
+		middlewares []message.HandlerMiddleware
+		want        string
+	}{
+		{&asyncPublisher{}, nil, "*outbox.asyncSender"},
+		{&asyncPublisher{}, []message.HandlerMiddleware{noop}, "*outbox.directSender"},
+		{&recordingPublisher{}, nil, "*outbox.directSender"},
+	} {
+		r := &Relay{publisher: c.pub, cfg: RelayConfig{Publish: PublishDirect, Middlewares: c.middlewares}.withDefaults()}
+		s, stop, err := r.startPublishing(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		stop()
+		if got := fmt.Sprintf("%T", s); got != c.want {
+			t.Errorf("%T with %d middlewares: sender %s, want %s", c.pub, len(c.middlewares), got, c.want)
+		}
+	}
 }

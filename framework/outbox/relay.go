@@ -121,9 +121,27 @@ const (
 	// PublishDirect calls the Middlewares-wrapped publishing handler with the
 	// event message itself: no envelope to marshal and unmarshal, no router
 	// hand-offs. Same messages, same contract, less relay CPU per event
-	// (docs/performance.md has the figures).
+	// (docs/performance.md has the figures). Without Middlewares, a
+	// Publisher that implements AsyncPublisher is used through it.
 	PublishDirect PublishPath = "direct"
 )
+
+// AsyncPublisher is an optional interface of the relay's Publisher (the NATS
+// broker module's implements it). With PublishDirect and no Middlewares the
+// relay starts each publish with PublishAsync and waits for its outcome,
+// instead of calling Publish on a goroutine of its own: a client that
+// pipelines publishes over one reply subscription (JetStream's async
+// publish) saves a goroutine hand-off and a request set-up per event.
+// Per-key order is unchanged: the relay still waits for an event's outcome
+// before it starts the key's next event.
+type AsyncPublisher interface {
+	message.Publisher
+	// PublishAsync starts publishing msg to topic and returns without
+	// waiting; an error means nothing was sent. wait, called once, returns
+	// nil once the broker acknowledged msg, the broker's error if it refused
+	// it, or ctx's error if ctx ended first (outcome unknown).
+	PublishAsync(topic string, msg *message.Message) (wait func(ctx context.Context) error, err error)
+}
 
 // Outcome describes one publish attempt, for RelayConfig.Observer.
 type Outcome struct {
@@ -257,7 +275,8 @@ func (r *Relay) Run(ctx context.Context) error {
 	if err != nil || send == nil {
 		return err
 	}
-	r.log.Info("relay started", "batch_size", r.cfg.BatchSize, "lease", r.cfg.LeaseDuration, "publish", r.cfg.Publish)
+	_, async := send.(*asyncSender)
+	r.log.Info("relay started", "batch_size", r.cfg.BatchSize, "lease", r.cfg.LeaseDuration, "publish", r.cfg.Publish, "async_publisher", async)
 
 	var wake <-chan struct{}
 	if n, ok := r.driver.(outboxdriver.Notifier); ok {
@@ -280,6 +299,9 @@ func (r *Relay) Run(ctx context.Context) error {
 // sender, and no error, when ctx ends while the forwarder starts.
 func (r *Relay) startPublishing(ctx context.Context) (sender, func(), error) {
 	if r.cfg.Publish == PublishDirect {
+		if ap, ok := r.publisher.(AsyncPublisher); ok && len(r.cfg.Middlewares) == 0 {
+			return &asyncSender{pub: ap, timeout: r.cfg.PublishTimeout}, func() {}, nil
+		}
 		s := newDirectSender(r.publisher, r.cfg.Middlewares, r.cfg.PublishTimeout)
 		return s, s.close, nil
 	}
