@@ -92,6 +92,7 @@ For nats:// the bench creates and deletes its own stream.`,
 				relayFlags = append(relayFlags, "--notify")
 			}
 			cfg.Open = a.benchOpen
+			cfg.RelayFlags = relayFlags
 			cfg.RelayCommand = func(_ context.Context, dbURL, brokerURL, table string, batchSize int) *exec.Cmd {
 				return relayProcess(self, dbURL, brokerURL, table, batchSize, relayFlags)
 			}

@@ -93,6 +93,10 @@ type Config struct {
 	// Required.
 	RelayCommand func(ctx context.Context, dbURL, brokerURL, table string, batchSize int) *exec.Cmd
 
+	// RelayFlags are the extra flags RelayCommand gives every relay, for
+	// the report only.
+	RelayFlags []string
+
 	// Progress receives one line per phase. Nil discards them.
 	Progress io.Writer
 }
@@ -149,7 +153,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		Machine: Machine{CPUs: runtime.NumCPU(), OS: runtime.GOOS, Arch: runtime.GOARCH, Go: runtime.Version()},
 		Settings: Settings{
 			Events: cfg.Events, BatchSize: cfg.relayBatch(), Keys: cfg.Keys, PayloadBytes: cfg.PayloadBytes,
-			Rate: cfg.Rate, TrickleSeconds: cfg.Duration.Seconds(), Relays: cfg.Relays,
+			Rate: cfg.Rate, TrickleSeconds: cfg.Duration.Seconds(), Relays: cfg.Relays, RelayFlags: cfg.RelayFlags,
 		},
 	}
 	for _, cell := range cfg.Cells {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 )
 
@@ -44,6 +45,8 @@ type Settings struct {
 	TrickleSeconds float64 `json:"trickle_seconds"`
 	// Relays is the relay count of the extra drain (1: none).
 	Relays int `json:"relays"`
+	// RelayFlags are the extra flags every relay process ran with.
+	RelayFlags []string `json:"relay_flags,omitempty"`
 }
 
 // CellReport is the result of one database × broker cell.
@@ -173,6 +176,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 	s := r.Settings
 	fmt.Fprintf(w, "outbox bench: %d events of %d bytes over %d keys, relay batch %d; trickle %d events/s for %gs; %d CPUs, %s/%s, %s\n",
 		s.Events, s.PayloadBytes, s.Keys, s.BatchSize, s.Rate, s.TrickleSeconds, r.Machine.CPUs, r.Machine.OS, r.Machine.Arch, r.Machine.Go)
+	if len(s.RelayFlags) > 0 {
+		fmt.Fprintf(w, "relay flags: %s\n", strings.Join(s.RelayFlags, " "))
+	}
 	for _, c := range r.Cells {
 		fmt.Fprintf(w, "\n## %s × %s\n", c.Database, c.Broker)
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
