@@ -119,6 +119,7 @@ For nats:// the bench creates and deletes its own stream.`,
 	f.DurationVar(&cfg.Duration, "duration", 5*time.Second, "length of the trickle")
 	f.DurationVar(&cfg.Idle, "idle", 2*time.Second, "how long the idle relay's CPU is measured (0 skips it)")
 	f.IntVar(&cfg.Relays, "relays", 1, "also drain a fresh backlog with this many relay processes at once (1: skip)")
+	f.BoolVar(&cfg.NoBaselines, "no-baselines", false, "skip the Watermill forwarder and raw broker baselines (e.g. for a 1M backlog)")
 	f.BoolVar(&notify, "notify", false, "PostgreSQL: writers NOTIFY on commit and relays LISTEN (relay --notify)")
 	f.StringArrayVar(&relayFlags, "relay-flag", nil, "extra flag for every relay process, e.g. --relay-flag=--concurrency=4 (repeatable)")
 	f.BoolVar(&matrix, "matrix", false, "run postgres × nats and mysql × nats on the local services")

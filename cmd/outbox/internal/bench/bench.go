@@ -93,6 +93,10 @@ type Config struct {
 	// Required.
 	RelayCommand func(ctx context.Context, dbURL, brokerURL, table string, batchSize int) *exec.Cmd
 
+	// NoBaselines skips the Watermill forwarder and raw broker baselines
+	// (e.g. for a backlog the forwarder would take many minutes to drain).
+	NoBaselines bool
+
 	// RelayFlags are the extra flags RelayCommand gives every relay, for
 	// the report only.
 	RelayFlags []string
@@ -153,7 +157,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		Machine: Machine{CPUs: runtime.NumCPU(), OS: runtime.GOOS, Arch: runtime.GOARCH, Go: runtime.Version()},
 		Settings: Settings{
 			Events: cfg.Events, BatchSize: cfg.relayBatch(), Keys: cfg.Keys, PayloadBytes: cfg.PayloadBytes,
-			Rate: cfg.Rate, TrickleSeconds: cfg.Duration.Seconds(), Relays: cfg.Relays, RelayFlags: cfg.RelayFlags,
+			Rate: cfg.Rate, TrickleSeconds: cfg.Duration.Seconds(), Relays: cfg.Relays, RelayFlags: cfg.RelayFlags, NoBaselines: cfg.NoBaselines,
 		},
 	}
 	for _, cell := range cfg.Cells {
@@ -240,6 +244,9 @@ func runCell(ctx context.Context, cfg Config, cell Cell) (rep *CellReport, err e
 		rep.DrainMulti = d
 	}
 	// 3. Baselines on the same database and broker.
+	if cfg.NoBaselines {
+		return rep, nil
+	}
 	raw, err := r.rawBroker(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("raw broker baseline: %w", err)

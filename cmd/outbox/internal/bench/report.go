@@ -45,6 +45,9 @@ type Settings struct {
 	TrickleSeconds float64 `json:"trickle_seconds"`
 	// Relays is the relay count of the extra drain (1: none).
 	Relays int `json:"relays"`
+	// NoBaselines is true when the baselines were skipped (their figures
+	// and the ratios are then zero).
+	NoBaselines bool `json:"no_baselines,omitempty"`
 	// RelayFlags are the extra flags every relay process ran with.
 	RelayFlags []string `json:"relay_flags,omitempty"`
 }
@@ -207,6 +210,13 @@ func (r *Report) WriteTable(w io.Writer) error {
 		}
 		if l.DBCPUPercent != nil {
 			row("DB CPU, trickle", "%.1f %% of a core (%s)", *l.DBCPUPercent, l.DBCPUScope)
+		}
+		if s.NoBaselines {
+			row("baselines", "skipped (--no-baselines)")
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			continue
 		}
 		f := c.Baselines.WatermillForwarder
 		row("baseline: Watermill SQL forwarder", "%.0f events/s (%.2f s; %s)", f.EventsPerSec, f.Seconds, f.Settings)
