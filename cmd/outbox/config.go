@@ -67,6 +67,8 @@ type relayConfig struct {
 	BackoffMin     time.Duration `yaml:"backoff_min"`
 	BackoffMax     time.Duration `yaml:"backoff_max"`
 	Publish        string        `yaml:"publish"`
+	// DeleteDelivered is PostgreSQL's Config.DeleteDelivered.
+	DeleteDelivered bool `yaml:"delete_delivered"`
 }
 
 func (a *app) loadConfig() error {
@@ -102,6 +104,9 @@ func (a *app) openOutbox(ctx context.Context) (outboxdriver.Driver, *outbox.Outb
 	}
 	var drv outboxdriver.Driver
 	var db *sql.DB
+	if a.deleteDelivered && u.Scheme != "postgres" && u.Scheme != "postgresql" {
+		return nil, nil, nil, usageError("--delete-delivered: PostgreSQL only (the %s driver keeps delivered events)", u.Scheme)
+	}
 	switch u.Scheme {
 	case "postgres", "postgresql":
 		db, err = sql.Open("postgres", a.cfg.DBURL)
@@ -112,6 +117,7 @@ func (a *app) openOutbox(ctx context.Context) (outboxdriver.Driver, *outbox.Outb
 		if a.cfg.Notify {
 			pc.NotifyDSN = a.cfg.DBURL
 		}
+		pc.DeleteDelivered = a.deleteDelivered
 		drv, err = postgres.New(db, pc)
 	case "mysql":
 		dsn, derr := mysql.DSNFromURL(a.cfg.DBURL)

@@ -79,6 +79,8 @@ type app struct {
 	flags          globalFlags
 	cfg            *fileConfig
 	benchNotify    bool // bench --notify: the bench's writers notify
+	// deleteDelivered is relay --delete-delivered (PostgreSQL driver only).
+	deleteDelivered bool
 }
 
 func newApp(stdin io.Reader, stdout, stderr io.Writer) *app {

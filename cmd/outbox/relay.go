@@ -62,6 +62,7 @@ The default address is loopback only (` + defaultMetricsAddr + `).`,
 			}
 			a.cfg.Notify = a.cfg.Notify || notify
 			merged := mergeRelay(rc, a.cfg.Relay)
+			a.deleteDelivered = merged.DeleteDelivered
 			return a.runRelay(cmd.Context(), logger, merged, id, metricsAddr)
 		},
 	}
@@ -75,6 +76,7 @@ The default address is loopback only (` + defaultMetricsAddr + `).`,
 	f.DurationVar(&rc.PublishTimeout, "publish-timeout", 0, "broker acknowledgement timeout (default 15s)")
 	f.DurationVar(&rc.BackoffMin, "backoff-min", 0, "delay after the first failure (default 1s)")
 	f.DurationVar(&rc.BackoffMax, "backoff-max", 0, "retry delay cap (default 5m)")
+	f.BoolVar(&rc.DeleteDelivered, "delete-delivered", false, "PostgreSQL: delete each event once delivered instead of keeping it as history (much less database work; list/show/status then see no delivered events)")
 	f.StringVar(&rc.Publish, "publish", "", "publish path: forwarder (Watermill's forwarder and envelope) or direct (same messages, no envelope, less CPU) (default forwarder)")
 	f.BoolVar(&metrics, "metrics", false, "serve /metrics, /healthz, /readyz on "+defaultMetricsAddr)
 	f.StringVar(&metricsAddr, "metrics-addr", "", "serve /metrics, /healthz, /readyz on this address")
@@ -87,16 +89,17 @@ The default address is loopback only (` + defaultMetricsAddr + `).`,
 // mergeRelay gives flags precedence over the YAML file.
 func mergeRelay(flags, file relayConfig) relayConfig {
 	return relayConfig{
-		BatchSize:      cmp.Or(flags.BatchSize, file.BatchSize),
-		Concurrency:    cmp.Or(flags.Concurrency, file.Concurrency),
-		PollInterval:   cmp.Or(flags.PollInterval, file.PollInterval),
-		MinPoll:        cmp.Or(flags.MinPoll, file.MinPoll),
-		MaxAttempts:    cmp.Or(flags.MaxAttempts, file.MaxAttempts),
-		LeaseDuration:  cmp.Or(flags.LeaseDuration, file.LeaseDuration),
-		PublishTimeout: cmp.Or(flags.PublishTimeout, file.PublishTimeout),
-		BackoffMin:     cmp.Or(flags.BackoffMin, file.BackoffMin),
-		BackoffMax:     cmp.Or(flags.BackoffMax, file.BackoffMax),
-		Publish:        cmp.Or(flags.Publish, file.Publish),
+		BatchSize:       cmp.Or(flags.BatchSize, file.BatchSize),
+		Concurrency:     cmp.Or(flags.Concurrency, file.Concurrency),
+		PollInterval:    cmp.Or(flags.PollInterval, file.PollInterval),
+		MinPoll:         cmp.Or(flags.MinPoll, file.MinPoll),
+		MaxAttempts:     cmp.Or(flags.MaxAttempts, file.MaxAttempts),
+		LeaseDuration:   cmp.Or(flags.LeaseDuration, file.LeaseDuration),
+		PublishTimeout:  cmp.Or(flags.PublishTimeout, file.PublishTimeout),
+		BackoffMin:      cmp.Or(flags.BackoffMin, file.BackoffMin),
+		BackoffMax:      cmp.Or(flags.BackoffMax, file.BackoffMax),
+		Publish:         cmp.Or(flags.Publish, file.Publish),
+		DeleteDelivered: flags.DeleteDelivered || file.DeleteDelivered,
 	}
 }
 

@@ -226,3 +226,12 @@ func TestRelayUnknownPublishPath(t *testing.T) {
 		t.Fatalf("%+v", r)
 	}
 }
+
+func TestRelayDeleteDeliveredPostgresOnly(t *testing.T) {
+	t.Parallel()
+	// Refused before anything is opened: no service needed.
+	r := runCLI(t, nil, "relay", "--db-url", "mysql://root@127.0.0.1:3306/test", "--broker-url", "nats://127.0.0.1:4222", "--delete-delivered")
+	if r.code != exitUsage || !strings.Contains(r.stderr, "--delete-delivered: PostgreSQL only") {
+		t.Fatalf("%+v", r)
+	}
+}

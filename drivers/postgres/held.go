@@ -19,7 +19,7 @@ type heldQueries struct{ claim, earlier, delivered, failed string }
 // newHeldQueries renders the held-claim statements for one table. keySpace
 // is the first half of the two-int advisory lock keys, so that keys of
 // different outbox tables never share a lock.
-func newHeldQueries(t string, keySpace int32) heldQueries {
+func newHeldQueries(t string, keySpace int32, deleteDelivered bool) heldQueries {
 	r := strings.NewReplacer("{READY}", strings.ReplaceAll(readyEvents, "{T}", t), "{T}", t, "{KS}", fmt.Sprint(keySpace))
 	return heldQueries{
 		// Row locks (FOR UPDATE SKIP LOCKED) hold the claimed rows; a
@@ -47,7 +47,7 @@ FOR UPDATE OF t SKIP LOCKED`),
 		// and the batch then leaves that key alone.
 		earlier: r.Replace(`SELECT k.key FROM json_to_recordset($1::json) AS k(key text, seq bigint, n bigint)
 WHERE (SELECT count(*) FROM {T} p WHERE p.status = 'pending' AND p.key = k.key AND p.seq <= k.seq) <> k.n`),
-		delivered: r.Replace(`UPDATE {T} SET status = 'delivered', delivered_at = statement_timestamp(), attempts = attempts + 1
+		delivered: r.Replace(markDelivered(deleteDelivered, `UPDATE {T} SET status = 'delivered', delivered_at = statement_timestamp(), attempts = attempts + 1`) + `
 WHERE seq = ANY(string_to_array($1, ',')::bigint[])`),
 		failed: r.Replace(`UPDATE {T} t SET attempts = t.attempts + 1, last_error = f.err,
 	status = CASE WHEN f.dead THEN 'dead' ELSE 'pending' END,

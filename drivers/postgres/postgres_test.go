@@ -20,9 +20,10 @@ import (
 )
 
 type bundle struct {
-	db  *sql.DB
-	drv *postgres.Driver
-	ob  *outbox.Outbox
+	db    *sql.DB
+	table string
+	drv   *postgres.Driver
+	ob    *outbox.Outbox
 }
 
 func openDB(t testing.TB) *sql.DB {
@@ -57,7 +58,7 @@ func setup(t testing.TB) *bundle {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &bundle{db: db, drv: drv, ob: ob}
+	return &bundle{db: db, table: table, drv: drv, ob: ob}
 }
 
 // insert writes events in one committed transaction.
