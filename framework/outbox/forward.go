@@ -189,6 +189,42 @@ func (s *tableSubscriber) Close() error {
 	return nil
 }
 
+// forwarderSender is PublishForwarder: envelopes go through the table
+// subscriber to Watermill's forwarder, which acks or nacks them.
+type forwarderSender struct {
+	sub     *tableSubscriber
+	timeout time.Duration
+}
+
+func (s *forwarderSender) message(row *outboxdriver.EventRow) (*message.Message, error) {
+	return envelope(row)
+}
+
+func (s *forwarderSender) publish(hardCtx context.Context, _ string, msg *message.Message) error {
+	slot := &errorSlot{}
+	msg.SetContext(context.WithValue(hardCtx, errorSlotKey{}, slot))
+	select {
+	case s.sub.out <- msg:
+	case <-hardCtx.Done():
+		return errAborted
+	}
+	timer := time.NewTimer(s.timeout)
+	defer timer.Stop()
+	select {
+	case <-msg.Acked():
+		return nil
+	case <-msg.Nacked():
+		if err := slot.get(); err != nil {
+			return err
+		}
+		return errors.New("forwarder nacked the message (handler panicked or a middleware nacked it)")
+	case <-timer.C:
+		return fmt.Errorf("no broker acknowledgement within PublishTimeout %s", s.timeout)
+	case <-hardCtx.Done():
+		return errAborted
+	}
+}
+
 type topicKey struct{}
 
 // directSender is PublishDirect: the event message goes through the

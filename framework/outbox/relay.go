@@ -155,8 +155,8 @@ type Outcome struct {
 	Attempt int
 	// Dead is true when this failure made the event dead.
 	Dead bool
-	// Duration is the time from handing the event to the forwarder to its
-	// acknowledgement.
+	// Duration is the time from handing the event to the publishing path
+	// (the forwarder, or the Publisher with PublishDirect) to its outcome.
 	Duration time.Duration
 }
 
@@ -554,42 +554,6 @@ type sender interface {
 	// acknowledged it, errAborted when hardCtx ended first (outcome
 	// unknown), or the attempt's error.
 	publish(hardCtx context.Context, topic string, msg *message.Message) error
-}
-
-// forwarderSender is PublishForwarder: envelopes go through the table
-// subscriber to Watermill's forwarder, which acks or nacks them.
-type forwarderSender struct {
-	sub     *tableSubscriber
-	timeout time.Duration
-}
-
-func (s *forwarderSender) message(row *outboxdriver.EventRow) (*message.Message, error) {
-	return envelope(row)
-}
-
-func (s *forwarderSender) publish(hardCtx context.Context, _ string, msg *message.Message) error {
-	slot := &errorSlot{}
-	msg.SetContext(context.WithValue(hardCtx, errorSlotKey{}, slot))
-	select {
-	case s.sub.out <- msg:
-	case <-hardCtx.Done():
-		return errAborted
-	}
-	timer := time.NewTimer(s.timeout)
-	defer timer.Stop()
-	select {
-	case <-msg.Acked():
-		return nil
-	case <-msg.Nacked():
-		if err := slot.get(); err != nil {
-			return err
-		}
-		return errors.New("forwarder nacked the message (handler panicked or a middleware nacked it)")
-	case <-timer.C:
-		return fmt.Errorf("no broker acknowledgement within PublishTimeout %s", s.timeout)
-	case <-hardCtx.Done():
-		return errAborted
-	}
 }
 
 func (w *worker) observe(row *outboxdriver.EventRow, err error, dead bool, d time.Duration) {
