@@ -62,7 +62,7 @@ func BenchmarkRelayDrain(b *testing.B) {
 }
 
 // BenchmarkInsert measures one event inserted in its own transaction, next
-// to BenchmarkRawInsert doing the same row with a hand-written INSERT.
+// to "raw": the same row with a hand-written INSERT (writer-cost target).
 func BenchmarkInsert(b *testing.B) {
 	bu := setup(b)
 	payload := make([]byte, 300)
