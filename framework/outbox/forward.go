@@ -227,6 +227,14 @@ func (s *forwarderSender) publish(hardCtx context.Context, _ string, msg *messag
 
 type topicKey struct{}
 
+// eventMessages gives the PublishDirect senders their message method: the
+// event message itself, no envelope.
+type eventMessages struct{}
+
+func (eventMessages) message(row *outboxdriver.EventRow) (*message.Message, error) {
+	return eventMessage(row)
+}
+
 // directSender is PublishDirect: the event message goes through the
 // middlewares to the Publisher on a publishing goroutine, so that
 // PublishTimeout holds even when a Publish never returns. Publishing
@@ -234,6 +242,7 @@ type topicKey struct{}
 // their stacks, grown by the broker client, are reused rather than grown
 // again for every event.
 type directSender struct {
+	eventMessages
 	handler message.HandlerFunc
 	timeout time.Duration
 	calls   chan *directCall // unbuffered: a send succeeds only if a goroutine is idle
@@ -261,10 +270,6 @@ func newDirectSender(pub message.Publisher, middlewares []message.HandlerMiddlew
 
 // close ends the idle publishing goroutines; busy ones end after their call.
 func (s *directSender) close() { close(s.quit) }
-
-func (s *directSender) message(row *outboxdriver.EventRow) (*message.Message, error) {
-	return eventMessage(row)
-}
 
 func (s *directSender) publish(hardCtx context.Context, topic string, msg *message.Message) error {
 	msg.SetContext(context.WithValue(hardCtx, topicKey{}, topic))
@@ -313,12 +318,9 @@ func (s *directSender) call(msg *message.Message) (err error) {
 
 // asyncSender is PublishDirect over an AsyncPublisher (no middlewares).
 type asyncSender struct {
+	eventMessages
 	pub     AsyncPublisher
 	timeout time.Duration
-}
-
-func (s *asyncSender) message(row *outboxdriver.EventRow) (*message.Message, error) {
-	return eventMessage(row)
 }
 
 func (s *asyncSender) publish(hardCtx context.Context, topic string, msg *message.Message) (err error) {
