@@ -46,6 +46,9 @@ func testIDSlots(t *testing.T, h Harness) {
 // testResendKeepsID resends a delivered event (Retry): it is published again
 // under the same id, and a broker with native dedup stores it once.
 func testResendKeepsID(t *testing.T, h Harness) {
+	if h.Database.DeletesDelivered {
+		skipf(t, "database %s deletes delivered events: there is no delivered event to resend", h.Database.Name)
+	}
 	e := setup(t, h)
 	log := &ackLog{}
 	e.relay(nil, &tap{inner: e.broker.NewPublisher(t, ""), log: log}, outbox.RelayConfig{})
@@ -178,12 +181,14 @@ func testFailingKey(t *testing.T, h Harness) {
 	if failures.Load() == 0 {
 		t.Fatal("the failing key was never attempted")
 	}
+	// ... its failures are counted on its first event (read while it is
+	// still pending: a driver may delete delivered events) ...
+	eventually(t, "the failing key's failures counted on its first event", hangGuard, func() bool {
+		return e.get(t, want["key-000"][0]).Attempts >= 2
+	})
 	// ... and once the broker accepts it, the key drains in commit order.
 	failing.Store(false)
 	e.waitAllDelivered(t, want["key-000"], hangGuard)
 	t.Logf("key-000 failed %d times while %d events of %d other keys flowed", failures.Load(), len(others), keys-1)
 	e.checkOrder(t, want, log)
-	if st := e.get(t, want["key-000"][0]); st.Attempts < 2 {
-		t.Errorf("first event of the failing key: attempts=%d, want its failures counted", st.Attempts)
-	}
 }

@@ -230,6 +230,27 @@ func (e *env) get(t testing.TB, id string) *outbox.StoredEvent {
 	return s
 }
 
+// delivered reports whether id is recorded as delivered: its row says
+// delivered or, with Database.DeletesDelivered, the row is gone. It fails
+// the test on any other read error.
+func (e *env) delivered(t testing.TB, id string) (bool, *outbox.StoredEvent) {
+	t.Helper()
+	s, err := e.ob.Get(context.Background(), id)
+	if e.h.Database.DeletesDelivered {
+		if errors.Is(err, outbox.ErrNotFound) {
+			return true, nil
+		}
+		if err != nil {
+			t.Fatalf("get %s: %v", id, err)
+		}
+		return false, s
+	}
+	if err != nil {
+		t.Fatalf("get %s: %v", id, err)
+	}
+	return s.Status == outbox.StatusDelivered, s
+}
+
 // waitAllDelivered waits until the broker stored every id (when it is
 // readable from this process) and the table has nothing pending.
 func (e *env) waitAllDelivered(t testing.TB, ids []string, timeout time.Duration) {

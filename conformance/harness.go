@@ -96,6 +96,12 @@ type Database struct {
 	// such a session: an INSERT queued behind a relay's lock fails instead of
 	// merely being slow. Empty skips that test.
 	LockTimeout string
+
+	// DeletesDelivered is true when the driver deletes events once delivered
+	// instead of keeping them as history (postgres.Config.DeleteDelivered).
+	// Tests that read a delivered event then expect it gone, and the resend
+	// of a delivered event is skipped with the reason.
+	DeletesDelivered bool
 }
 
 // Broker describes the broker side of a cell.

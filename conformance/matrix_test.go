@@ -1,6 +1,7 @@
 package conformance_test
 
 import (
+	"database/sql"
 	"flag"
 	"fmt"
 	"os"
@@ -8,7 +9,9 @@ import (
 	"testing"
 
 	"github.com/outboxkit/outboxkit/conformance"
+	"github.com/outboxkit/outboxkit/drivers/postgres"
 	"github.com/outboxkit/outboxkit/framework/outbox"
+	"github.com/outboxkit/outboxkit/framework/outboxdriver"
 )
 
 // sqliteDirEnv names the directory of the SQLite cells' database files; the
@@ -55,26 +58,34 @@ const reference = "nats"
 
 // TestMatrix runs the conformance suite on every database × broker cell.
 func TestMatrix(t *testing.T) {
-	for _, newDB := range databases() {
-		for _, b := range brokers() {
-			db := newDB("")
-			name := db.Name + "_" + b.Name
-			h := conformance.Harness{Name: name, Database: newDB(name), Broker: b, Light: b.Name != reference}
-			t.Run(h.Name, func(t *testing.T) {
-				t.Parallel()
-				conformance.Run(t, h)
-			})
-		}
-		// The reference broker once more through the relay's other publish
-		// path (the cells above use the default, PublishForwarder).
-		db := newDB("")
-		name := db.Name + "_" + reference + "_direct"
-		h := conformance.Harness{Name: name, Database: newDB(name), Broker: referenceBroker(), Light: true, Publish: outbox.PublishDirect}
+	run := func(h conformance.Harness) {
 		t.Run(h.Name, func(t *testing.T) {
 			t.Parallel()
 			conformance.Run(t, h)
 		})
 	}
+	for _, newDB := range databases() {
+		for _, b := range brokers() {
+			name := newDB("").Name + "_" + b.Name
+			run(conformance.Harness{Name: name, Database: newDB(name), Broker: b, Light: b.Name != reference})
+		}
+		// The reference broker once more through the relay's other publish
+		// path (the cells above use the default, PublishForwarder).
+		name := newDB("").Name + "_" + reference + "_direct"
+		run(conformance.Harness{Name: name, Database: newDB(name), Broker: referenceBroker(), Light: true, Publish: outbox.PublishDirect})
+	}
+	run(deleteDeliveredCell())
+}
+
+// deleteDeliveredCell is PostgreSQL × NATS with the tuned settings of
+// docs/performance.md: postgres.Config.DeleteDelivered and PublishDirect.
+func deleteDeliveredCell() conformance.Harness {
+	db := conformance.Postgres()
+	db.DeletesDelivered = true
+	db.NewDriver = func(sqlDB *sql.DB, table string) (outboxdriver.Driver, error) {
+		return postgres.New(sqlDB, postgres.Config{Table: table, DeleteDelivered: true})
+	}
+	return conformance.Harness{Name: "postgres_nats_direct_delete", Database: db, Broker: referenceBroker(), Light: true, Publish: outbox.PublishDirect}
 }
 
 // referenceBroker returns the reference entry of brokers().

@@ -66,6 +66,8 @@ type CellInfo struct {
 	Light bool
 	// Publish reports Harness.Publish (empty: the relay's default).
 	Publish outbox.PublishPath `json:",omitempty"`
+	// DeletesDelivered reports Database.DeletesDelivered.
+	DeletesDelivered bool `json:",omitempty"`
 	// Short reports testing.Short() for the run.
 	Short bool
 	// Duration is the cell's wall time, all its tests included.
@@ -121,7 +123,7 @@ func recordTest(t *testing.T, h Harness, line, test string, start time.Time) {
 func recordCell(t *testing.T, h Harness, start time.Time) {
 	c := CellInfo{
 		Suite: suiteOf(t.Name()), Cell: h.Name, Database: h.Database.Name, Broker: h.Broker.Name,
-		Features: h.Broker.Features, Light: h.Light, Publish: h.Publish, Short: testing.Short(), Duration: time.Since(start),
+		Features: h.Broker.Features, Light: h.Light, Publish: h.Publish, DeletesDelivered: h.Database.DeletesDelivered, Short: testing.Short(), Duration: time.Since(start),
 	}
 	if t.Skipped() {
 		c.Skipped = "skipped"
@@ -202,9 +204,16 @@ func summaryTable(all []Result, cs []CellInfo) string {
 		} else if c.Light {
 			counts = "light"
 		}
-		cell := c.Database + " × " + c.Broker
+		var variant []string
 		if c.Publish != "" {
-			cell += " (publish " + string(c.Publish) + ")"
+			variant = append(variant, "publish "+string(c.Publish))
+		}
+		if c.DeletesDelivered {
+			variant = append(variant, "deletes delivered")
+		}
+		cell := c.Database + " × " + c.Broker
+		if len(variant) > 0 {
+			cell += " (" + strings.Join(variant, ", ") + ")"
 		}
 		fmt.Fprintf(&b, "| %s | %s | %s | %s |", cell, promises(c.Features), counts, c.Duration.Round(time.Second))
 		for _, l := range Lines {
