@@ -25,11 +25,13 @@
 package conformance
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sync"
 	"testing"
@@ -192,6 +194,19 @@ func (e *env) relay(drv outboxdriver.Driver, pub message.Publisher, cfg outbox.R
 	}
 	cfg.PollInterval = max(cfg.PollInterval, 20*time.Millisecond)
 	cfg.Publish = cmp.Or(cfg.Publish, e.h.Publish)
+	if cfg.Logger == nil {
+		// Kept, and shown only when the test fails: why a relay did not
+		// claim or publish is otherwise invisible. Registered before the
+		// relay's stop, so it runs after it: nothing logs into a finished
+		// test.
+		var buf lockedBuffer
+		cfg.Logger = slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo}))
+		e.t.Cleanup(func() {
+			if e.t.Failed() {
+				e.t.Logf("log of relay %q:\n%s", cfg.ID, buf.String())
+			}
+		})
+	}
 	r, err := outbox.NewRelay(drv, pub, cfg)
 	if err != nil {
 		e.t.Fatal(err)
@@ -452,4 +467,22 @@ func publishAsync(inner message.Publisher, topic string, msg *message.Message, a
 		}
 		return acked()
 	}, nil
+}
+
+// lockedBuffer is a bytes.Buffer safe for a logger's concurrent writes.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
