@@ -55,16 +55,16 @@ type Config struct {
 
 	// DeleteDelivered makes the relay delete each event once the broker
 	// acknowledged it, in the statement that would otherwise mark it
-	// delivered. A delete touches no index, where the mark writes a new row
-	// version and index entries: about 15 times less database work per
+	// delivered. A delete writes no new row version and no index entry,
+	// where the mark writes both: about 15 times less database work per
 	// event (see docs/performance.md). The price is the delivered history:
 	// List and Get find no delivered events, Stats' DeliveredLastMinute
-	// stays 0 (the relay's metrics count deliveries instead), and Purge has
-	// nothing to do; and an Insert repeating the id of an
-	// event already delivered is published again instead of ignored (a
-	// duplicate, which consumers drop by event id as any other). Pending,
-	// failed and dead events are kept as always. Set it on the relays'
-	// driver; writers and admin tools need not know.
+	// stays 0 (the relay's metrics count deliveries instead), Purge has
+	// nothing to do, and an Insert repeating the id of an event already
+	// delivered is published again instead of ignored (a duplicate, which
+	// consumers drop by event id like any other). Pending, failed and dead
+	// events are kept as always. Set it on the relays' driver; writers and
+	// admin tools need not know.
 	DeleteDelivered bool
 }
 
