@@ -438,16 +438,8 @@ func (d *Driver) EventPurge(ctx context.Context, p *outboxdriver.EventPurgeParam
 
 // EventStats implements outboxdriver.Driver.
 func (d *Driver) EventStats(ctx context.Context, _ *outboxdriver.EventStatsParams) (*outboxdriver.EventStats, error) {
-	s := &outboxdriver.EventStats{}
-	var oldest sql.NullTime
-	err := d.db.QueryRowContext(ctx, d.queries.stats).Scan(&s.Pending, &s.Dead, &oldest, &s.DeliveredLastMinute, &s.Now)
-	if err != nil {
-		return nil, interpretError(err)
-	}
-	if oldest.Valid {
-		s.OldestPending = oldest.Time
-	}
-	return s, nil
+	s, err := outboxdriver.ScanEventStats(d.db.QueryRowContext(ctx, d.queries.stats))
+	return s, interpretError(err)
 }
 
 func scanRow(sc outboxdriver.Scanner) (*outboxdriver.EventRow, error) {

@@ -277,6 +277,22 @@ func ValidateIdentifier(field, name string) error {
 // Scanner is a *sql.Row or *sql.Rows.
 type Scanner interface{ Scan(dest ...any) error }
 
+// ScanEventStats scans the stats row whose columns are, in this order:
+// pending, dead, oldest pending created_at (NULL when none), delivered in the
+// last minute, and the database's now — for drivers whose time columns scan
+// into time.Time. Errors are returned untranslated.
+func ScanEventStats(sc Scanner) (*EventStats, error) {
+	s := &EventStats{}
+	var oldest sql.NullTime
+	if err := sc.Scan(&s.Pending, &s.Dead, &oldest, &s.DeliveredLastMinute, &s.Now); err != nil {
+		return nil, err
+	}
+	if oldest.Valid {
+		s.OldestPending = oldest.Time
+	}
+	return s, nil
+}
+
 // ScanEventRow scans one event whose columns are, in this order: seq, id,
 // type, topic, key, payload, headers, status, attempts, last_error (not
 // NULL), created_at, next_attempt_at, delivered_at, locked_by (not NULL),
