@@ -145,6 +145,29 @@ func (c Config) connectURL() string {
 	return u.String()
 }
 
+// open validates c (defaults applied), connects, and provisions
+// c.EnsureStream when set: what the publisher and the subscriber both do
+// first.
+func (c Config) open(name string) (*nats.Conn, error) {
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	nc, err := c.connect(name)
+	if err != nil {
+		return nil, err
+	}
+	if c.EnsureStream != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), c.PublishTimeout)
+		err := ensureStream(ctx, nc, *c.EnsureStream)
+		cancel()
+		if err != nil {
+			nc.Close()
+			return nil, err
+		}
+	}
+	return nc, nil
+}
+
 func (c Config) connect(name string) (*nats.Conn, error) {
 	opts := append([]nats.Option{
 		nats.Name(name),
@@ -267,21 +290,9 @@ type Publisher struct {
 // NewPublisher connects to NATS and returns a Publisher.
 func NewPublisher(cfg Config) (*Publisher, error) {
 	cfg = cfg.withDefaults()
-	if err := cfg.validate(); err != nil {
-		return nil, err
-	}
-	nc, err := cfg.connect("outboxkit-publisher")
+	nc, err := cfg.open("outboxkit-publisher")
 	if err != nil {
 		return nil, err
-	}
-	if cfg.EnsureStream != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), cfg.PublishTimeout)
-		err := ensureStream(ctx, nc, *cfg.EnsureStream)
-		cancel()
-		if err != nil {
-			nc.Close()
-			return nil, err
-		}
 	}
 	pc := cfg.PublisherConfig()
 	pub, err := wmnats.NewPublisherWithNatsConn(nc, pc.GetPublisherPublishConfig(), watermill.NewSlogLogger(cfg.Logger))
@@ -358,10 +369,7 @@ type Subscriber struct {
 // NewSubscriber connects to NATS and returns a Subscriber.
 func NewSubscriber(cfg Config) (*Subscriber, error) {
 	cfg = cfg.withDefaults()
-	if err := cfg.validate(); err != nil {
-		return nil, err
-	}
-	nc, err := cfg.connect("outboxkit-subscriber")
+	nc, err := cfg.open("outboxkit-subscriber")
 	if err != nil {
 		return nil, err
 	}
@@ -369,15 +377,6 @@ func NewSubscriber(cfg Config) (*Subscriber, error) {
 	if err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("nats: jetstream: %w", err)
-	}
-	if cfg.EnsureStream != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), cfg.PublishTimeout)
-		err := ensureStream(ctx, nc, *cfg.EnsureStream)
-		cancel()
-		if err != nil {
-			nc.Close()
-			return nil, err
-		}
 	}
 	sc := cfg.SubscriberConfig()
 	sub, err := wmnats.NewSubscriberWithNatsConn(nc, sc.GetSubscriberSubscriptionConfig(), watermill.NewSlogLogger(cfg.Logger))
