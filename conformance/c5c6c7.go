@@ -81,8 +81,10 @@ func testInsertNotBlocked(t *testing.T, h Harness) {
 		<-hang
 		return errInjected
 	}
+	// One batch in flight: a stuck relay with Concurrency N would also
+	// claim, and hold until PublishTimeout, the fresh events below.
 	e.relay(nil, &tap{inner: e.broker.NewPublisher(t, ""), before: hanging},
-		outbox.RelayConfig{ID: "stuck", PublishTimeout: 5 * time.Minute, ShutdownTimeout: time.Second})
+		outbox.RelayConfig{ID: "stuck", PublishTimeout: 5 * time.Minute, ShutdownTimeout: time.Second, Concurrency: 1})
 	t.Cleanup(func() { close(hang) }) // registered after the relay: runs before its stop
 	var held []*outbox.Event
 	for i := range 50 {

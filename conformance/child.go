@@ -82,6 +82,7 @@ func runChildIfAsked(t *testing.T, h Harness) bool {
 		BackoffMin:     50 * time.Millisecond,
 		BackoffMax:     cmp.Or(spec.BackoffMax, time.Second),
 		Publish:        h.Publish,
+		Concurrency:    h.Concurrency,
 	})
 	if err != nil {
 		t.Fatal(err)

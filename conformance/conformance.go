@@ -194,6 +194,7 @@ func (e *env) relay(drv outboxdriver.Driver, pub message.Publisher, cfg outbox.R
 	}
 	cfg.PollInterval = max(cfg.PollInterval, 20*time.Millisecond)
 	cfg.Publish = cmp.Or(cfg.Publish, e.h.Publish)
+	cfg.Concurrency = cmp.Or(cfg.Concurrency, e.h.Concurrency)
 	if cfg.Logger == nil {
 		// Kept, and shown only when the test fails: why a relay did not
 		// claim or publish is otherwise invisible. Registered before the
@@ -429,19 +430,37 @@ func checkKeyOrder(want, got map[string][]string) error {
 
 var errInjected = errors.New("conformance: injected broker failure")
 
-// PublishAsync implements outbox.AsyncPublisher (see publishAsync).
+// PublishAsync implements outbox.AsyncPublisher (see publishAsync). before
+// stands for the broker's answer, so it runs while the relay waits for the
+// outcome: a before that holds a message holds its acknowledgement, as a
+// hanging broker does, and the relay's other publishes go on.
 func (p *tap) PublishAsync(topic string, msg *message.Message) (func(context.Context) error, error) {
-	if p.before != nil {
-		if err := p.before(msg); err != nil {
-			return nil, err
-		}
-	}
-	return publishAsync(p.inner, topic, msg, func() error {
+	acked := func() error {
 		if p.log != nil {
 			p.log.add([]*message.Message{msg})
 		}
 		return nil
-	})
+	}
+	if p.before == nil {
+		return publishAsync(p.inner, topic, msg, acked)
+	}
+	answer := make(chan error, 1)
+	go func() { answer <- p.before(msg) }()
+	return func(ctx context.Context) error {
+		select {
+		case err := <-answer:
+			if err != nil {
+				return err
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		wait, err := publishAsync(p.inner, topic, msg, acked)
+		if err != nil {
+			return err
+		}
+		return wait(ctx)
+	}, nil
 }
 
 // publishAsync lets the suite's publisher wrappers keep the relay on its

@@ -35,6 +35,11 @@ type Harness struct {
 	// Publish is the outbox.RelayConfig.Publish of every relay the cell
 	// runs; zero means the relay's default (PublishForwarder).
 	Publish outbox.PublishPath
+
+	// Concurrency is the outbox.RelayConfig.Concurrency of every relay the
+	// cell runs, unless a test sets its own; zero means the relay's
+	// default (1). The crash test's duplicate bound grows with it.
+	Concurrency int
 }
 
 // size picks an event count for this cell: short with -short or Light,

@@ -78,14 +78,15 @@ func TestMatrix(t *testing.T) {
 }
 
 // deleteDeliveredCell is PostgreSQL × NATS with the tuned settings of
-// docs/performance.md: postgres.Config.DeleteDelivered and PublishDirect.
+// docs/performance.md: postgres.Config.DeleteDelivered, PublishDirect and
+// two batches in flight.
 func deleteDeliveredCell() conformance.Harness {
 	db := conformance.Postgres()
 	db.DeletesDelivered = true
 	db.NewDriver = func(sqlDB *sql.DB, table string) (outboxdriver.Driver, error) {
 		return postgres.New(sqlDB, postgres.Config{Table: table, DeleteDelivered: true})
 	}
-	return conformance.Harness{Name: "postgres_nats_direct_delete", Database: db, Broker: referenceBroker(), Light: true, Publish: outbox.PublishDirect}
+	return conformance.Harness{Name: "postgres_nats_direct_delete", Database: db, Broker: referenceBroker(), Light: true, Publish: outbox.PublishDirect, Concurrency: 2}
 }
 
 // referenceBroker returns the reference entry of brokers().

@@ -68,6 +68,8 @@ type CellInfo struct {
 	Publish outbox.PublishPath `json:",omitempty"`
 	// DeletesDelivered reports Database.DeletesDelivered.
 	DeletesDelivered bool `json:",omitempty"`
+	// Concurrency reports Harness.Concurrency (zero: the relay's default).
+	Concurrency int `json:",omitempty"`
 	// Short reports testing.Short() for the run.
 	Short bool
 	// Duration is the cell's wall time, all its tests included.
@@ -123,7 +125,7 @@ func recordTest(t *testing.T, h Harness, line, test string, start time.Time) {
 func recordCell(t *testing.T, h Harness, start time.Time) {
 	c := CellInfo{
 		Suite: suiteOf(t.Name()), Cell: h.Name, Database: h.Database.Name, Broker: h.Broker.Name,
-		Features: h.Broker.Features, Light: h.Light, Publish: h.Publish, DeletesDelivered: h.Database.DeletesDelivered, Short: testing.Short(), Duration: time.Since(start),
+		Features: h.Broker.Features, Light: h.Light, Publish: h.Publish, DeletesDelivered: h.Database.DeletesDelivered, Concurrency: h.Concurrency, Short: testing.Short(), Duration: time.Since(start),
 	}
 	if t.Skipped() {
 		c.Skipped = "skipped"
@@ -210,6 +212,9 @@ func summaryTable(all []Result, cs []CellInfo) string {
 		}
 		if c.DeletesDelivered {
 			variant = append(variant, "deletes delivered")
+		}
+		if c.Concurrency > 1 {
+			variant = append(variant, fmt.Sprintf("concurrency %d", c.Concurrency))
 		}
 		cell := c.Database + " × " + c.Broker
 		if len(variant) > 0 {

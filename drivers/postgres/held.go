@@ -20,28 +20,29 @@ type heldQueries struct{ claim, earlier, delivered, failed string }
 // is the first half of the two-int advisory lock keys, so that keys of
 // different outbox tables never share a lock.
 func newHeldQueries(t string, keySpace int32, deleteDelivered bool) heldQueries {
-	r := strings.NewReplacer("{READY}", strings.ReplaceAll(readyEvents, "{T}", t), "{T}", t, "{KS}", fmt.Sprint(keySpace))
+	ready := readyQuery(t, strings.ReplaceAll(keyLocked, "{KS}", fmt.Sprint(keySpace)))
+	r := strings.NewReplacer("{READY}", ready, "{T}", t)
 	return heldQueries{
-		// Row locks (FOR UPDATE SKIP LOCKED) hold the claimed rows; a
-		// transaction-scoped advisory lock per key keeps every other claim
-		// away from the key's later rows until this transaction ends. The
-		// NOT EXISTS keeps a key's rows behind an earlier row in backoff.
-		// The candidates are picked first (the CTE, at most $1 rows) so that
-		// the volatile lock function only runs on them, whatever plan the
-		// planner picks; claimSession makes that pick an ordered index scan.
+		// A transaction-scoped advisory lock per key keeps every other
+		// claim away from the key's rows until this transaction ends; row
+		// locks (FOR UPDATE SKIP LOCKED) hold the claimed rows. The NOT
+		// EXISTS keeps a key's rows behind an earlier row in backoff.
+		//
+		// The scan tries a row's key lock before locking the row, so a
+		// concurrent claim (another relay, or this relay's next batch while
+		// one is being published) steps over the keys another claim holds,
+		// without locking their rows, and takes the next free ones. The
+		// lock function runs on each row the scan visits, so the scan must
+		// be the ordered scan of the pending index that stops at the
+		// limit: claimSession steers the plan to it (TestClaimPlan checks
+		// it), as a sort would visit, and lock the key of, every pending row.
 		claim: r.Replace(`
-WITH c AS MATERIALIZED (
-	SELECT o.seq, o.key FROM {T} o
+SELECT o.seq, o.id, o.type, o.topic, o.key, o.payload, o.headers, o.attempts, o.created_at FROM {T} o
 {READY}
-)
-SELECT t.seq, t.id, t.type, t.topic, t.key, t.payload, t.headers, t.attempts, t.created_at
-FROM c JOIN {T} t ON t.seq = c.seq
-WHERE c.key = '' OR pg_try_advisory_xact_lock({KS}, hashtext(c.key))
-FOR UPDATE OF t SKIP LOCKED`),
+	FOR UPDATE OF o SKIP LOCKED`),
 		// A key's advisory lock can be released by another relay's commit
 		// while the claim scan runs, so the scan may skip a key's row (lock
-		// busy) and take later ones (lock free again); with a bitmap scan the
-		// skipped row may even lie between claimed ones. Once the key's lock
+		// busy) and take later ones (lock free again). Once the key's lock
 		// is ours, this check (a fresh snapshot) counts the key's pending
 		// rows up to the last claimed one: more than we claimed means a gap,
 		// and the batch then leaves that key alone.

@@ -180,19 +180,40 @@ type queries struct {
 }
 
 // readyEvents is the WHERE ... LIMIT $1 shared by both claims (alias o):
-// pending events whose retry time has come, not leased, and not behind an
-// earlier event of their key that is leased or in backoff, in seq order.
-// The NOT EXISTS reads the partial "inplay" index.
+// pending events whose retry time has come, not leased, and whose key is
+// free ({KEY_FREE}, from keyFree or keyLocked), in seq order.
 const readyEvents = `	WHERE o.status = 'pending'
 	  AND o.next_attempt_at <= statement_timestamp()
 	  AND (o.locked_until IS NULL OR o.locked_until < statement_timestamp())
-	  AND (o.key = '' OR NOT EXISTS (
-		SELECT 1 FROM {T} p
-		WHERE p.status = 'pending' AND (p.locked_by IS NOT NULL OR p.attempts > 0)
-		  AND p.key = o.key AND p.seq < o.seq
-		  AND (p.next_attempt_at > statement_timestamp() OR p.locked_until >= statement_timestamp())))
+	  AND {KEY_FREE}
 	ORDER BY o.seq
 	LIMIT $1`
+
+// keyBlocked finds an earlier event of o's key that is leased or in
+// backoff; it reads the partial "inplay" index.
+const keyBlocked = `SELECT 1 FROM {T} p
+		WHERE p.status = 'pending' AND (p.locked_by IS NOT NULL OR p.attempts > 0)
+		  AND p.key = o.key AND p.seq < o.seq
+		  AND (p.next_attempt_at > statement_timestamp() OR p.locked_until >= statement_timestamp())`
+
+// keyFree is the leased claim's {KEY_FREE}: no earlier event of the key
+// holds it back.
+const keyFree = `(o.key = '' OR NOT EXISTS (
+		` + keyBlocked + `))`
+
+// keyLocked is the held claim's {KEY_FREE}: as keyFree, and then this
+// transaction takes the key's advisory lock ({KS} is the table's lock key
+// space). The CASE fixes the order: the lock is tried only on a row that
+// is otherwise ready.
+const keyLocked = `CASE WHEN o.key = '' THEN true
+		WHEN EXISTS (
+		` + keyBlocked + `) THEN false
+		ELSE pg_try_advisory_xact_lock({KS}, hashtext(o.key)) END`
+
+// readyQuery renders readyEvents for table t with keyCond as {KEY_FREE}.
+func readyQuery(t, keyCond string) string {
+	return strings.ReplaceAll(strings.ReplaceAll(readyEvents, "{KEY_FREE}", keyCond), "{T}", t)
+}
 
 // markDelivered is the head of a mark-delivered statement: update (the
 // given SET) or, with Config.DeleteDelivered, delete.
@@ -206,7 +227,7 @@ func markDelivered(deleteDelivered bool, update string) string {
 // newQueries renders every statement for one table. The only substitution is
 // the validated, quoted table name; values are always bind parameters.
 func newQueries(t string, deleteDelivered bool) queries {
-	r := strings.NewReplacer("{READY}", strings.ReplaceAll(readyEvents, "{T}", t), "{T}", t)
+	r := strings.NewReplacer("{READY}", readyQuery(t, keyFree), "{T}", t)
 	return queries{
 		claim: r.Replace(`
 WITH c AS (

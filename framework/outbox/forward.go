@@ -317,24 +317,48 @@ func (s *directSender) call(msg *message.Message) (err error) {
 }
 
 // asyncSender is PublishDirect over an AsyncPublisher (no middlewares).
+// The relay drives it through start and wait (worker.publishPipelined);
+// publish is the two in one.
 type asyncSender struct {
 	eventMessages
 	pub     AsyncPublisher
 	timeout time.Duration
 }
 
-func (s *asyncSender) publish(hardCtx context.Context, topic string, msg *message.Message) (err error) {
+func (s *asyncSender) publish(hardCtx context.Context, topic string, msg *message.Message) error {
+	start := time.Now()
+	wait, err := s.start(hardCtx, topic, msg)
+	if err != nil {
+		return err
+	}
+	return s.wait(hardCtx, start, wait)
+}
+
+// start starts publishing msg; an error means nothing was sent.
+func (s *asyncSender) start(hardCtx context.Context, topic string, msg *message.Message) (wait func(context.Context) error, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("PublishAsync panicked: %v", p)
 		}
 	}()
 	msg.SetContext(hardCtx)
-	wait, err := s.pub.PublishAsync(topic, msg)
+	wait, err = s.pub.PublishAsync(topic, msg)
 	if err != nil {
-		return firstLine(err)
+		return nil, firstLine(err)
 	}
-	ctx, cancel := context.WithTimeout(hardCtx, s.timeout)
+	return wait, nil
+}
+
+// wait returns the outcome of a publish started at start: nil once
+// acknowledged, errAborted when hardCtx ended first, the timeout error
+// PublishTimeout after start, or the broker's error.
+func (s *asyncSender) wait(hardCtx context.Context, start time.Time, wait func(context.Context) error) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("PublishAsync's wait panicked: %v", p)
+		}
+	}()
+	ctx, cancel := context.WithDeadline(hardCtx, start.Add(s.timeout))
 	defer cancel()
 	err = wait(ctx)
 	switch {

@@ -465,6 +465,10 @@ func (w *worker) publish(ctx context.Context, rows []*outboxdriver.EventRow) *ba
 	defer stopWatch()
 
 	res := &batchResult{}
+	if s, ok := w.send.(*asyncSender); ok {
+		w.publishPipelined(ctx, hardCtx, s, groups, res)
+		return res
+	}
 	var wg sync.WaitGroup
 	for _, g := range groups {
 		wg.Add(1)
@@ -506,9 +510,7 @@ func (w *worker) publishGroup(ctx, hardCtx context.Context, group []*outboxdrive
 		}
 		msg, err := w.send.message(row)
 		if err != nil {
-			w.log.Error("unreadable outbox row marked dead", "event_id", row.ID, "err", err)
-			res.fail(outboxdriver.FailedAttempt{ID: row.ID, Error: "unreadable row: " + err.Error(), Dead: true})
-			w.observe(row, err, true, 0)
+			w.unreadable(row, err, res)
 			continue
 		}
 		start := time.Now()
@@ -519,27 +521,110 @@ func (w *worker) publishGroup(ctx, hardCtx context.Context, group []*outboxdrive
 			res.release(group[i:])
 			return
 		}
-		if err == nil {
-			res.deliver(row.ID)
-			w.observe(row, nil, false, time.Since(start))
-			continue
+		if !w.settle(row, err, time.Since(start), res) {
+			res.release(group[i+1:])
+			return
 		}
-		attempt := row.Attempts + 1
-		dead := attempt >= w.cfg.MaxAttempts
-		fa := outboxdriver.FailedAttempt{ID: row.ID, Error: truncate(err.Error(), 2000), Dead: dead}
-		if !dead {
-			fa.Delay = w.backoff.Delay(attempt)
-		}
-		res.fail(fa)
-		w.observe(row, err, dead, time.Since(start))
-		if dead {
-			w.log.Error("event is dead", "event_id", row.ID, "type", row.Type, "attempts", attempt, "err", err)
-			continue
-		}
-		w.log.Warn("publish failed, will retry", "event_id", row.ID, "type", row.Type, "attempt", attempt, "retry_in", fa.Delay, "err", err)
-		res.release(group[i+1:])
-		return
 	}
+}
+
+// asyncWindow bounds the publishes of one batch that publishPipelined keeps
+// in flight at once.
+const asyncWindow = 1024
+
+// inFlight is one event publishPipelined started and has not settled.
+type inFlight struct {
+	group []*outboxdriver.EventRow // the event, then its key's later events
+	wait  func(context.Context) error
+	start time.Time
+}
+
+// publishPipelined is publish over an AsyncPublisher, on the worker's own
+// goroutine: it starts the first event of every key (at most asyncWindow
+// in flight), then settles outcomes in the order their publishes started,
+// and each settled event that lets its key go on starts the key's next
+// event. Per-key order and failure handling are publishGroup's: a key's
+// next event starts only after the previous one's outcome, and a failure
+// that leaves an event pending releases the key's later events.
+func (w *worker) publishPipelined(ctx, hardCtx context.Context, s *asyncSender, groups [][]*outboxdriver.EventRow, res *batchResult) {
+	var queue []inFlight
+	// startHead starts the first readable event of group, or settles the
+	// group without a publish in flight.
+	startHead := func(group []*outboxdriver.EventRow) {
+		for i, row := range group {
+			if ctx.Err() != nil {
+				res.release(group[i:])
+				return
+			}
+			msg, err := s.message(row)
+			if err != nil {
+				w.unreadable(row, err, res)
+				continue
+			}
+			start := time.Now()
+			wait, err := s.start(hardCtx, row.Topic, msg)
+			if err == nil {
+				queue = append(queue, inFlight{group: group[i:], wait: wait, start: start})
+				return
+			}
+			if !w.settle(row, err, time.Since(start), res) {
+				res.release(group[i+1:])
+				return
+			}
+		}
+	}
+	for len(groups) > 0 || len(queue) > 0 {
+		for len(groups) > 0 && len(queue) < asyncWindow {
+			startHead(groups[0])
+			groups = groups[1:]
+		}
+		if len(queue) == 0 {
+			continue
+		}
+		f := queue[0]
+		queue = queue[1:]
+		err := s.wait(hardCtx, f.start, f.wait)
+		switch {
+		case errors.Is(err, errAborted):
+			res.release(f.group)
+		case w.settle(f.group[0], err, time.Since(f.start), res):
+			startHead(f.group[1:])
+		default:
+			res.release(f.group[1:])
+		}
+	}
+}
+
+// unreadable marks a row that cannot become a message dead.
+func (w *worker) unreadable(row *outboxdriver.EventRow, err error, res *batchResult) {
+	w.log.Error("unreadable outbox row marked dead", "event_id", row.ID, "err", err)
+	res.fail(outboxdriver.FailedAttempt{ID: row.ID, Error: "unreadable row: " + err.Error(), Dead: true})
+	w.observe(row, err, true, 0)
+}
+
+// settle records the outcome of publishing row (err nil: acknowledged),
+// which took d. It reports whether the key's later events may follow: not
+// when the event stays pending for a retry.
+func (w *worker) settle(row *outboxdriver.EventRow, err error, d time.Duration, res *batchResult) bool {
+	if err == nil {
+		res.deliver(row.ID)
+		w.observe(row, nil, false, d)
+		return true
+	}
+	attempt := row.Attempts + 1
+	dead := attempt >= w.cfg.MaxAttempts
+	fa := outboxdriver.FailedAttempt{ID: row.ID, Error: truncate(err.Error(), 2000), Dead: dead}
+	if !dead {
+		fa.Delay = w.backoff.Delay(attempt)
+	}
+	res.fail(fa)
+	w.observe(row, err, dead, d)
+	if dead {
+		w.log.Error("event is dead", "event_id", row.ID, "type", row.Type, "attempts", attempt, "err", err)
+		return true
+	}
+	w.log.Warn("publish failed, will retry", "event_id", row.ID, "type", row.Type, "attempt", attempt, "retry_in", fa.Delay, "err", err)
+	return false
 }
 
 var errAborted = errors.New("outbox: relay stopped while the event was in flight")
