@@ -7,15 +7,19 @@
 // (parseTime=true, loc=UTC); Open and ConfigureDSN set both, and Ping and
 // MigrateUp check them and the server version.
 //
-// Every relay-side statement runs in a short READ COMMITTED transaction that
-// never spans a broker publish, so it takes record locks only (no gap or
-// next-key locks) and an application INSERT into the outbox never waits for
-// a relay, whatever isolation level the application or the server defaults
-// to. Claims serialize between relays on a row of a small lock table that
-// only relays take (the counterpart of PostgreSQL's pg_advisory_xact_lock),
-// lease rows with FOR UPDATE SKIP LOCKED, scan by status (no offset, so rows
-// committed out of seq order are never skipped) and keep per-key order with
-// any number of relays.
+// Every relay-side statement runs in a READ COMMITTED transaction, so it
+// takes record locks only (no gap or next-key locks) and an application
+// INSERT into the outbox never waits for a relay, whatever isolation level
+// the application or the server defaults to. The relay uses held claims
+// (outboxdriver.HeldClaimer): a batch's rows stay locked (FOR UPDATE SKIP
+// LOCKED) and its keys named-locked (GET_LOCK, the counterpart of
+// PostgreSQL's advisory locks) on one connection while the batch is
+// published, and its outcome is written in the same transaction. Claims scan
+// by status (no offset, so rows committed out of seq order are never
+// skipped) and keep per-key order with any number of relays. The leased
+// claim (EventClaimBatch: lease, heartbeat, fenced marks, serialized on a
+// row of a small lock table only relays take) remains for the Driver
+// interface.
 package mysql
 
 import (
@@ -67,7 +71,11 @@ type Driver struct {
 	lockTable string // quoted
 	verTable  string // quoted
 	queries   queries
+	held      heldQueries
 	insertN1  string
+
+	prefixMu sync.Mutex
+	prefix   string // GET_LOCK name prefix of the held claim (keyLockPrefix)
 
 	checkMu sync.Mutex
 	checked bool
@@ -102,6 +110,7 @@ func New(db *sql.DB, cfg Config) (*Driver, error) {
 		verTable:  quote(cfg.Table + "_migrations"),
 	}
 	d.queries = newQueries(d.table, d.lockTable)
+	d.held = newHeldQueries(d.table)
 	d.insertN1 = insertSQL(d.table, 1)
 	return d, nil
 }

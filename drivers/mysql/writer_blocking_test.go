@@ -149,6 +149,36 @@ func TestWriterNeverWaitsForOpenClaim(t *testing.T) {
 			t.Fatalf("a writer took %v", maxd)
 		}
 	})
+	t.Run("HeldClaim", func(t *testing.T) {
+		// The relay's claim: rows locked and keys named-locked in a READ
+		// COMMITTED transaction that stays open while the batch is
+		// published.
+		t.Parallel()
+		b := setup(t)
+		ob := newOutbox(t, b.drv)
+		wdb := writerDB(t)
+		for i := range 5 {
+			b.writeTx(t, ob, true, &outbox.Event{Type: "seed", Topic: "t", Key: fmt.Sprint("k", i%2), Payload: []byte("s")})
+		}
+		if rows := b.claimHeld(t, 100).Rows(); len(rows) != 5 {
+			t.Fatalf("claimed %d rows, want 5", len(rows))
+		}
+		var lat latencies
+		for round := range 5 {
+			for _, iso := range isolationLevels {
+				d, err := appInsert(b.ctx, wdb, ob, iso, fmt.Sprint("k", round%3))
+				if err != nil {
+					t.Fatalf("INSERT at %v while a held claim is open: %v (lock wait: %v)", iso, err, isLockWait(err))
+				}
+				lat.add(d)
+			}
+		}
+		p50, p99, maxd, n := lat.summary()
+		t.Logf("%d app INSERT+COMMIT during an open held claim: p50 %v p99 %v max %v", n, p50, p99, maxd)
+		if maxd > maxWriterLatency {
+			t.Fatalf("a writer took %v", maxd)
+		}
+	})
 	t.Run("ControlRepeatableReadClaimBlocks", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
@@ -231,10 +261,11 @@ func TestWriterNeverWaitsForStuckRelay(t *testing.T) {
 		t.Fatalf("a writer took %v", maxd)
 	}
 
-	// The stuck event is still leased by the stuck relay, its key's later
-	// events wait behind it, and every other event was delivered.
+	// The stuck event is still pending, held by the stuck relay's open
+	// claim (no lease is written), its key's later events wait behind it,
+	// and every other event was delivered.
 	e, err := ob.Get(b.ctx, stuck.ID)
-	if err != nil || e.Status != outbox.StatusPending || e.LockedBy != "stuck-relay" {
+	if err != nil || e.Status != outbox.StatusPending || e.Attempts != 0 {
 		t.Fatalf("stuck event %+v, %v", e, err)
 	}
 	eventually(t, 20*time.Second, "other keys delivered by the healthy relay", func() bool {

@@ -53,11 +53,11 @@ type RelayConfig struct {
 	MinPollInterval time.Duration
 
 	// LeaseDuration applies to leased claims (drivers without
-	// outboxdriver.HeldClaimer, e.g. MySQL and SQLite): how long claimed
+	// outboxdriver.HeldClaimer, e.g. SQLite): how long claimed
 	// events stay reserved for this relay without a heartbeat; the relay
 	// extends it every LeaseDuration/3 while it works. After a crash, other
 	// relays (or this one restarted) take the events over once it expires.
-	// Held claims (PostgreSQL) need no lease: a crashed relay's transaction
+	// Held claims (PostgreSQL, MySQL) need no lease: a crashed relay's transaction
 	// ends with its connection. Zero means 30s; minimum 1s.
 	LeaseDuration time.Duration
 

@@ -1,0 +1,250 @@
+package mysql
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"sort"
+	"strings"
+
+	"github.com/outboxkit/outboxkit/framework/outboxdriver"
+)
+
+var _ outboxdriver.HeldClaimer = (*Driver)(nil)
+
+// heldQueries are the statements of the held claim.
+type heldQueries struct{ candidates, lock, delivered, failed string }
+
+// newHeldQueries renders the held-claim statements for table t.
+func newHeldQueries(t string) heldQueries {
+	r := strings.NewReplacer("{T}", t)
+	return heldQueries{
+		// candidates is a plain read (no row locks) that takes, for each
+		// ready row in seq order, a named lock (GET_LOCK, held by the session
+		// until heldBatch.end): the key's, or the row's own for an event
+		// without a key. A row whose lock another claim holds fails the
+		// WHERE clause, so a concurrent claim steps over the keys and rows
+		// another claim holds and takes the next free ones, up to the
+		// limit. The WHERE clause runs left to right, so the lock is tried
+		// only on a row that is otherwise ready, and the scan is the ordered
+		// scan of claim_idx that stops at the limit (TestHeldClaimPlan: no
+		// filesort, which would try the lock of every pending row). A
+		// locking read would not do: InnoDB keeps the lock of a row it read
+		// FOR UPDATE even when the WHERE clause then rejects it. The first
+		// parameter is the table's lock-name prefix.
+		candidates: r.Replace(`SELECT o.seq FROM {T} o FORCE INDEX (claim_idx)
+WHERE o.status = 'pending'
+  AND o.next_attempt_at <= UTC_TIMESTAMP(6)
+  AND (o.locked_until IS NULL OR o.locked_until < UTC_TIMESTAMP(6))
+  AND (o.event_key = '' OR NOT EXISTS (
+	SELECT 1 FROM {T} p
+	WHERE p.held_key = o.event_key AND p.seq < o.seq
+	  AND (p.next_attempt_at > UTC_TIMESTAMP(6) OR p.locked_until >= UTC_TIMESTAMP(6))))
+  AND GET_LOCK(CONCAT(?, IF(o.event_key = '', CONCAT('#', o.seq), MD5(o.event_key))), 0) = 1
+ORDER BY o.seq
+LIMIT ?`),
+		// lock then locks the candidates' rows; one locked by a transaction
+		// that does not take our named locks (an operator's, a committing
+		// writer's) is skipped, and the gap check drops its key.
+		lock: r.Replace(`SELECT seq, id, type, topic, event_key, payload, headers, attempts, created_at
+FROM {T} WHERE seq IN ({IDS}) AND status = 'pending'
+FOR UPDATE SKIP LOCKED`),
+		delivered: r.Replace(`UPDATE {T} SET status = 'delivered', delivered_at = UTC_TIMESTAMP(6), attempts = attempts + 1
+WHERE seq IN ({IDS})`),
+		// As markFailed: next_attempt_at reads itself only, before status.
+		failed: r.Replace(`UPDATE {T} SET attempts = attempts + 1, last_error = ?,
+	next_attempt_at = IF(?, next_attempt_at, UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND),
+	status = IF(?, 'dead', 'pending')
+WHERE seq = ?`),
+	}
+}
+
+// keyLockPrefix is the prefix of the table's GET_LOCK names: "outboxkit:",
+// a hash of the database and table, ":"; the MD5 of the key follows (64
+// characters at most in all, MySQL's limit for lock names).
+func keyLockPrefix(database, table string) string {
+	return fmt.Sprintf("outboxkit:%08x:", crc32.ChecksumIEEE([]byte(database+"."+table)))
+}
+
+// EventClaimHeld implements outboxdriver.HeldClaimer. On a connection of its
+// own, a READ COMMITTED transaction locks the claimed rows (record locks
+// only, which an INSERT never waits for) and the session holds a named lock
+// per key (GET_LOCK), both until Finish or Abort. A crashed relay's
+// connection closes, which rolls its transaction back and frees its locks.
+func (d *Driver) EventClaimHeld(ctx context.Context, p *outboxdriver.EventClaimBatchParams) (outboxdriver.HeldBatch, error) {
+	prefix, err := d.lockPrefix(ctx)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := d.db.Conn(ctx)
+	if err != nil {
+		return nil, interpretError(err)
+	}
+	b := &heldBatch{d: d, conn: conn, seqs: map[string]int64{}}
+	b.tx, err = conn.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted})
+	if err != nil {
+		b.end(ctx)
+		return nil, interpretError(err)
+	}
+	if err := b.claim(ctx, prefix, p.Limit); err != nil {
+		_ = b.Abort()
+		return nil, err
+	}
+	return b, nil
+}
+
+// lockPrefix returns keyLockPrefix for the connection's database, read
+// once.
+func (d *Driver) lockPrefix(ctx context.Context) (string, error) {
+	d.prefixMu.Lock()
+	defer d.prefixMu.Unlock()
+	if d.prefix == "" {
+		var database sql.NullString
+		if err := d.db.QueryRowContext(ctx, "SELECT DATABASE()").Scan(&database); err != nil {
+			return "", interpretError(err)
+		}
+		d.prefix = keyLockPrefix(database.String, d.cfg.Table)
+	}
+	return d.prefix, nil
+}
+
+type heldBatch struct {
+	d    *Driver
+	conn *sql.Conn
+	tx   *sql.Tx
+	rows []*outboxdriver.EventRow
+	seqs map[string]int64 // id -> seq of the claimed rows
+}
+
+func (b *heldBatch) claim(ctx context.Context, prefix string, limit int) error {
+	if limit <= 0 {
+		return nil
+	}
+	var seqs []any
+	rows, err := b.tx.QueryContext(ctx, b.d.held.candidates, prefix, limit)
+	if err != nil {
+		return interpretError(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var seq int64
+		if err := rows.Scan(&seq); err != nil {
+			return interpretError(err)
+		}
+		seqs = append(seqs, seq)
+	}
+	if err := rows.Err(); err != nil {
+		return interpretError(err)
+	}
+	rows.Close()
+	for start := 0; start < len(seqs); start += maxIDsPerStatement {
+		chunk := seqs[start:min(start+maxIDsPerStatement, len(seqs))]
+		if err := b.lockRows(ctx, chunk); err != nil {
+			return err
+		}
+	}
+	if len(b.rows) == 0 {
+		return nil
+	}
+	// A key's named lock can be freed by another relay's commit while the
+	// scan runs, a candidate's row can be locked by a transaction that takes
+	// no named lock, and a key's earlier event can commit after the scan:
+	// drop every key with an unclaimed pending event before its last
+	// claimed one. Its rows stay locked, unclaimed, until the transaction
+	// ends.
+	if b.rows, err = b.d.dropKeysWithGaps(ctx, b.tx, b.rows); err != nil {
+		return err
+	}
+	sort.Slice(b.rows, func(i, j int) bool { return b.rows[i].Seq < b.rows[j].Seq })
+	for _, r := range b.rows {
+		b.seqs[r.ID] = r.Seq
+	}
+	return nil
+}
+
+// lockRows locks the rows of seqs that are still pending and appends them.
+func (b *heldBatch) lockRows(ctx context.Context, seqs []any) error {
+	rows, err := b.tx.QueryContext(ctx, withIDs(b.d.held.lock, len(seqs)), seqs...)
+	if err != nil {
+		return interpretError(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		r := &outboxdriver.EventRow{Status: outboxdriver.StatusPending}
+		if err := rows.Scan(&r.Seq, &r.ID, &r.Type, &r.Topic, &r.Key, &r.Payload, &r.Headers, &r.Attempts, &r.CreatedAt); err != nil {
+			return interpretError(err)
+		}
+		b.rows = append(b.rows, r)
+	}
+	return interpretError(rows.Err())
+}
+
+func (b *heldBatch) Rows() []*outboxdriver.EventRow { return b.rows }
+
+func (b *heldBatch) Finish(ctx context.Context, delivered []string, failed []outboxdriver.FailedAttempt) error {
+	if err := b.record(ctx, delivered, failed); err != nil {
+		_ = b.Abort()
+		return err
+	}
+	err := b.tx.Commit()
+	b.end(ctx)
+	return interpretError(err)
+}
+
+func (b *heldBatch) record(ctx context.Context, delivered []string, failed []outboxdriver.FailedAttempt) error {
+	seqs := make([]any, 0, len(delivered))
+	for _, id := range delivered {
+		seq, ok := b.seqs[id]
+		if !ok {
+			return fmt.Errorf("mysql: event %s is not part of this batch", id)
+		}
+		seqs = append(seqs, seq)
+	}
+	for start := 0; start < len(seqs); start += maxIDsPerStatement {
+		chunk := seqs[start:min(start+maxIDsPerStatement, len(seqs))]
+		if _, err := b.tx.ExecContext(ctx, withIDs(b.d.held.delivered, len(chunk)), chunk...); err != nil {
+			return interpretError(err)
+		}
+	}
+	for _, f := range failed {
+		seq, ok := b.seqs[f.ID]
+		if !ok {
+			return fmt.Errorf("mysql: event %s is not part of this batch", f.ID)
+		}
+		if _, err := b.tx.ExecContext(ctx, b.d.held.failed,
+			strings.ToValidUTF8(f.Error, "?"), f.Dead, max(f.Delay, 0).Microseconds(), f.Dead, seq); err != nil {
+			return interpretError(err)
+		}
+	}
+	return nil
+}
+
+func (b *heldBatch) Abort() error {
+	if b.conn == nil {
+		return nil
+	}
+	err := b.tx.Rollback()
+	b.end(context.Background())
+	if err != nil && !errors.Is(err, sql.ErrTxDone) {
+		return interpretError(err)
+	}
+	return nil
+}
+
+// end frees the session's named locks and returns the connection to the
+// pool; if the locks cannot be freed, the connection is closed instead
+// (closing it frees them), so that no pooled connection keeps a key.
+func (b *heldBatch) end(ctx context.Context) {
+	if b.conn == nil {
+		return
+	}
+	conn := b.conn
+	b.conn = nil
+	if _, err := conn.ExecContext(context.WithoutCancel(ctx), "DO RELEASE_ALL_LOCKS()"); err != nil {
+		_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+	}
+	_ = conn.Close()
+}
