@@ -33,10 +33,11 @@ func newHeldQueries(t string) heldQueries {
 		// scan of claim_idx that stops at the limit (TestHeldClaimPlan: no
 		// filesort, which would try the lock of every pending row). A
 		// locking read would not do: InnoDB keeps the lock of a row it read
-		// FOR UPDATE even when the WHERE clause then rejects it. The first
-		// parameter is the table's lock-name prefix.
+		// FOR UPDATE even when the WHERE clause then rejects it. Parameters:
+		// EventClaimBatchParams.FromSeq, the table's lock-name prefix, the
+		// limit.
 		candidates: r.Replace(`SELECT o.seq FROM {T} o FORCE INDEX (claim_idx)
-WHERE o.status = 'pending'
+WHERE o.status = 'pending' AND o.seq >= ?
   AND o.next_attempt_at <= UTC_TIMESTAMP(6)
   AND (o.locked_until IS NULL OR o.locked_until < UTC_TIMESTAMP(6))
   AND (o.event_key = '' OR NOT EXISTS (
@@ -89,7 +90,7 @@ func (d *Driver) EventClaimHeld(ctx context.Context, p *outboxdriver.EventClaimB
 		b.end(ctx)
 		return nil, interpretError(err)
 	}
-	if err := b.claim(ctx, prefix, p.Limit); err != nil {
+	if err := b.claim(ctx, prefix, p.Limit, p.FromSeq); err != nil {
 		_ = b.Abort()
 		return nil, err
 	}
@@ -119,12 +120,12 @@ type heldBatch struct {
 	seqs map[string]int64 // id -> seq of the claimed rows
 }
 
-func (b *heldBatch) claim(ctx context.Context, prefix string, limit int) error {
+func (b *heldBatch) claim(ctx context.Context, prefix string, limit int, fromSeq int64) error {
 	if limit <= 0 {
 		return nil
 	}
 	var seqs []any
-	rows, err := b.tx.QueryContext(ctx, b.d.held.candidates, prefix, limit)
+	rows, err := b.tx.QueryContext(ctx, b.d.held.candidates, fromSeq, prefix, limit)
 	if err != nil {
 		return interpretError(err)
 	}

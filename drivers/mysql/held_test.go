@@ -98,6 +98,24 @@ func TestHeldClaim(t *testing.T) {
 		}
 	})
 
+	t.Run("FromSeqLeavesEarlierEvents", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		evs := []outboxdriver.InsertEvent{newEvent("a"), newEvent(""), newEvent("c"), newEvent("")}
+		b.insert(t, evs...)
+		all := b.claimHeld(t, 10)
+		from := all.Rows()[2].Seq
+		_ = all.Abort()
+		batch, err := b.drv.EventClaimHeld(b.ctx, &outboxdriver.EventClaimBatchParams{Limit: 10, FromSeq: from})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer batch.Abort()
+		if got := ids(batch.Rows()); !slices.Equal(got, ids2(evs[2:])) {
+			t.Fatalf("claimed %v from seq %d, want the last two", got, from)
+		}
+	})
+
 	t.Run("FinishRecordsOutcomesAndFreesKeys", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
@@ -273,7 +291,7 @@ func TestHeldClaimPlan(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rows, err := b.db.QueryContext(context.Background(), "EXPLAIN "+b.drv.held.candidates, prefix, 100)
+	rows, err := b.db.QueryContext(context.Background(), "EXPLAIN "+b.drv.held.candidates, 0, prefix, 100)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,5 +1,5 @@
 package postgres
 
-// HeldClaimQuery exposes the held claim's statement and its session setting
-// to the plan test.
+// HeldClaimQuery exposes the held claim's statement (parameters: limit,
+// FromSeq) and its session setting to the plan test.
 func (d *Driver) HeldClaimQuery() (session, claim string) { return claimSession, d.held.claim }

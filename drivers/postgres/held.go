@@ -20,7 +20,8 @@ type heldQueries struct{ claim, earlier, delivered, failed string }
 // is the first half of the two-int advisory lock keys, so that keys of
 // different outbox tables never share a lock.
 func newHeldQueries(t string, keySpace int32, deleteDelivered bool) heldQueries {
-	ready := readyQuery(t, strings.ReplaceAll(keyLocked, "{KS}", fmt.Sprint(keySpace)))
+	// $2 is EventClaimBatchParams.FromSeq (0: from the start).
+	ready := readyQuery(t, strings.ReplaceAll(keyLocked, "{KS}", fmt.Sprint(keySpace)), " AND o.seq >= $2")
 	r := strings.NewReplacer("{READY}", ready, "{T}", t)
 	return heldQueries{
 		// A transaction-scoped advisory lock per key keeps every other
@@ -77,7 +78,7 @@ func (d *Driver) EventClaimHeld(ctx context.Context, p *outboxdriver.EventClaimB
 		_ = tx.Rollback()
 		return nil, interpretError(err)
 	}
-	rows, err := tx.QueryContext(ctx, d.held.claim, p.Limit)
+	rows, err := tx.QueryContext(ctx, d.held.claim, p.Limit, p.FromSeq)
 	if err != nil {
 		_ = tx.Rollback()
 		return nil, interpretError(err)

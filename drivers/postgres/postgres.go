@@ -182,7 +182,7 @@ type queries struct {
 // readyEvents is the WHERE ... LIMIT $1 shared by both claims (alias o):
 // pending events whose retry time has come, not leased, and whose key is
 // free ({KEY_FREE}, from keyFree or keyLocked), in seq order.
-const readyEvents = `	WHERE o.status = 'pending'
+const readyEvents = `	WHERE o.status = 'pending'{FROM}
 	  AND o.next_attempt_at <= statement_timestamp()
 	  AND (o.locked_until IS NULL OR o.locked_until < statement_timestamp())
 	  AND {KEY_FREE}
@@ -210,9 +210,11 @@ const keyLocked = `CASE WHEN o.key = '' THEN true
 		` + keyBlocked + `) THEN false
 		ELSE pg_try_advisory_xact_lock({KS}, hashtext(o.key)) END`
 
-// readyQuery renders readyEvents for table t with keyCond as {KEY_FREE}.
-func readyQuery(t, keyCond string) string {
-	return strings.ReplaceAll(strings.ReplaceAll(readyEvents, "{KEY_FREE}", keyCond), "{T}", t)
+// readyQuery renders readyEvents for table t with keyCond as {KEY_FREE}
+// and from as {FROM} (a further condition, or nothing).
+func readyQuery(t, keyCond, from string) string {
+	s := strings.NewReplacer("{KEY_FREE}", keyCond, "{FROM}", from).Replace(readyEvents)
+	return strings.ReplaceAll(s, "{T}", t)
 }
 
 // markDelivered is the head of a mark-delivered statement: update (the
@@ -227,7 +229,7 @@ func markDelivered(deleteDelivered bool, update string) string {
 // newQueries renders every statement for one table. The only substitution is
 // the validated, quoted table name; values are always bind parameters.
 func newQueries(t string, deleteDelivered bool) queries {
-	r := strings.NewReplacer("{READY}", readyQuery(t, keyFree), "{T}", t)
+	r := strings.NewReplacer("{READY}", readyQuery(t, keyFree, ""), "{T}", t)
 	return queries{
 		claim: r.Replace(`
 WITH c AS (

@@ -351,13 +351,19 @@ func (w *worker) loop(ctx context.Context) {
 	var lastWork time.Time
 	held, _ := w.driver.(outboxdriver.HeldClaimer)
 	params := &outboxdriver.EventClaimBatchParams{RelayID: w.cfg.ID, Limit: w.cfg.BatchSize, Lease: w.cfg.LeaseDuration}
+	var hint scanHint
 	for ctx.Err() == nil {
 		var n int
+		var first int64
 		var err error
+		params.FromSeq = hint.from()
 		if held != nil {
-			n, err = w.heldBatch(ctx, held, params)
+			n, first, err = w.heldBatch(ctx, held, params)
 		} else {
-			n, err = w.leasedBatch(ctx, params)
+			n, first, err = w.leasedBatch(ctx, params)
+		}
+		if err == nil && hint.claimed(params.FromSeq, n, first) {
+			continue // nothing from the hint on: claim from the start at once
 		}
 		if err != nil {
 			if ctx.Err() != nil {
@@ -384,10 +390,10 @@ func (w *worker) loop(ctx context.Context) {
 
 // leasedBatch claims a batch with leases (EventClaimBatch), publishes it
 // while a heartbeat extends the leases, and records the outcome.
-func (w *worker) leasedBatch(ctx context.Context, params *outboxdriver.EventClaimBatchParams) (int, error) {
+func (w *worker) leasedBatch(ctx context.Context, params *outboxdriver.EventClaimBatchParams) (n int, first int64, err error) {
 	rows, err := w.driver.EventClaimBatch(ctx, params)
 	if err != nil || len(rows) == 0 {
-		return 0, err
+		return 0, 0, err
 	}
 	ids := make([]string, len(rows))
 	for i, r := range rows {
@@ -398,23 +404,23 @@ func (w *worker) leasedBatch(ctx context.Context, params *outboxdriver.EventClai
 	res := w.publish(ctx, rows)
 	stopHeartbeat()
 	w.record(ctx, res)
-	return len(rows), nil
+	return len(rows), rows[0].Seq, nil
 }
 
 // heldBatch claims a batch whose rows stay locked in the driver's
 // transaction while they are published, then records the outcome and
 // commits in that transaction. Released events need no write: they stay
 // pending when the transaction ends.
-func (w *worker) heldBatch(ctx context.Context, held outboxdriver.HeldClaimer, params *outboxdriver.EventClaimBatchParams) (int, error) {
+func (w *worker) heldBatch(ctx context.Context, held outboxdriver.HeldClaimer, params *outboxdriver.EventClaimBatchParams) (n int, first int64, err error) {
 	// The transaction must outlive ctx's cancellation so that a graceful
 	// shutdown can still commit what was published.
 	batch, err := held.EventClaimHeld(context.WithoutCancel(ctx), params)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	rows := batch.Rows()
 	if len(rows) == 0 {
-		return 0, batch.Abort()
+		return 0, 0, batch.Abort()
 	}
 	res := w.publish(ctx, rows)
 	finishCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.cfg.ShutdownTimeout)
@@ -425,7 +431,46 @@ func (w *worker) heldBatch(ctx context.Context, held outboxdriver.HeldClaimer, p
 		w.log.Error("recording outcomes failed; the batch will be published again", "events", len(rows), "err", err)
 		_ = batch.Abort()
 	}
-	return len(rows), nil
+	return len(rows), rows[0].Seq, nil
+}
+
+// rescanEvery is how long a worker may claim from its scan hint before it
+// claims from the start again.
+const rescanEvery = time.Second
+
+// scanHint is a worker's EventClaimBatchParams.FromSeq: while a backlog
+// drains, the next claim may start where the previous batch started, so
+// that it does not step again over the index entries of everything
+// delivered before (they stay in the index until vacuum or purge). Events
+// left below it (released after a failure, committed late with a smaller
+// Seq, held by another relay that then gave them back) are found by the
+// claim from the start that comes at least every rescanEvery, and whenever
+// a claim from the hint finds nothing.
+type scanHint struct {
+	seq      int64     // first Seq of the previous batch; 0: none
+	fromZero time.Time // last claim from the start
+}
+
+// from returns the FromSeq of the next claim.
+func (h *scanHint) from() int64 {
+	if h.seq > 0 && time.Since(h.fromZero) < rescanEvery {
+		return h.seq
+	}
+	return 0
+}
+
+// claimed records a claim made from fromSeq that returned n events, the
+// first at Seq first. It reports whether the worker should claim again at
+// once, from the start: a claim from the hint found nothing.
+func (h *scanHint) claimed(fromSeq int64, n int, first int64) (again bool) {
+	if fromSeq == 0 {
+		h.fromZero = time.Now()
+	}
+	h.seq = 0
+	if n > 0 {
+		h.seq = first
+	}
+	return n == 0 && fromSeq > 0
 }
 
 // batchResult collects the outcome of one claimed batch.
