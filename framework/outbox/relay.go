@@ -74,6 +74,8 @@ type RelayConfig struct {
 
 	// BackoffMin is the delay after the first failed attempt; each further
 	// failure doubles it, with jitter, up to BackoffMax. Zero means 1s.
+	// With held claims (PostgreSQL, MySQL) a retried event is claimed up to
+	// about a second after its delay ran out (see rescanEvery).
 	BackoffMin time.Duration
 
 	// BackoffMax caps the retry delay. Zero means 5m.
@@ -362,8 +364,8 @@ func (w *worker) loop(ctx context.Context) {
 		} else {
 			n, first, err = w.leasedBatch(ctx, params)
 		}
-		if err == nil && hint.claimed(params.FromSeq, n, first) {
-			continue // nothing from the hint on: claim from the start at once
+		if err == nil {
+			hint.claimed(params.FromSeq, n, first)
 		}
 		if err != nil {
 			if ctx.Err() != nil {
@@ -444,8 +446,9 @@ const rescanEvery = time.Second
 // delivered before (they stay in the index until vacuum or purge). Events
 // left below it (released after a failure, committed late with a smaller
 // Seq, held by another relay that then gave them back) are found by the
-// claim from the start that comes at least every rescanEvery, and whenever
-// a claim from the hint finds nothing.
+// claim from the start that comes at least every rescanEvery. New events
+// have larger Seqs, so an idle relay polls from the hint too and steps over
+// the delivered backlog's index entries only once a second.
 type scanHint struct {
 	seq      int64     // first Seq of the previous batch; 0: none
 	fromZero time.Time // last claim from the start
@@ -460,17 +463,14 @@ func (h *scanHint) from() int64 {
 }
 
 // claimed records a claim made from fromSeq that returned n events, the
-// first at Seq first. It reports whether the worker should claim again at
-// once, from the start: a claim from the hint found nothing.
-func (h *scanHint) claimed(fromSeq int64, n int, first int64) (again bool) {
+// first at Seq first.
+func (h *scanHint) claimed(fromSeq int64, n int, first int64) {
 	if fromSeq == 0 {
 		h.fromZero = time.Now()
 	}
-	h.seq = 0
 	if n > 0 {
 		h.seq = first
 	}
-	return n == 0 && fromSeq > 0
 }
 
 // batchResult collects the outcome of one claimed batch.

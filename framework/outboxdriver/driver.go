@@ -153,11 +153,10 @@ type EventClaimBatchParams struct {
 	Lease   time.Duration
 	// FromSeq, when positive, is a hint: the claim may start its scan at
 	// this Seq and leave pending events below it for a later claim without
-	// the hint. The relay passes the first Seq of its previous batch while
-	// it drains a backlog, so that a claim does not step again over the
-	// index entries of the events already delivered (until vacuum or purge
-	// removes them); it claims without the hint at least once a second and
-	// whenever a claim with it finds nothing. Per-key order does not rest
+	// the hint. The relay passes the first Seq of its previous batch, so
+	// that a claim does not step again over the index entries of the events
+	// already delivered (until vacuum or purge removes them); it claims
+	// without the hint at least once a second. Per-key order does not rest
 	// on it. A driver may ignore it.
 	FromSeq int64
 }

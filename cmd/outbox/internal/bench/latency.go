@@ -14,7 +14,8 @@ const latencyMethod = "commit → receipt by a durable consumer of the broker (t
 	"acking at once), clocked in the bench process just after COMMIT returned and when the message arrived. " +
 	"The relay runs in another process, so its Observer is not reachable; a consumer only receives what the " +
 	"broker stored and acknowledged, so this is commit → broker ack plus the delivery hop to the consumer " +
-	"(an upper bound)."
+	"(an upper bound). The trickle starts with the relay idle: the events committed before the first one " +
+	"arrived measure its wake-up and are reported apart; the percentiles are those of the others."
 
 // latency runs the trickle: one event per transaction at cfg.Rate for
 // cfg.Duration, with a relay already running on t.
@@ -53,6 +54,7 @@ func (r *run) latency(ctx context.Context, t *Target) (*Latency, error) {
 	payload := r.payload()
 	db := t.Driver.DB()
 	committed := map[string]time.Time{}
+	var order []string // ids in commit order
 	tick := time.NewTicker(time.Second / time.Duration(r.cfg.Rate))
 	defer tick.Stop()
 	start := time.Now()
@@ -75,6 +77,7 @@ func (r *run) latency(ctx context.Context, t *Target) (*Latency, error) {
 			return nil, err
 		}
 		committed[e.ID] = time.Now()
+		order = append(order, e.ID)
 	}
 	elapsed := time.Since(start)
 
@@ -94,14 +97,39 @@ func (r *run) latency(ctx context.Context, t *Target) (*Latency, error) {
 
 	mu.Lock()
 	defer mu.Unlock()
-	var lat []time.Duration
-	for id, c := range committed {
-		if at, ok := received[id]; ok {
-			lat = append(lat, max(0, at.Sub(c)))
+	if len(received) == 0 {
+		return nil, fmt.Errorf("no trickle event reached the broker's consumer (%d committed)", len(committed))
+	}
+	// The relay starts the trickle idle, polling at its slowest: the events
+	// committed before the first one arrived measure its wake-up, the
+	// others the flow at Rate.
+	var firstArrival time.Time
+	for _, at := range received {
+		if firstArrival.IsZero() || at.Before(firstArrival) {
+			firstArrival = at
 		}
 	}
+	var lat []time.Duration
+	var wake, wakeEvents int
+	var wakeFirst time.Duration
+	for _, id := range order {
+		at, ok := received[id]
+		if !ok {
+			continue
+		}
+		d := max(0, at.Sub(committed[id]))
+		wake++
+		if wake == 1 {
+			wakeFirst = d
+		}
+		if committed[id].Before(firstArrival) {
+			wakeEvents++
+			continue
+		}
+		lat = append(lat, d)
+	}
 	if len(lat) == 0 {
-		return nil, fmt.Errorf("no trickle event reached the broker's consumer (%d committed)", len(committed))
+		return nil, fmt.Errorf("the trickle ended before its first event arrived (%d committed): use a longer --duration", len(committed))
 	}
 	slices.Sort(lat)
 	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
@@ -109,11 +137,13 @@ func (r *run) latency(ctx context.Context, t *Target) (*Latency, error) {
 		TargetRate:   r.cfg.Rate,
 		AchievedRate: float64(len(committed)) / elapsed.Seconds(),
 		Committed:    len(committed),
-		Received:     len(lat),
+		Received:     wake,
 		P50Ms:        ms(percentile(lat, 0.50)),
 		P90Ms:        ms(percentile(lat, 0.90)),
 		P99Ms:        ms(percentile(lat, 0.99)),
 		MaxMs:        ms(lat[len(lat)-1]),
+		WakeMs:       ms(wakeFirst),
+		WakeEvents:   wakeEvents,
 		Method:       latencyMethod,
 	}, nil
 }
