@@ -54,9 +54,11 @@ verify: lint build ## generated code fresh, go.mod tidy, gofmt/vet clean, every 
 	for m in $(MODULES); do (cd $$m && go mod tidy); done; \
 	if [ -n "$$(git status --porcelain -- .)" ]; then echo "verify: generated code or go.mod/go.sum not up to date (or new files not committed):"; git status --short; exit 1; fi
 
-bench: ## outbox bench on PostgreSQL and MariaDB x NATS, default and direct publish paths (drain, latency, CPU, baselines measured in the same run), then the Go benchmarks
+bench: ## outbox bench on PostgreSQL and MariaDB x NATS: defaults, the direct publish path, then tuned (drain, latency, CPU, baselines measured in the same run), then the Go benchmarks
 	cd cmd/outbox && go run . bench --matrix --events 50000 --relays 3
 	cd cmd/outbox && go run . bench --matrix --events 50000 --relays 3 --relay-flag=--publish=direct
+	cd cmd/outbox && go run . bench --matrix --events 100000 --relays 3 --batch-size 500 --relay-flag=--publish=direct --relay-flag=--concurrency=2
+	cd cmd/outbox && go run . bench --events 100000 --relays 3 --batch-size 500 --relay-flag=--publish=direct --relay-flag=--concurrency=2 --relay-flag=--delete-delivered
 	@set -e; for m in $(MODULES); do (cd $$m && go test -run '^$$' -bench . -benchmem ./...); done
 
 matrix: ## rewrite README.md's support matrix from the conformance suite's own summary (runs the suite unless make test left one)

@@ -75,7 +75,9 @@ type RelayConfig struct {
 	// BackoffMin is the delay after the first failed attempt; each further
 	// failure doubles it, with jitter, up to BackoffMax. Zero means 1s.
 	// With held claims (PostgreSQL, MySQL) a retried event is claimed up to
-	// about a second after its delay ran out (see rescanEvery).
+	// about a second after its delay ran out: while events flow, claims
+	// start where the previous batch started, and once a second from the
+	// start of the table.
 	BackoffMin time.Duration
 
 	// BackoffMax caps the retry delay. Zero means 5m.
