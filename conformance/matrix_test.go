@@ -75,6 +75,9 @@ func TestMatrix(t *testing.T) {
 		run(conformance.Harness{Name: name, Database: newDB(name), Broker: referenceBroker(), Light: true, Publish: outbox.PublishDirect})
 	}
 	run(deleteDeliveredCell())
+	// RabbitMQ's AsyncPublisher (one confirm-mode channel for every publish
+	// in flight) on the direct path.
+	run(conformance.Harness{Name: "postgres_amqp_direct", Database: conformance.Postgres(), Broker: conformance.AMQP(), Light: true, Publish: outbox.PublishDirect})
 }
 
 // deleteDeliveredCell is PostgreSQL × NATS with the tuned settings of

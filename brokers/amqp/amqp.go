@@ -200,7 +200,8 @@ func (c Config) WatermillConfig() wmamqp.Config {
 // Publisher is a message.Publisher that waits for the publisher confirm of
 // every message and fails on returned (unroutable) and nacked messages.
 // It is safe for concurrent use; concurrent Publish calls use separate
-// channels.
+// channels. It is also an outbox.AsyncPublisher: PublishAsync pipelines
+// publishes on one confirm-mode channel.
 type Publisher struct {
 	cfg  Config
 	wcfg wmamqp.Config
@@ -210,6 +211,10 @@ type Publisher struct {
 	pool     chan *pubChannel
 	declared sync.Map // topic -> struct{}
 	declMu   sync.Mutex
+
+	asyncMu  sync.Mutex
+	async    *asyncChannel // PublishAsync's channel; nil until first used
+	inFlight chan struct{} // PublishAsync's publishes not yet waited for
 }
 
 type pubChannel struct {
@@ -231,7 +236,8 @@ func NewPublisher(cfg Config) (*Publisher, error) {
 	if err != nil {
 		return nil, fmt.Errorf("amqp: connect: %w", err)
 	}
-	p := &Publisher{cfg: cfg, wcfg: wcfg, conn: conn, log: log, pool: make(chan *pubChannel, 8)}
+	p := &Publisher{cfg: cfg, wcfg: wcfg, conn: conn, log: log, pool: make(chan *pubChannel, 8),
+		inFlight: make(chan struct{}, asyncMaxInFlight)}
 	if err := p.withChannel(func(ch *amqp.Channel) error {
 		return wcfg.TopologyBuilder.ExchangeDeclare(ch, cfg.Exchange, wcfg)
 	}); err != nil {
@@ -378,6 +384,131 @@ func (p *Publisher) publishOne(c *pubChannel, topic string, msg *message.Message
 	return nil
 }
 
+var _ outbox.AsyncPublisher = (*Publisher)(nil)
+
+// asyncMaxInFlight bounds PublishAsync's publishes whose wait has not
+// returned; beyond it PublishAsync waits for room (until msg's context
+// ends). It is also the capacity of the channel's returns buffer, so that
+// RabbitMQ's basic.return frames never block the connection.
+const asyncMaxInFlight = 4096
+
+// asyncChannel is the confirm-mode channel PublishAsync pipelines its
+// publishes on.
+type asyncChannel struct {
+	ch      *amqp.Channel
+	returns chan amqp.Return // capacity asyncMaxInFlight
+
+	mu       sync.Mutex
+	returned map[string]amqp.Return // by message id, drained from returns
+}
+
+// takeReturn reports whether the broker returned the message with id as
+// unroutable. RabbitMQ sends basic.return before the message's confirm and
+// amqp091 queues it on returns before it resolves the confirm, so once the
+// confirm is in, the return (if any) is queued or already taken.
+func (a *asyncChannel) takeReturn(id string) (amqp.Return, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for {
+		select {
+		case r := <-a.returns:
+			a.returned[r.MessageId] = r
+			continue
+		default:
+		}
+		break
+	}
+	r, ok := a.returned[id]
+	delete(a.returned, id)
+	return r, ok
+}
+
+// asyncChannel returns PublishAsync's channel, opening a new one when there
+// is none or the last one closed.
+func (p *Publisher) asyncChannel() (*asyncChannel, error) {
+	p.asyncMu.Lock()
+	defer p.asyncMu.Unlock()
+	if p.async != nil && !p.async.ch.IsClosed() {
+		return p.async, nil
+	}
+	if !p.conn.IsConnected() {
+		return nil, errors.New("amqp: not connected")
+	}
+	ch, err := p.conn.Connection().Channel()
+	if err != nil {
+		return nil, fmt.Errorf("amqp: open channel: %w", err)
+	}
+	if err := ch.Confirm(false); err != nil {
+		_ = ch.Close()
+		return nil, fmt.Errorf("amqp: enable publisher confirms: %w", err)
+	}
+	p.async = &asyncChannel{
+		ch:       ch,
+		returns:  ch.NotifyReturn(make(chan amqp.Return, asyncMaxInFlight)),
+		returned: map[string]amqp.Return{},
+	}
+	return p.async, nil
+}
+
+// PublishAsync implements outbox.AsyncPublisher: it publishes msg as Publish
+// does (same exchange, routing key, properties, mandatory flag) on one
+// confirm-mode channel shared by all its publishes, without waiting for the
+// publisher confirm; wait returns nil once the broker confirmed msg,
+// ErrUnroutable or ErrNacked (wrapped) as Publish does, or an error when the
+// channel closed first or ctx ended (outcome unknown). wait must be called
+// once for every publish PublishAsync started.
+func (p *Publisher) PublishAsync(topic string, msg *message.Message) (wait func(context.Context) error, err error) {
+	if err := validateTopic(topic); err != nil {
+		return nil, err
+	}
+	if p.conn.Closed() {
+		return nil, errors.New("amqp: publisher closed")
+	}
+	if err := p.ensureQueue(topic); err != nil {
+		return nil, err
+	}
+	pub, err := p.wcfg.Marshaler.Marshal(msg)
+	if err != nil {
+		return nil, fmt.Errorf("amqp: marshal message %s: %w", msg.UUID, err)
+	}
+	select {
+	case p.inFlight <- struct{}{}:
+	case <-msg.Context().Done():
+		return nil, fmt.Errorf("amqp: publish message %s: %w", msg.UUID, msg.Context().Err())
+	}
+	release := sync.OnceFunc(func() { <-p.inFlight })
+	a, err := p.asyncChannel()
+	if err != nil {
+		release()
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(msg.Context(), p.cfg.PublishTimeout)
+	dc, err := a.ch.PublishWithDeferredConfirmWithContext(ctx, p.cfg.Exchange, topic, true, false, pub)
+	cancel()
+	if err != nil {
+		release()
+		return nil, fmt.Errorf("amqp: publish message %s: %w", msg.UUID, err)
+	}
+	return func(ctx context.Context) error {
+		defer release()
+		ack, err := dc.WaitContext(ctx)
+		if err != nil {
+			return fmt.Errorf("amqp: no publisher confirm for message %s: %w", msg.UUID, err)
+		}
+		if r, ok := a.takeReturn(pub.MessageId); ok {
+			return fmt.Errorf("%w: message %s to exchange %q with routing key %q: %d %s",
+				ErrUnroutable, r.MessageId, r.Exchange, r.RoutingKey, r.ReplyCode, r.ReplyText)
+		}
+		if !ack {
+			if a.ch.IsClosed() {
+				return fmt.Errorf("amqp: channel closed before the publisher confirm of message %s", msg.UUID)
+			}
+			return fmt.Errorf("%w: message %s", ErrNacked, msg.UUID)
+		}
+		return nil
+	}, nil
+}
+
 // Close implements message.Publisher; it closes the connection.
 func (p *Publisher) Close() error {
 	for {
@@ -389,6 +520,12 @@ func (p *Publisher) Close() error {
 		}
 		break
 	}
+	p.asyncMu.Lock()
+	if p.async != nil {
+		_ = p.async.ch.Close()
+		p.async = nil
+	}
+	p.asyncMu.Unlock()
 	return p.conn.Close()
 }
 

@@ -264,3 +264,80 @@ func TestOpenURL(t *testing.T) {
 		}
 	})
 }
+
+// TestPublishAsync: many publishes in flight on one channel, then their
+// outcomes; the stored messages are those Publish stores, in order, and an
+// unroutable one among routable ones fails alone.
+func TestPublishAsync(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	// Only b.topic gets a queue, bound here: another topic is unroutable.
+	b.cfg.SkipQueueDeclare = true
+	pub, err := outboxamqp.NewPublisher(b.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	q := outboxamqp.QueueName(b.cfg.ConsumerGroup, b.topic)
+	if _, err := b.ch.QueueDeclare(q, true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.ch.QueueBind(q, b.topic, b.cfg.Exchange, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	const n = 300
+	var waits []func(context.Context) error
+	for i := range n {
+		topic := b.topic
+		if i == 150 {
+			topic = "nobody.listens" // no queue bound: returned by the broker
+		}
+		wait, err := pub.PublishAsync(topic, eventMessage(i, "k"))
+		if err != nil {
+			t.Fatalf("PublishAsync %d: %v", i, err)
+		}
+		waits = append(waits, wait)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for i, wait := range waits {
+		err := wait(ctx)
+		switch {
+		case i == 150:
+			if !errors.Is(err, outboxamqp.ErrUnroutable) || !strings.Contains(err.Error(), eventMessage(150, "k").UUID) {
+				t.Fatalf("unroutable message: %v, want ErrUnroutable naming it", err)
+			}
+		case err != nil:
+			t.Fatalf("message %d: %v", i, err)
+		}
+	}
+	for i := range n {
+		if i == 150 {
+			continue
+		}
+		d, ok, err := b.ch.Get(q, true)
+		if err != nil || !ok {
+			t.Fatalf("basic.get %d: ok=%v err=%v", i, ok, err)
+		}
+		want := eventMessage(i, "k")
+		if d.MessageId != want.UUID || !bytes.Equal(d.Body, want.Payload) || d.DeliveryMode != amqp.Persistent || d.Type != "invoice.issued" {
+			t.Fatalf("message %d: id %q type %q mode %d body %q, want %s as Publish stores it", i, d.MessageId, d.Type, d.DeliveryMode, d.Body, want.UUID)
+		}
+	}
+
+	t.Run("BadTopicSendsNothing", func(t *testing.T) {
+		if _, err := pub.PublishAsync("", eventMessage(1, "k")); err == nil {
+			t.Fatal("PublishAsync to an invalid topic succeeded")
+		}
+	})
+	t.Run("ClosedPublisher", func(t *testing.T) {
+		p2, err := outboxamqp.NewPublisher(b.cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = p2.Close()
+		if _, err := p2.PublishAsync(b.topic, eventMessage(1, "k")); err == nil {
+			t.Fatal("PublishAsync on a closed publisher succeeded")
+		}
+	})
+}

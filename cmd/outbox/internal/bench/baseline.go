@@ -12,19 +12,35 @@ import (
 	wmsql "github.com/ThreeDotsLabs/watermill-sql/v3/pkg/sql"
 	"github.com/ThreeDotsLabs/watermill/components/forwarder"
 	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/outboxkit/outboxkit/framework/outbox"
 )
 
 // rawBroker publishes cfg.Events messages straight to the broker with as
 // many in flight as the relay has within a batch (one goroutine per key of
-// a batch: min(batch size, keys)). Each worker publishes one message per
-// Publish call, as the relay's forwarder does; workers do not wait for each
-// other between batches, so this is the broker's ceiling at that
+// a batch: min(batch size, keys)). Each worker publishes one message at a
+// time and waits for its acknowledgement, with PublishAsync when the
+// publisher implements outbox.AsyncPublisher (its fastest way, the one the
+// relay's direct path uses), else with Publish; workers do not wait for
+// each other between batches, so this is the broker's ceiling at that
 // concurrency.
 func (r *run) rawBroker(ctx context.Context) (RawBroker, error) {
 	n := r.cfg.Events
 	conc := min(r.cfg.relayBatch(), r.cfg.Keys, n)
 	r.progress("%s: raw publish of %d messages, %d in flight", brokerScheme(r.cell.BrokerURL), n, conc)
 	payload := r.payload()
+	publish := func(msg *message.Message) error { return r.broker.Publisher.Publish(r.topics.raw, msg) }
+	method := "Publish"
+	if ap, ok := r.broker.Publisher.(outbox.AsyncPublisher); ok {
+		method = "PublishAsync"
+		publish = func(msg *message.Message) error {
+			wait, err := ap.PublishAsync(r.topics.raw, msg)
+			if err != nil {
+				return err
+			}
+			return wait(ctx)
+		}
+	}
 	var next atomic.Int64
 	var firstErr error
 	var errOnce sync.Once
@@ -44,7 +60,7 @@ func (r *run) rawBroker(ctx context.Context) (RawBroker, error) {
 				msg.Metadata.Set("outbox_event_type", "bench.event")
 				msg.Metadata.Set("outbox_key", "key-"+strconv.Itoa(i%r.cfg.Keys))
 				msg.Metadata.Set("outbox_created_at", time.Now().UTC().Format(time.RFC3339Nano))
-				if err := r.broker.Publisher.Publish(r.topics.raw, msg); err != nil {
+				if err := publish(msg); err != nil {
 					errOnce.Do(func() { firstErr = err })
 					return
 				}
@@ -59,7 +75,7 @@ func (r *run) rawBroker(ctx context.Context) (RawBroker, error) {
 	if err := ctx.Err(); err != nil {
 		return RawBroker{}, err
 	}
-	return RawBroker{Events: n, Concurrency: conc, Seconds: d.Seconds(), EventsPerSec: float64(n) / d.Seconds()}, nil
+	return RawBroker{Events: n, Concurrency: conc, Method: method, Seconds: d.Seconds(), EventsPerSec: float64(n) / d.Seconds()}, nil
 }
 
 // countingPublisher counts acknowledged publishes. Close does nothing: the

@@ -164,6 +164,9 @@ type RawBroker struct {
 	EventsPerSec float64 `json:"events_per_sec"`
 	// Concurrency is how many publishes were in flight.
 	Concurrency int `json:"concurrency"`
+	// Method is the publisher method used: "Publish", or "PublishAsync"
+	// for a publisher that implements outbox.AsyncPublisher.
+	Method string `json:"method"`
 }
 
 // Ratios compare the one-relay drain rate with the baselines.
@@ -229,7 +232,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 		f := c.Baselines.WatermillForwarder
 		row("baseline: Watermill SQL forwarder", "%.0f events/s (%.2f s; %s)", f.EventsPerSec, f.Seconds, f.Settings)
 		rb := c.Baselines.RawBroker
-		row(fmt.Sprintf("baseline: raw %s publish", c.Broker), "%.0f events/s (%.2f s; %d in flight)", rb.EventsPerSec, rb.Seconds, rb.Concurrency)
+		row(fmt.Sprintf("baseline: raw %s publish", c.Broker), "%.0f events/s (%.2f s; %d in flight, %s)", rb.EventsPerSec, rb.Seconds, rb.Concurrency, rb.Method)
 		row("ratio: relay / Watermill forwarder", "%.1f×", c.Ratios.VsWatermillForwarder)
 		row("ratio: relay / raw broker", "%.0f %%", 100*c.Ratios.VsRawBroker)
 		if err := tw.Flush(); err != nil {
