@@ -295,6 +295,19 @@ func (p *Publisher) channel() (*pubChannel, error) {
 		}
 		break
 	}
+	ch, err := p.confirmChannel()
+	if err != nil {
+		return nil, err
+	}
+	return &pubChannel{
+		ch:      ch,
+		returns: ch.NotifyReturn(make(chan amqp.Return, 16)),
+		closed:  ch.NotifyClose(make(chan *amqp.Error, 1)),
+	}, nil
+}
+
+// confirmChannel opens a channel in confirm mode.
+func (p *Publisher) confirmChannel() (*amqp.Channel, error) {
 	if !p.conn.IsConnected() {
 		return nil, errors.New("amqp: not connected")
 	}
@@ -306,11 +319,7 @@ func (p *Publisher) channel() (*pubChannel, error) {
 		_ = ch.Close()
 		return nil, fmt.Errorf("amqp: enable publisher confirms: %w", err)
 	}
-	return &pubChannel{
-		ch:      ch,
-		returns: ch.NotifyReturn(make(chan amqp.Return, 16)),
-		closed:  ch.NotifyClose(make(chan *amqp.Error, 1)),
-	}, nil
+	return ch, nil
 }
 
 func (p *Publisher) release(c *pubChannel, healthy bool) {
@@ -431,16 +440,9 @@ func (p *Publisher) asyncChannel() (*asyncChannel, error) {
 	if p.async != nil && !p.async.ch.IsClosed() {
 		return p.async, nil
 	}
-	if !p.conn.IsConnected() {
-		return nil, errors.New("amqp: not connected")
-	}
-	ch, err := p.conn.Connection().Channel()
+	ch, err := p.confirmChannel()
 	if err != nil {
-		return nil, fmt.Errorf("amqp: open channel: %w", err)
-	}
-	if err := ch.Confirm(false); err != nil {
-		_ = ch.Close()
-		return nil, fmt.Errorf("amqp: enable publisher confirms: %w", err)
+		return nil, err
 	}
 	p.async = &asyncChannel{
 		ch:       ch,

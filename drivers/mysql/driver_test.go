@@ -346,31 +346,43 @@ func TestInsert(t *testing.T) {
 func TestClaim(t *testing.T) {
 	t.Parallel()
 	t.Run("SkippedEarlierRowHoldsBackItsKey", func(t *testing.T) {
-		// A locking read skips a row another transaction has locked (here a
+		// A claim skips a row another transaction has locked (here a
 		// SELECT ... FOR UPDATE; in production the rows of a writer that is
 		// committing while the claim scans). The key's later rows must not
-		// be claimed ahead of it.
+		// be claimed ahead of it, by either claim.
 		t.Parallel()
-		b := setup(t)
-		k := []outboxdriver.InsertEvent{newEvent("k"), newEvent("k"), newEvent("k")}
-		other := newEvent("other")
-		b.insert(t, append(k, other)...)
-		tx, err := b.db.BeginTx(b.ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted})
-		if err != nil {
-			t.Fatal(err)
+		claims := map[string]func(b *bundle) []string{
+			"leased": func(b *bundle) []string { return ids(b.claim(t, "r", 10, time.Minute)) },
+			"held": func(b *bundle) []string {
+				batch := b.claimHeld(t, 10)
+				defer batch.Abort()
+				return ids(batch.Rows())
+			},
 		}
-		defer tx.Rollback()
-		var seq int64
-		if err := tx.QueryRow("SELECT seq FROM "+b.drv.table+" WHERE id = ? FOR UPDATE", k[0].ID).Scan(&seq); err != nil {
-			t.Fatal(err)
-		}
-		got := b.claim(t, "r1", 10, time.Minute)
-		if !slices.Equal(ids(got), []string{other.ID}) {
-			t.Fatalf("claimed %v while the key's first row was locked, want only %s", ids(got), other.ID)
-		}
-		_ = tx.Rollback()
-		if got := b.claim(t, "r2", 10, time.Minute); !slices.Equal(ids(got), ids2(k)) {
-			t.Fatalf("after the lock: claimed %v, want the key in order", ids(got))
+		for name, claim := range claims {
+			t.Run(name, func(t *testing.T) {
+				t.Parallel()
+				b := setup(t)
+				k := []outboxdriver.InsertEvent{newEvent("k"), newEvent("k"), newEvent("k")}
+				other := newEvent("other")
+				b.insert(t, append(k, other)...)
+				tx, err := b.db.BeginTx(b.ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer tx.Rollback()
+				var seq int64
+				if err := tx.QueryRow("SELECT seq FROM "+b.drv.table+" WHERE id = ? FOR UPDATE", k[0].ID).Scan(&seq); err != nil {
+					t.Fatal(err)
+				}
+				if got := claim(b); !slices.Equal(got, []string{other.ID}) {
+					t.Fatalf("claimed %v while the key's first row was locked, want only %s", got, other.ID)
+				}
+				_ = tx.Rollback()
+				if got := claim(b); len(got) < 3 || !slices.Equal(got[:3], ids2(k)) {
+					t.Fatalf("after the lock: claimed %v, want the key in order", got)
+				}
+			})
 		}
 	})
 	t.Run("OrderLimitAndLease", func(t *testing.T) {

@@ -37,13 +37,7 @@ func newQueries(t, lock string) queries {
 		// LOCKED cannot hide a blocking row from it.
 		claim: r.Replace(`SELECT o.seq, o.id, o.type, o.topic, o.event_key, o.payload, o.headers, o.attempts, o.created_at
 FROM {T} o FORCE INDEX (claim_idx)
-WHERE o.status = 'pending'
-  AND o.next_attempt_at <= UTC_TIMESTAMP(6)
-  AND (o.locked_until IS NULL OR o.locked_until < UTC_TIMESTAMP(6))
-  AND (o.event_key = '' OR NOT EXISTS (
-	SELECT 1 FROM {T} p
-	WHERE p.held_key = o.event_key AND p.seq < o.seq
-	  AND (p.next_attempt_at > UTC_TIMESTAMP(6) OR p.locked_until >= UTC_TIMESTAMP(6))))
+WHERE o.status = 'pending'` + readyEvent + `
 ORDER BY o.seq
 LIMIT ?
 FOR UPDATE SKIP LOCKED`),
@@ -85,6 +79,17 @@ WHERE status = 'dead' AND type = ?`),
 		get: r.Replace(`SELECT ` + columns + ` FROM {T} WHERE id = ?`),
 	}
 }
+
+// readyEvent is the part of both claims' WHERE clause (alias o, after the
+// status test) that picks ready events: retry time come, not leased, and
+// no earlier event of the key leased or in backoff (read from held_idx).
+const readyEvent = `
+  AND o.next_attempt_at <= UTC_TIMESTAMP(6)
+  AND (o.locked_until IS NULL OR o.locked_until < UTC_TIMESTAMP(6))
+  AND (o.event_key = '' OR NOT EXISTS (
+	SELECT 1 FROM {T} p
+	WHERE p.held_key = o.event_key AND p.seq < o.seq
+	  AND (p.next_attempt_at > UTC_TIMESTAMP(6) OR p.locked_until >= UTC_TIMESTAMP(6))))`
 
 // withIDs replaces the {IDS} placeholder with n bind parameters.
 func withIDs(query string, n int) string {

@@ -37,13 +37,7 @@ func newHeldQueries(t string) heldQueries {
 		// EventClaimBatchParams.FromSeq, the table's lock-name prefix, the
 		// limit.
 		candidates: r.Replace(`SELECT o.seq FROM {T} o FORCE INDEX (claim_idx)
-WHERE o.status = 'pending' AND o.seq >= ?
-  AND o.next_attempt_at <= UTC_TIMESTAMP(6)
-  AND (o.locked_until IS NULL OR o.locked_until < UTC_TIMESTAMP(6))
-  AND (o.event_key = '' OR NOT EXISTS (
-	SELECT 1 FROM {T} p
-	WHERE p.held_key = o.event_key AND p.seq < o.seq
-	  AND (p.next_attempt_at > UTC_TIMESTAMP(6) OR p.locked_until >= UTC_TIMESTAMP(6))))
+WHERE o.status = 'pending' AND o.seq >= ?` + readyEvent + `
   AND GET_LOCK(CONCAT(?, IF(o.event_key = '', CONCAT('#', o.seq), MD5(o.event_key))), 0) = 1
 ORDER BY o.seq
 LIMIT ?`),

@@ -41,35 +41,6 @@ func (b *bundle) keyFree(t testing.TB, key string) bool {
 func TestHeldClaim(t *testing.T) {
 	t.Parallel()
 
-	t.Run("SkippedEarlierRowHoldsBackItsKey", func(t *testing.T) {
-		// A locking read skips a row another transaction has locked (here a
-		// SELECT ... FOR UPDATE; in production the rows of a writer that is
-		// committing while the claim scans). The key's later rows must not
-		// be claimed ahead of it.
-		t.Parallel()
-		b := setup(t)
-		k := []outboxdriver.InsertEvent{newEvent("k"), newEvent("k"), newEvent("k")}
-		other := newEvent("other")
-		b.insert(t, append(k, other)...)
-		tx, err := b.db.BeginTx(b.ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer tx.Rollback()
-		if _, err := tx.Exec("SELECT seq FROM "+b.drv.table+" WHERE id = ? FOR UPDATE", k[0].ID); err != nil {
-			t.Fatal(err)
-		}
-		batch := b.claimHeld(t, 10)
-		if got := ids(batch.Rows()); !slices.Equal(got, []string{other.ID}) {
-			t.Fatalf("claimed %v while the key's first row was locked, want only %s", got, other.ID)
-		}
-		_ = batch.Abort()
-		_ = tx.Rollback()
-		if got := ids(b.claimHeld(t, 10).Rows()); !slices.Equal(got, append(ids2(k), other.ID)) {
-			t.Fatalf("after the lock: claimed %v, want the key in order, then other", got)
-		}
-	})
-
 	t.Run("ConcurrentClaimsTakeTheNextRows", func(t *testing.T) {
 		// While one held claim is open, a second steps over its keys and
 		// takes the next free ones, in seq order.
