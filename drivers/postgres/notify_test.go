@@ -101,3 +101,29 @@ func (c *countingDriver) EventClaimHeld(ctx context.Context, p *outboxdriver.Eve
 	defer c.finished.Add(1)
 	return c.Driver.EventClaimHeld(ctx, p)
 }
+
+// TestInProcessNudge: a relay whose idle polls have backed off to a minute
+// still delivers an event at once when an Outbox of the same process inserts
+// it: the insert nudges it back to MinPollInterval. Without the nudge the
+// event would wait for the next poll, a minute later.
+func TestInProcessNudge(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	rec := newRecorder()
+	stop := runRelay(t, b, rec, outbox.RelayConfig{PollInterval: time.Minute, MinPollInterval: 10 * time.Millisecond, Publish: outbox.PublishDirect})
+	defer stop()
+	// Idle polls double from 10 ms: after 3 s the next one is seconds away.
+	time.Sleep(3 * time.Second)
+	e := ev("k", 0)
+	b.insert(t, e)
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		if _, distinct := rec.count(); distinct == 1 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the inserted event was not published: the relay was not nudged out of its idle polls")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

@@ -143,6 +143,7 @@ func (o *Outbox) Insert(ctx context.Context, tx *sql.Tx, events ...*Event) error
 	if err := o.driver.EventInsert(ctx, &outboxdriver.EventInsertParams{Tx: tx, Events: rows}); err != nil {
 		return fmt.Errorf("outbox: insert into %s: %w", o.driver.Table(), err)
 	}
+	nudges.nudge(nudgeKey(o.driver))
 	for i, e := range events {
 		e.ID = rows[i].ID
 		e.CreatedAt = rows[i].CreatedAt

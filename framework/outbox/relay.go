@@ -48,8 +48,11 @@ type RelayConfig struct {
 	// were flowing recently: the relay keeps polling at this rate for about
 	// PollInterval after the last non-empty claim, then doubles the sleep
 	// up to PollInterval (adaptive polling: low latency while events flow,
-	// cheap when idle). Zero means 10ms, or PollInterval when that is
-	// smaller.
+	// cheap when idle). An Insert by an Outbox of the same process on the
+	// same table also brings the relay back to this rate at once (an
+	// in-process nudge), so a service that writes and relays in one process
+	// does not wait out an idle poll. Zero means 10ms, or PollInterval when
+	// that is smaller.
 	MinPollInterval time.Duration
 
 	// LeaseDuration applies to leased claims (drivers without
@@ -291,7 +294,11 @@ func (r *Relay) Run(ctx context.Context) error {
 	}
 	var wg sync.WaitGroup
 	for range r.cfg.Concurrency {
-		wg.Go(func() { (&worker{Relay: r, send: send, wake: wake}).loop(ctx) })
+		nudged, unsubscribe := nudges.subscribe(nudgeKey(r.driver))
+		wg.Go(func() {
+			defer unsubscribe()
+			(&worker{Relay: r, send: send, wake: wake, nudged: nudged}).loop(ctx)
+		})
 	}
 	wg.Wait()
 	stopPublishing()
@@ -344,8 +351,9 @@ func (r *Relay) startPublishing(ctx context.Context) (sender, func(), error) {
 // worker is one Run's claim/publish/mark loop.
 type worker struct {
 	*Relay
-	send sender
-	wake <-chan struct{} // insert notifications (nil: poll only)
+	send   sender
+	wake   <-chan struct{} // insert notifications (nil: poll only)
+	nudged <-chan struct{} // inserts by an Outbox of this process
 }
 
 func (w *worker) loop(ctx context.Context) {
@@ -380,8 +388,16 @@ func (w *worker) loop(ctx context.Context) {
 		}
 		dbFailures = 0
 		if n == 0 {
-			if w.idle(ctx, idle) {
+			woken, nudged := w.idle(ctx, idle)
+			if woken {
 				continue // woken by a commit: claim at once
+			}
+			if nudged {
+				// An insert of this process, not committed yet: poll as
+				// while events flow.
+				idle, lastWork = w.cfg.MinPollInterval, time.Now()
+				sleep(ctx, idle)
+				continue
 			}
 			if time.Since(lastWork) > w.cfg.PollInterval {
 				idle = min(idle*2, w.cfg.PollInterval)
@@ -768,17 +784,20 @@ func (b *batchResult) release(rows []*outboxdriver.EventRow) {
 	b.mu.Unlock()
 }
 
-// idle waits d, or until an insert notification arrives (true).
-func (w *worker) idle(ctx context.Context, d time.Duration) (woken bool) {
+// idle waits d, or until an insert notification (woken) or a nudge from an
+// Outbox of this process (nudged) arrives.
+func (w *worker) idle(ctx context.Context, d time.Duration) (woken, nudged bool) {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
 	case <-t.C:
 	case _, ok := <-w.wake:
-		return ok
+		return ok, false
+	case <-w.nudged:
+		return false, true
 	}
-	return false
+	return false, false
 }
 
 func sleep(ctx context.Context, d time.Duration) {
