@@ -393,10 +393,9 @@ func (w *worker) loop(ctx context.Context) {
 				continue // woken by a commit: claim at once
 			}
 			if nudged {
-				// An insert of this process, not committed yet: poll as
-				// while events flow.
+				// An insert of this process (committed soon, if not yet):
+				// claim, then poll as while events flow.
 				idle, lastWork = w.cfg.MinPollInterval, time.Now()
-				sleep(ctx, idle)
 				continue
 			}
 			if time.Since(lastWork) > w.cfg.PollInterval {
