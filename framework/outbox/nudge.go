@@ -19,8 +19,11 @@ type nudgeHub struct {
 	subs map[string]map[chan struct{}]struct{} // table key -> subscribers
 }
 
-// nudgeKey names drv's table among the process's drivers.
-func nudgeKey(drv outboxdriver.Driver) string { return drv.Name() + "\x00" + drv.Table() }
+// nudgeKey names drv's table among the process's drivers: its quoted
+// table name (Insert calls no other Driver method than EventInsert and
+// Table). Two databases with a table of the same name share the key; their
+// relays then poll a little more, nothing else.
+func nudgeKey(drv outboxdriver.Driver) string { return drv.Table() }
 
 // subscribe returns a channel that receives a value (coalesced) after an
 // Insert into the table of key, and a func that ends the subscription.
