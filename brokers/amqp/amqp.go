@@ -382,9 +382,11 @@ func (p *Publisher) publishOne(c *pubChannel, topic string, msg *message.Message
 	// to the returns channel before it resolves the confirm, so a returned
 	// message is already waiting here.
 	select {
-	case r := <-c.returns:
-		return fmt.Errorf("%w: message %s to exchange %q with routing key %q: %d %s",
-			ErrUnroutable, r.MessageId, r.Exchange, r.RoutingKey, r.ReplyCode, r.ReplyText)
+	case r, open := <-c.returns:
+		if open {
+			return fmt.Errorf("%w: message %s to exchange %q with routing key %q: %d %s",
+				ErrUnroutable, r.MessageId, r.Exchange, r.RoutingKey, r.ReplyCode, r.ReplyText)
+		}
 	default:
 	}
 	if !ack {
@@ -418,14 +420,18 @@ type asyncChannel struct {
 func (a *asyncChannel) takeReturn(id string) (amqp.Return, bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	for {
+	for drained := false; !drained; {
 		select {
-		case r := <-a.returns:
+		case r, open := <-a.returns:
+			if !open {
+				// amqp091 closes it with the channel: nothing more to come.
+				drained = true
+				break
+			}
 			a.returned[r.MessageId] = r
-			continue
 		default:
+			drained = true
 		}
-		break
 	}
 	r, ok := a.returned[id]
 	delete(a.returned, id)
