@@ -52,6 +52,20 @@ func setup(t *testing.T) *bundle {
 	return b
 }
 
+// bindQueue declares the consumer group's queue for b.topic and binds it,
+// as a publisher with SkipQueueDeclare leaves it to the operator.
+func (b *bundle) bindQueue(t *testing.T) string {
+	t.Helper()
+	q := outboxamqp.QueueName(b.cfg.ConsumerGroup, b.topic)
+	if _, err := b.ch.QueueDeclare(q, true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.ch.QueueBind(q, b.topic, b.cfg.Exchange, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	return q
+}
+
 func eventMessage(i int, key string) *message.Message {
 	id := fmt.Sprintf("00000000-0000-7000-8000-%012d", i)
 	m := message.NewMessage(id, []byte(fmt.Sprintf("{\"n\":%d,\"raw\":\"\x00\xff\"}", i)))
@@ -154,13 +168,7 @@ func TestUnroutablePublishFails(t *testing.T) {
 	}
 
 	// Once a queue is bound, the same publisher delivers (channel reusable).
-	q := outboxamqp.QueueName(b.cfg.ConsumerGroup, b.topic)
-	if _, err := b.ch.QueueDeclare(q, true, false, false, false, nil); err != nil {
-		t.Fatal(err)
-	}
-	if err := b.ch.QueueBind(q, b.topic, b.cfg.Exchange, false, nil); err != nil {
-		t.Fatal(err)
-	}
+	q := b.bindQueue(t)
 	for i := range 3 {
 		if err := pub.Publish(b.topic, eventMessage(2+i, "k")); err != nil {
 			t.Fatalf("Publish after binding: %v", err)
@@ -278,13 +286,7 @@ func TestPublishAsync(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pub.Close()
-	q := outboxamqp.QueueName(b.cfg.ConsumerGroup, b.topic)
-	if _, err := b.ch.QueueDeclare(q, true, false, false, false, nil); err != nil {
-		t.Fatal(err)
-	}
-	if err := b.ch.QueueBind(q, b.topic, b.cfg.Exchange, false, nil); err != nil {
-		t.Fatal(err)
-	}
+	q := b.bindQueue(t)
 	const n = 300
 	var waits []func(context.Context) error
 	for i := range n {

@@ -64,6 +64,22 @@ func eventMessage(i int, key string) *message.Message {
 	return msg
 }
 
+// subscribe opens a subscriber of cfg on topic; the test closes it.
+func subscribe(t *testing.T, cfg outboxnats.Config, topic string) <-chan *message.Message {
+	t.Helper()
+	sub, err := outboxnats.NewSubscriber(cfg)
+	if err != nil {
+		t.Fatalf("NewSubscriber: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(func() { cancel(); _ = sub.Close() })
+	ch, err := sub.Subscribe(ctx, topic)
+	if err != nil {
+		t.Fatalf("Subscribe: %v", err)
+	}
+	return ch
+}
+
 func receive(t *testing.T, ch <-chan *message.Message) *message.Message {
 	t.Helper()
 	select {
@@ -172,18 +188,7 @@ func TestPublishSubscribe(t *testing.T) {
 		if err := pub.Publish(b.topic, extra); err != nil {
 			t.Fatalf("Publish: %v", err)
 		}
-		sub2, err := outboxnats.NewSubscriber(b.cfg)
-		if err != nil {
-			t.Fatalf("NewSubscriber: %v", err)
-		}
-		defer sub2.Close()
-		ctx2, cancel2 := context.WithCancel(context.Background())
-		defer cancel2()
-		ch2, err := sub2.Subscribe(ctx2, b.topic)
-		if err != nil {
-			t.Fatalf("Subscribe: %v", err)
-		}
-		got := receive(t, ch2)
+		got := receive(t, subscribe(t, b.cfg, b.topic))
 		got.Ack()
 		if got.UUID != extra.UUID {
 			t.Fatalf("after restart got %q, want %q", got.UUID, extra.UUID)
@@ -239,17 +244,7 @@ func TestNackRedelivers(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	sub, err := outboxnats.NewSubscriber(b.cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	ch, err := sub.Subscribe(ctx, b.topic)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ch := subscribe(t, b.cfg, b.topic)
 	first := receive(t, ch)
 	first.Nack()
 	// With MaxAckPending 1 the nacked message comes back before the next.
@@ -439,18 +434,7 @@ func TestPublishAsync(t *testing.T) {
 	if info.State.Msgs != 1 {
 		t.Fatalf("stream holds %d messages, want 1 (2 copies of one id)", info.State.Msgs)
 	}
-	sub, err := outboxnats.NewSubscriber(b.cfg)
-	if err != nil {
-		t.Fatalf("NewSubscriber: %v", err)
-	}
-	defer sub.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	ch, err := sub.Subscribe(ctx, b.topic)
-	if err != nil {
-		t.Fatalf("Subscribe: %v", err)
-	}
-	got := receive(t, ch)
+	got := receive(t, subscribe(t, b.cfg, b.topic))
 	got.Ack()
 	if got.UUID != m.UUID || string(got.Payload) != string(m.Payload) {
 		t.Fatalf("received %s %q, want %s %q", got.UUID, got.Payload, m.UUID, m.Payload)

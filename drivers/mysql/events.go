@@ -50,11 +50,7 @@ WHERE locked_by = ? AND status = 'pending' AND id IN ({IDS})`),
 		markDelivered: r.Replace(`UPDATE {T} SET status = 'delivered', delivered_at = UTC_TIMESTAMP(6),
 	attempts = attempts + 1, locked_by = NULL, locked_until = NULL
 WHERE locked_by = ? AND status = 'pending' AND id IN ({IDS})`),
-		// MySQL evaluates SET assignments left to right with the new values,
-		// so next_attempt_at (which reads only itself) comes before status.
-		markFailed: r.Replace(`UPDATE {T} SET attempts = attempts + 1, last_error = ?,
-	next_attempt_at = IF(?, next_attempt_at, UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND),
-	status = IF(?, 'dead', 'pending'),
+		markFailed: r.Replace(failedAttempt + `,
 	locked_by = NULL, locked_until = NULL
 WHERE id = ? AND locked_by = ? AND status = 'pending'`),
 		release: r.Replace(`UPDATE {T} SET locked_by = NULL, locked_until = NULL
@@ -79,6 +75,14 @@ WHERE status = 'dead' AND type = ?`),
 		get: r.Replace(`SELECT ` + columns + ` FROM {T} WHERE id = ?`),
 	}
 }
+
+// failedAttempt is the head of both claims' failure statement; parameters:
+// the error, dead, the retry delay in microseconds, dead. MySQL evaluates
+// SET assignments left to right with the new values, so next_attempt_at
+// (which reads only itself) comes before status.
+const failedAttempt = `UPDATE {T} SET attempts = attempts + 1, last_error = ?,
+	next_attempt_at = IF(?, next_attempt_at, UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND),
+	status = IF(?, 'dead', 'pending')`
 
 // readyEvent is the part of both claims' WHERE clause (alias o, after the
 // status test) that picks ready events: retry time come, not leased, and

@@ -49,10 +49,7 @@ FROM {T} WHERE seq IN ({IDS}) AND status = 'pending'
 FOR UPDATE SKIP LOCKED`),
 		delivered: r.Replace(`UPDATE {T} SET status = 'delivered', delivered_at = UTC_TIMESTAMP(6), attempts = attempts + 1
 WHERE seq IN ({IDS})`),
-		// As markFailed: next_attempt_at reads itself only, before status.
-		failed: r.Replace(`UPDATE {T} SET attempts = attempts + 1, last_error = ?,
-	next_attempt_at = IF(?, next_attempt_at, UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND),
-	status = IF(?, 'dead', 'pending')
+		failed: r.Replace(failedAttempt + `
 WHERE seq = ?`),
 	}
 }

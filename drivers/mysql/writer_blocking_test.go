@@ -105,12 +105,7 @@ func TestWriterNeverWaitsForOpenClaim(t *testing.T) {
 	t.Parallel()
 	t.Run("ReadCommittedClaim", func(t *testing.T) {
 		t.Parallel()
-		b := setup(t)
-		ob := newOutbox(t, b.drv)
-		wdb := writerDB(t)
-		for i := range 5 {
-			b.writeTx(t, ob, true, &outbox.Event{Type: "seed", Topic: "t", Key: fmt.Sprint("k", i%2), Payload: []byte("s")})
-		}
+		b, ob, wdb := seededForClaim(t)
 		inClaim := make(chan struct{})
 		b.drv.claimHook = func() {
 			close(inClaim)
@@ -140,12 +135,7 @@ func TestWriterNeverWaitsForOpenClaim(t *testing.T) {
 		// COMMITTED transaction that stays open while the batch is
 		// published.
 		t.Parallel()
-		b := setup(t)
-		ob := newOutbox(t, b.drv)
-		wdb := writerDB(t)
-		for i := range 5 {
-			b.writeTx(t, ob, true, &outbox.Event{Type: "seed", Topic: "t", Key: fmt.Sprint("k", i%2), Payload: []byte("s")})
-		}
+		b, ob, wdb := seededForClaim(t)
 		if rows := b.claimHeld(t, 100).Rows(); len(rows) != 5 {
 			t.Fatalf("claimed %d rows, want 5", len(rows))
 		}
@@ -173,6 +163,18 @@ func TestWriterNeverWaitsForOpenClaim(t *testing.T) {
 		}
 		t.Logf("control: same claim SELECT under REPEATABLE READ makes the INSERT wait: %v", err)
 	})
+}
+
+// seededForClaim returns a table with 5 events on keys k0 and k1, its
+// Outbox, and a writer connection pool.
+func seededForClaim(t *testing.T) (*bundle, *outbox.Outbox, *sql.DB) {
+	t.Helper()
+	b := setup(t)
+	ob := newOutbox(t, b.drv)
+	for i := range 5 {
+		b.writeTx(t, ob, true, &outbox.Event{Type: "seed", Topic: "t", Key: fmt.Sprint("k", i%2), Payload: []byte("s")})
+	}
+	return b, ob, writerDB(t)
 }
 
 // writeDuringClaim runs application INSERT+COMMITs at every isolation

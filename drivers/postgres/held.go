@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/outboxkit/outboxkit/framework/outboxdriver"
@@ -203,7 +204,7 @@ func (b *heldBatch) Finish(ctx context.Context, delivered []string, failed []out
 			if !ok {
 				return fmt.Errorf("postgres: event %s is not part of this batch", id)
 			}
-			seqs = append(seqs, fmt.Sprint(seq))
+			seqs = append(seqs, strconv.FormatInt(seq, 10))
 		}
 		if _, err := b.tx.ExecContext(ctx, b.d.held.delivered, strings.Join(seqs, ",")); err != nil {
 			return interpretError(err)
