@@ -109,6 +109,12 @@ type RelayConfig struct {
 	// It must not block.
 	Observer func(Outcome)
 
+	// ClaimObserver, when set, is told the result of every claim: how many
+	// events it returned, or the database error that made it fail (for
+	// metrics and health: a relay whose claims fail is not relaying). It
+	// must not block.
+	ClaimObserver func(ClaimOutcome)
+
 	// Logger receives operational logs, also Watermill's. Nil discards them.
 	Logger *slog.Logger
 }
@@ -164,6 +170,16 @@ type Outcome struct {
 	Dead bool
 	// Duration is the time from handing the event to the publishing path
 	// (the forwarder, or the Publisher with PublishDirect) to its outcome.
+	Duration time.Duration
+}
+
+// ClaimOutcome describes one claim, for RelayConfig.ClaimObserver.
+type ClaimOutcome struct {
+	// Events is how many events the claim returned (0 when idle or failed).
+	Events int
+	// Err is the claim's error (nil when it succeeded, also when empty).
+	Err error
+	// Duration is how long the claim took.
 	Duration time.Duration
 }
 
@@ -369,6 +385,7 @@ func (w *worker) loop(ctx context.Context) {
 		var first int64
 		var err error
 		params.FromSeq = hint.from()
+		claimStart := time.Now()
 		if held != nil {
 			n, first, err = w.heldBatch(ctx, held, params)
 		} else {
@@ -376,6 +393,9 @@ func (w *worker) loop(ctx context.Context) {
 		}
 		if err == nil {
 			hint.claimed(params.FromSeq, n, first)
+		}
+		if w.cfg.ClaimObserver != nil && (err == nil || ctx.Err() == nil) {
+			w.cfg.ClaimObserver(ClaimOutcome{Events: n, Err: err, Duration: time.Since(claimStart)})
 		}
 		if err != nil {
 			if ctx.Err() != nil {
