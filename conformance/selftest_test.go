@@ -78,7 +78,7 @@ func brokenHarness(variant string) conformance.Harness {
 		// A child cut short by -test.timeout runs no cleanup: the parent
 		// drops what it names here.
 		fmt.Printf("selftest-created table %s\n", table)
-		return &brokenDriver{Driver: d, variant: variant}, nil
+		return &brokenDriver{Driver: d, leased: d.(outboxdriver.LeasedClaimer), variant: variant}, nil
 	}
 	open := b.Open
 	b.Open = func(t testing.TB, id string) conformance.BrokerInstance {
@@ -90,11 +90,12 @@ func brokenHarness(variant string) conformance.Harness {
 
 type brokenDriver struct {
 	outboxdriver.Driver
+	leased  outboxdriver.LeasedClaimer
 	variant string
 }
 
 func (d *brokenDriver) EventClaimBatch(ctx context.Context, p *outboxdriver.EventClaimBatchParams) ([]*outboxdriver.EventRow, error) {
-	rows, err := d.Driver.EventClaimBatch(ctx, p)
+	rows, err := d.leased.EventClaimBatch(ctx, p)
 	if err != nil || len(rows) == 0 {
 		return rows, err
 	}
@@ -104,7 +105,7 @@ func (d *brokenDriver) EventClaimBatch(ctx context.Context, p *outboxdriver.Even
 		for i, r := range rows {
 			ids[i] = r.ID
 		}
-		if _, err := d.Driver.EventMarkDelivered(ctx, &outboxdriver.EventMarkDeliveredParams{RelayID: p.RelayID, IDs: ids}); err != nil {
+		if _, err := d.leased.EventMarkDelivered(ctx, &outboxdriver.EventMarkDeliveredParams{RelayID: p.RelayID, IDs: ids}); err != nil {
 			return nil, err
 		}
 	case brokenReorder:
@@ -113,15 +114,27 @@ func (d *brokenDriver) EventClaimBatch(ctx context.Context, p *outboxdriver.Even
 	return rows, nil
 }
 
+func (d *brokenDriver) EventExtendLeases(ctx context.Context, p *outboxdriver.EventExtendLeasesParams) (int64, error) {
+	return d.leased.EventExtendLeases(ctx, p)
+}
+
+func (d *brokenDriver) EventRelease(ctx context.Context, p *outboxdriver.EventReleaseParams) (int64, error) {
+	return d.leased.EventRelease(ctx, p)
+}
+
+func (d *brokenDriver) EventMarkDelivered(ctx context.Context, p *outboxdriver.EventMarkDeliveredParams) (int64, error) {
+	return d.leased.EventMarkDelivered(ctx, p)
+}
+
 func (d *brokenDriver) EventMarkFailed(ctx context.Context, p *outboxdriver.EventMarkFailedParams) (int64, error) {
 	if d.variant != brokenSwallow {
-		return d.Driver.EventMarkFailed(ctx, p)
+		return d.leased.EventMarkFailed(ctx, p)
 	}
 	ids := make([]string, len(p.Failures))
 	for i, f := range p.Failures {
 		ids[i] = f.ID
 	}
-	return d.Driver.EventMarkDelivered(ctx, &outboxdriver.EventMarkDeliveredParams{RelayID: p.RelayID, IDs: ids})
+	return d.leased.EventMarkDelivered(ctx, &outboxdriver.EventMarkDeliveredParams{RelayID: p.RelayID, IDs: ids})
 }
 
 type brokenBroker struct {

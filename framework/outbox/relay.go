@@ -265,6 +265,11 @@ func NewRelay(driver outboxdriver.Driver, publisher message.Publisher, cfg Relay
 	if publisher == nil {
 		return nil, configError("publisher must not be nil")
 	}
+	_, held := driver.(outboxdriver.HeldClaimer)
+	_, leased := driver.(outboxdriver.LeasedClaimer)
+	if !held && !leased {
+		return nil, configError("driver %T implements no claim protocol (outboxdriver.HeldClaimer or outboxdriver.LeasedClaimer)", driver)
+	}
 	cfg = cfg.withDefaults()
 	if err := cfg.validate(); err != nil {
 		return nil, err
@@ -389,7 +394,7 @@ func (w *worker) loop(ctx context.Context) {
 		if held != nil {
 			n, first, err = w.heldBatch(ctx, held, params)
 		} else {
-			n, first, err = w.leasedBatch(ctx, params)
+			n, first, err = w.leasedBatch(ctx, w.driver.(outboxdriver.LeasedClaimer), params)
 		}
 		if err == nil {
 			hint.claimed(params.FromSeq, n, first)
@@ -429,8 +434,8 @@ func (w *worker) loop(ctx context.Context) {
 
 // leasedBatch claims a batch with leases (EventClaimBatch), publishes it
 // while a heartbeat extends the leases, and records the outcome.
-func (w *worker) leasedBatch(ctx context.Context, params *outboxdriver.EventClaimBatchParams) (n int, first int64, err error) {
-	rows, err := w.driver.EventClaimBatch(ctx, params)
+func (w *worker) leasedBatch(ctx context.Context, leased outboxdriver.LeasedClaimer, params *outboxdriver.EventClaimBatchParams) (n int, first int64, err error) {
+	rows, err := leased.EventClaimBatch(ctx, params)
 	if err != nil || len(rows) == 0 {
 		return 0, 0, err
 	}
@@ -439,10 +444,10 @@ func (w *worker) leasedBatch(ctx context.Context, params *outboxdriver.EventClai
 		ids[i] = r.ID
 	}
 	heartbeatCtx, stopHeartbeat := context.WithCancel(context.WithoutCancel(ctx))
-	go w.heartbeat(heartbeatCtx, ids)
+	go w.heartbeat(heartbeatCtx, leased, ids)
 	res := w.publish(ctx, rows)
 	stopHeartbeat()
-	w.record(ctx, res)
+	w.record(ctx, leased, res)
 	return len(rows), rows[0].Seq, nil
 }
 
@@ -564,7 +569,7 @@ func (w *worker) publish(ctx context.Context, rows []*outboxdriver.EventRow) *ba
 }
 
 // heartbeat extends the leases of ids every LeaseDuration/3 until ctx ends.
-func (w *worker) heartbeat(ctx context.Context, ids []string) {
+func (w *worker) heartbeat(ctx context.Context, leased outboxdriver.LeasedClaimer, ids []string) {
 	t := time.NewTicker(w.cfg.LeaseDuration / 3)
 	defer t.Stop()
 	for {
@@ -572,7 +577,7 @@ func (w *worker) heartbeat(ctx context.Context, ids []string) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if _, err := w.driver.EventExtendLeases(ctx, &outboxdriver.EventExtendLeasesParams{
+			if _, err := leased.EventExtendLeases(ctx, &outboxdriver.EventExtendLeasesParams{
 				RelayID: w.cfg.ID, IDs: ids, Lease: w.cfg.LeaseDuration,
 			}); err != nil {
 				w.log.Warn("extending leases failed", "err", err)
@@ -735,7 +740,7 @@ func (w *worker) observe(row *outboxdriver.EventRow, err error, dead bool, d tim
 // once ShutdownTimeout has passed after ctx was cancelled it gives up, and
 // the leases expire so that the events are published again (duplicates, never
 // loss).
-func (w *worker) record(ctx context.Context, res *batchResult) {
+func (w *worker) record(ctx context.Context, leased outboxdriver.LeasedClaimer, res *batchResult) {
 	stopCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
 	stop := context.AfterFunc(ctx, func() { time.AfterFunc(w.cfg.ShutdownTimeout, cancel) })
@@ -747,15 +752,15 @@ func (w *worker) record(ctx context.Context, res *batchResult) {
 		run  func(context.Context) error
 	}{
 		{"mark delivered", len(res.delivered), func(c context.Context) error {
-			_, err := w.driver.EventMarkDelivered(c, &outboxdriver.EventMarkDeliveredParams{RelayID: w.cfg.ID, IDs: res.delivered})
+			_, err := leased.EventMarkDelivered(c, &outboxdriver.EventMarkDeliveredParams{RelayID: w.cfg.ID, IDs: res.delivered})
 			return err
 		}},
 		{"mark failed", len(res.failed), func(c context.Context) error {
-			_, err := w.driver.EventMarkFailed(c, &outboxdriver.EventMarkFailedParams{RelayID: w.cfg.ID, Failures: res.failed})
+			_, err := leased.EventMarkFailed(c, &outboxdriver.EventMarkFailedParams{RelayID: w.cfg.ID, Failures: res.failed})
 			return err
 		}},
 		{"release", len(res.released), func(c context.Context) error {
-			_, err := w.driver.EventRelease(c, &outboxdriver.EventReleaseParams{RelayID: w.cfg.ID, IDs: res.released})
+			_, err := leased.EventRelease(c, &outboxdriver.EventReleaseParams{RelayID: w.cfg.ID, IDs: res.released})
 			return err
 		}},
 	}
