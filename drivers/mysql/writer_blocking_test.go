@@ -217,7 +217,9 @@ func TestWriterNeverWaitsForStuckRelay(t *testing.T) {
 	// Cleanups run last-in first-out: the broker is released after the
 	// relays were told to stop.
 	t.Cleanup(func() { close(hang.release) })
-	startRelay(t, b.drv, hang, outbox.RelayConfig{ID: "stuck-relay", LeaseDuration: 3 * time.Second, PublishTimeout: time.Minute, ShutdownTimeout: 500 * time.Millisecond})
+	// Concurrency 1: a relay stuck on its broker legitimately holds up to
+	// Concurrency batches until PublishTimeout; this test wants one.
+	startRelay(t, b.drv, hang, outbox.RelayConfig{ID: "stuck-relay", Concurrency: 1, LeaseDuration: 3 * time.Second, PublishTimeout: time.Minute, ShutdownTimeout: 500 * time.Millisecond})
 	select {
 	case id := <-hang.entered:
 		if id != stuck.ID {
