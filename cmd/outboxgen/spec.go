@@ -7,8 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"go/token"
+	"io"
 	"math"
 	"math/big"
 	"path"
@@ -892,7 +892,9 @@ func badGoType(s string) string {
 	case pkg != "" && !token.IsExported(name):
 		return "names an unexported identifier of another package"
 	case pkg != "" && (strings.HasPrefix(pkg, "/") || strings.HasSuffix(pkg, "/") || strings.Contains(pkg, "//") ||
-		slices.ContainsFunc(strings.Split(pkg, "/"), func(e string) bool { return e == "." || e == ".." || strings.HasPrefix(e, ".") || strings.HasSuffix(e, ".") })):
+		slices.ContainsFunc(strings.Split(pkg, "/"), func(e string) bool {
+			return e == "." || e == ".." || strings.HasPrefix(e, ".") || strings.HasSuffix(e, ".")
+		})):
 		return "has an invalid import path"
 	}
 	return ""
