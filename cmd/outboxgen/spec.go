@@ -592,10 +592,7 @@ func (p *parser) build(root map[string]any) *Spec {
 		if strings.ContainsFunc(e.Topic, unicode.IsControl) {
 			p.errAt(ptrJoin(ptr, "topic"), "topic %q contains a control character (tab or newline)", e.Topic)
 		}
-		ver, err := strconv.Atoi(string(em["version"].(json.Number)))
-		if err != nil {
-			p.errAt(ptrJoin(ptr, "version"), "version %s must be an integer written without fraction or exponent", em["version"])
-		}
+		ver, _ := p.count(ptrJoin(ptr, "version"), em["version"], 1)
 		e.Version = ver
 		e.GoName = str(em, "go_name")
 		if e.GoName == "" {
