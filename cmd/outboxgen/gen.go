@@ -62,7 +62,10 @@ func Generate(spec *Spec, pkg string) ([]byte, error) {
 
 	var buf bytes.Buffer
 	if err := g.f.Render(&buf); err != nil {
-		return nil, fmt.Errorf("outboxgen: render: %w", err)
+		// Only a generator bug gets here (Parse refuses every schema that
+		// would): name the first problem, without dumping the source.
+		msg, _, _ := strings.Cut(err.Error(), " while formatting source")
+		return nil, fmt.Errorf("outboxgen: internal error, the generated code does not parse (please report it with the schema): %s", msg)
 	}
 	return buf.Bytes(), nil
 }
