@@ -55,33 +55,22 @@ func checkPattern(re string) error {
 			i++
 			atomDone = true
 			continue
-		case '*', '+', '?':
-			if !atomDone {
-				return fmt.Errorf("%q at offset %d: nothing to repeat", string(c), i)
-			}
-			i++
-			if i < len(rs) && rs[i] == '?' {
-				i++
-			}
-			if i < len(rs) && (rs[i] == '+' || rs[i] == '*' || rs[i] == '?' || rs[i] == '{') {
-				return fmt.Errorf("%q at offset %d: a repeated quantifier (or possessive +) is not portable", string(rs[i]), i)
-			}
-			atomDone = false
-			continue
-		case '{':
-			n := patternRepeat(rs, i)
-			if n == 0 {
-				return fmt.Errorf("'{' at offset %d: a literal { must be escaped as \\{", i)
+		case '*', '+', '?', '{':
+			n := 1
+			if c == '{' {
+				if n = patternRepeat(rs, i); n == 0 {
+					return fmt.Errorf("'{' at offset %d: a literal { must be escaped as \\{", i)
+				}
 			}
 			if !atomDone {
 				return fmt.Errorf("%q at offset %d: nothing to repeat", string(rs[i:i+n]), i)
 			}
 			i += n
 			if i < len(rs) && rs[i] == '?' {
-				i++
+				i++ // lazy
 			}
 			if i < len(rs) && (rs[i] == '+' || rs[i] == '*' || rs[i] == '?' || rs[i] == '{') {
-				return fmt.Errorf("%q at offset %d: a repeated quantifier is not portable", string(rs[i]), i)
+				return fmt.Errorf("%q at offset %d: a repeated quantifier (or possessive +) is not portable", string(rs[i]), i)
 			}
 			atomDone = false
 			continue
