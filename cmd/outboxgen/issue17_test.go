@@ -321,3 +321,16 @@ func TestParseMessages(t *testing.T) {
 		t.Fatalf("breaking against {}: exit %d, %s", code, &stderr)
 	}
 }
+
+// A topic that is a Go keyword is no Go identifier: it is fine; and a
+// diagnostic never writes control characters to the terminal.
+func TestKeywordTopicAndPrintableDiagnostics(t *testing.T) {
+	t.Parallel()
+	if _, err := Parse("ok.yaml", []byte(strings.Replace(okEvent, "topic: care.invoices", "topic: func", 1))); err != nil {
+		t.Fatal(err)
+	}
+	got := parseErr(t, okEvent+"      code: {type: string, pattern: \"\\\\\\e[31m\"}\n")
+	if strings.ContainsRune(got, 0x1b) {
+		t.Fatalf("diagnostic holds a raw ESC: %q", got)
+	}
+}

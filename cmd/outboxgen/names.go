@@ -90,7 +90,8 @@ func (p *parser) checkNames() {
 	seen := map[[2]string]decl{}
 	reported := map[[2]Pos]bool{} // one diagnostic per pair of schema locations
 	for _, d := range decls {
-		if token.IsKeyword(d.ident) || (d.scope == scopePkg || d.scope == scopeDecoder) && slices.Contains(predeclared, d.ident) {
+		goScope := d.scope != scopeSchemas && d.scope != scopeChannels
+		if goScope && (token.IsKeyword(d.ident) || (d.scope == scopePkg || d.scope == scopeDecoder) && slices.Contains(predeclared, d.ident)) {
 			p.diags = append(p.diags, Diag{File: p.file, Pos: d.pos, Path: displayPath(d.ptr),
 				Msg: fmt.Sprintf("Go name %s (%s) is a Go keyword or predeclared identifier; %s", d.ident, d.what, d.hint)})
 			continue

@@ -53,7 +53,7 @@ var (
 	propEventNames = []string{"Return", "Cfg", "Unknown", "Handle", "Package", "Select", "Type", "Map", "String", "Error", "Order", "Invoice", "Ping", "Shipment", "Go", "Func", "Nil", "Any"}
 	propFieldNames = []string{"id", "type", "func", "map", "range", "order_id", "url", "ids", "api_key", "value", "string", "error", "len", "x", "created_at", "amount", "note", "tags", "is_ok", "default", "select", "go", "nil", "true", "cfg", "unknown", "v2", "http_url_ids"}
 	propTypeNames  = []string{"Line", "Address", "Status", "Kind", "Any", "Nil", "Cfg", "Item", "Entry", "Level"}
-	propTopics     = []string{"orders", "orders/created", "orders_created", "заказы", "注文", "a b", "x.y-z", "Orders"}
+	propTopics     = []string{"orders", "func", "orders/created", "orders_created", "заказы", "注文", "a b", "x.y-z", "Orders"}
 	propTexts      = []string{"A plain sentence.", "Line one\nline two\n\nline four", "Uses */ and // and `backticks` and \"quotes\".", "<b>html</b> & <script>", "ünïcödé 日本語 😀", "Deprecated: looks like a directive", "\tindented with a tab", "100% {braces} [brackets] $dollar \\backslash"}
 	propEnumValues = []string{"on hold", "on-hold2", "3-d secure", "ACTIVE", "é", "x.y", "a_b", "Zz9", "naïve", "日本"}
 	// propPatterns pairs portable patterns with a string each matches.

@@ -42,7 +42,9 @@ type Diag struct {
 }
 
 func (d Diag) String() string {
-	if d.Pos.Col == 0 { // a line without a known column
+	d.Msg = printable(d.Msg) // messages may quote hostile input
+	// A line without a known column.
+	if d.Pos.Col == 0 {
 		if d.Path != "" {
 			return fmt.Sprintf("%s:%d: %s: %s", d.File, d.Pos.Line, d.Path, d.Msg)
 		}
@@ -260,6 +262,24 @@ func (p *parser) toValue(n *yaml.Node, ptr string) any {
 		}
 	}
 	return nil
+}
+
+// printable escapes the control and bidirectional-text characters of s so
+// that a diagnostic never writes them to a terminal.
+func printable(s string) string {
+	if !strings.ContainsFunc(s, func(r rune) bool { return badText(string(r)) != "" && r != '\n' && r != '\t' || r == utf8.RuneError }) {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		if r != '\n' && r != '\t' && (badText(string(r)) != "" || r == utf8.RuneError) {
+			q := strconv.QuoteRuneToASCII(r)
+			b.WriteString(q[1 : len(q)-1])
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 // badText says why s cannot be carried into generated Go comments, string
