@@ -13,7 +13,9 @@ import (
 // named statements), renders each once as a text/template with data and
 // funcs (validated, quoted identifiers and fixed settings only: never user
 // input; values are bind parameters), and returns them by file name without
-// the .sql suffix. Files with another suffix are ignored.
+// the .sql suffix. Lines that are whole "--" comments are dropped from the
+// result (they document the file; the database need not receive them on
+// every call). Files with another suffix are ignored.
 func RenderQueries(fsys fs.FS, dir string, data any, funcs template.FuncMap) (map[string]string, error) {
 	entries, err := fs.ReadDir(fsys, dir)
 	if err != nil {
@@ -37,7 +39,7 @@ func RenderQueries(fsys fs.FS, dir string, data any, funcs template.FuncMap) (ma
 		if err := tmpl.Execute(&b, data); err != nil {
 			return nil, fmt.Errorf("query %s: %w", e.Name(), err)
 		}
-		out[name] = strings.TrimSpace(b.String())
+		out[name] = stripCommentLines(b.String())
 	}
 	return out, nil
 }
@@ -67,4 +69,20 @@ func BindQueries(queries map[string]string, dst map[string]*string) error {
 	sort.Strings(missing)
 	sort.Strings(unused)
 	return fmt.Errorf("queries: missing files %v, unused files %v", missing, unused)
+}
+
+// stripCommentLines drops blank lines and whole-line "--" comments.
+func stripCommentLines(s string) string {
+	var b strings.Builder
+	for line := range strings.SplitSeq(s, "\n") {
+		trimmed := strings.TrimSpace(line)
+		if trimmed == "" || strings.HasPrefix(trimmed, "--") {
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteByte('\n')
+		}
+		b.WriteString(strings.TrimRight(line, " \t\r"))
+	}
+	return b.String()
 }
