@@ -75,7 +75,7 @@ type Driver struct {
 	db       *sql.DB
 	cfg      Config
 	table    string // quoted, qualified
-	migLock  int64 // advisory lock serializing migrations on this table
+	migLock  int64  // advisory lock serializing migrations on this table
 	queries  queries
 	insertN1 string
 	channel  string // NOTIFY channel of this table; empty without NotifyDSN
