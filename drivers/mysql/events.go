@@ -98,7 +98,7 @@ func (d *Driver) readCommitted(ctx context.Context, fn func(*sql.Tx) error) erro
 // not claimed, before its last claimed one. Under READ COMMITTED a locking
 // read returns the newest committed rows but skips (SKIP LOCKED) the rows of
 // a transaction still committing, so one scan can see part of a writer's
-// transaction: without this check it could lease a key's later events and
+// transaction: without this check it could claim a key's later events and
 // leave its earlier ones to another relay. This plain read runs after the
 // scan, in a new statement, so it sees the whole commit. The claim holds
 // the keys' named locks, so no other claim changes the answer.
