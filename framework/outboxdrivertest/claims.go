@@ -123,12 +123,7 @@ func testClaim(t *testing.T, h Harness) {
 	t.Run("a rolled-back insert is never claimed", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t, h)
-		tx := b.begin(t)
-		rolledBack := ev("k", 1)
-		if err := b.ob.Insert(b.ctx, tx, rolledBack); err != nil {
-			t.Fatal(err)
-		}
-		if err := tx.Rollback(); err != nil {
+		if err := b.insertOpen(t, ev("k", 1)).Rollback(); err != nil {
 			t.Fatal(err)
 		}
 		later := ev("k", 2)
@@ -142,12 +137,8 @@ func testClaim(t *testing.T, h Harness) {
 			t.Skip("one writer at a time: a claim waits for the open insert")
 		}
 		b := setup(t, h)
-		tx := b.begin(t)
-		defer tx.Rollback() //nolint:errcheck
 		open := ev("k", 1)
-		if err := b.ob.Insert(b.ctx, tx, open); err != nil {
-			t.Fatal(err)
-		}
+		tx := b.insertOpen(t, open)
 		c := claimerOf(t, b)
 		batch := c.claim(t, "r1", 10, 0)
 		wantIDs(t, "claim during the open insert", rowIDs(batch.rows), nil)
@@ -166,12 +157,8 @@ func testClaim(t *testing.T, h Harness) {
 			t.Skip("one writer at a time: seq order is commit order")
 		}
 		b := setup(t, h)
-		slow := b.begin(t)
-		defer slow.Rollback() //nolint:errcheck
 		early := ev("a", 1)
-		if err := b.ob.Insert(b.ctx, slow, early); err != nil { // takes the lower seq
-			t.Fatal(err)
-		}
+		slow := b.insertOpen(t, early) // takes the lower seq
 		late := ev("b", 1)
 		b.insert(t, late)
 		c := claimerOf(t, b)

@@ -84,12 +84,8 @@ func testInsert(t *testing.T, h Harness) {
 	t.Run("rollback stores nothing", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t, h)
-		tx := b.begin(t)
 		e := ev("k", 1)
-		if err := b.ob.Insert(b.ctx, tx, e); err != nil {
-			t.Fatal(err)
-		}
-		if err := tx.Rollback(); err != nil {
+		if err := b.insertOpen(t, e).Rollback(); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := b.drv.EventGet(b.ctx, &outboxdriver.EventGetParams{ID: e.ID}); !errors.Is(err, outboxdriver.ErrNotFound) {

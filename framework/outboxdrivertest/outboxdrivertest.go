@@ -111,6 +111,18 @@ func (b *bundle) insert(t *testing.T, events ...*outbox.Event) {
 	}
 }
 
+// insertOpen inserts events in a transaction it leaves open for the test
+// to commit or roll back (rolled back when the test ends otherwise).
+func (b *bundle) insertOpen(t *testing.T, events ...*outbox.Event) *sql.Tx {
+	t.Helper()
+	tx := b.begin(t)
+	t.Cleanup(func() { _ = tx.Rollback() })
+	if err := b.ob.Insert(b.ctx, tx, events...); err != nil {
+		t.Fatalf("Insert: %v", err)
+	}
+	return tx
+}
+
 func (b *bundle) begin(t *testing.T) *sql.Tx {
 	t.Helper()
 	tx, err := b.drv.DB().BeginTx(b.ctx, nil)
