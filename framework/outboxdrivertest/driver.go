@@ -58,7 +58,15 @@ func testInsert(t *testing.T, h Harness) {
 		// (bytes), markup and escapes in headers and key.
 		e := &outbox.Event{Type: "invoice.issued", Topic: "invoices", Key: "k-é-<b>",
 			Payload: []byte("\x00\xff{\"a\":1}\x1b[31m"), Headers: map[string]string{"h": "v\x1b]0;x\x07", "html": "<script>"}}
-		b.insert(t, e)
+		// The core adds the trace context of ctx as a header.
+		const traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+		tx := b.begin(t)
+		if err := b.ob.Insert(outbox.ContextWithTraceparent(b.ctx, traceparent, ""), tx, e); err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.Commit(); err != nil {
+			t.Fatal(err)
+		}
 		if e.ID == "" || e.CreatedAt.IsZero() {
 			t.Fatalf("Insert did not fill id and created_at: %+v", e)
 		}
@@ -69,6 +77,7 @@ func testInsert(t *testing.T, h Harness) {
 		}
 		if r.Seq <= 0 || r.ID != e.ID || r.Type != e.Type || r.Topic != e.Topic || r.Key != e.Key ||
 			string(r.Payload) != string(e.Payload) || headers["h"] != e.Headers["h"] || headers["html"] != "<script>" ||
+			headers["traceparent"] != traceparent ||
 			r.Status != outboxdriver.StatusPending || r.Attempts != 0 || r.LastError != "" ||
 			!r.CreatedAt.Equal(e.CreatedAt) || r.NextAttemptAt.IsZero() || r.DeliveredAt != nil ||
 			r.LockedBy != "" || r.LockedUntil != nil {
@@ -125,15 +134,33 @@ func testInsert(t *testing.T, h Harness) {
 	t.Run("invalid events leave the transaction usable", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t, h)
+		ob, err := outbox.New(b.drv, outbox.Config{MaxPayloadBytes: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
 		tx := b.begin(t)
 		defer tx.Rollback() //nolint:errcheck
-		err := b.ob.Insert(b.ctx, tx, ev("ok", 1), &outbox.Event{ID: "nope", Type: "x", Topic: "t"})
-		var ee *outbox.EventError
-		if !errors.As(err, &ee) || ee.Field != "ID" || ee.Index != 1 {
-			t.Fatalf("invalid id: %v", err)
+		for name, c := range map[string]struct {
+			e     *outbox.Event
+			field string
+			want  error
+		}{
+			"empty type":      {&outbox.Event{Topic: "t"}, "Type", outbox.ErrInvalidEvent},
+			"empty topic":     {&outbox.Event{Type: "x"}, "Topic", outbox.ErrInvalidEvent},
+			"bad id":          {&outbox.Event{ID: "nope", Type: "x", Topic: "t"}, "ID", outbox.ErrInvalidEvent},
+			"reserved header": {&outbox.Event{Type: "x", Topic: "t", Headers: map[string]string{"outbox_key": "v"}}, "Headers", outbox.ErrInvalidEvent},
+			"too large":       {&outbox.Event{Type: "x", Topic: "t", Payload: make([]byte, 11)}, "Payload", outbox.ErrEventTooLarge},
+		} {
+			err := ob.Insert(b.ctx, tx, ev("ok", 1), c.e)
+			var ee *outbox.EventError
+			if !errors.As(err, &ee) || !errors.Is(err, c.want) || ee.Field != c.field || ee.Index != 1 {
+				t.Fatalf("%s: got %v", name, err)
+			}
 		}
+		// Nothing of the refused calls was written, and the transaction
+		// still works.
 		ok := ev("ok", 2)
-		if err := b.ob.Insert(b.ctx, tx, ok); err != nil {
+		if err := ob.Insert(b.ctx, tx, ok); err != nil {
 			t.Fatal(err)
 		}
 		if err := tx.Commit(); err != nil {

@@ -60,6 +60,23 @@ func testHeld(t *testing.T, h Harness) {
 		wantIDs(t, "claim from the third seq", rowIDs(hinted.Rows()), eventIDs(evs[2:]...))
 	})
 
+	t.Run("FromSeq never skips a key's earlier pending event", func(t *testing.T) {
+		// Per-key order does not rest on the hint: a key whose earlier
+		// event lies below it is left for a claim without the hint.
+		t.Parallel()
+		b := setup(t, h)
+		a0, b0, a1, c0 := ev("a", 0), ev("b", 0), ev("a", 1), ev("c", 0)
+		b.insert(t, a0, b0, a1, c0)
+		from := b.get(t, a1.ID).Seq
+		hinted := claim(t, b, outboxdriver.EventClaimBatchParams{Limit: 10, FromSeq: from})
+		wantIDs(t, "claim from a1's seq", rowIDs(hinted.Rows()), eventIDs(c0))
+		if err := hinted.Abort(); err != nil {
+			t.Fatal(err)
+		}
+		wantIDs(t, "claim without the hint", rowIDs(claim(t, b, outboxdriver.EventClaimBatchParams{Limit: 10}).Rows()),
+			eventIDs(a0, b0, a1, c0))
+	})
+
 	t.Run("an empty batch finishes and aborts", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t, h)
