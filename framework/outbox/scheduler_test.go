@@ -395,7 +395,7 @@ func idsOf(rows []*outboxdriver.EventRow) []string {
 // instantBroker acknowledges every publish at once.
 type instantBroker struct{ recordingPublisher }
 
-func (instantBroker) PublishAsync(string, *message.Message) (func(context.Context) error, error) {
+func (*instantBroker) PublishAsync(string, *message.Message) (func(context.Context) error, error) {
 	return func(context.Context) error { return nil }, nil
 }
 
