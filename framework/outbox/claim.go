@@ -163,7 +163,10 @@ func (c *claimer) claimLeased(ctx context.Context, params *outboxdriver.EventCla
 	b.done = func(b *claimedBatch) {
 		c.records.Go(func() {
 			defer func() { <-c.slots }()
-			stopHeartbeat()
+			// The leases stay extended until the outcomes are written: a
+			// lease that ran out while they were being written would let a
+			// claim (this relay's next one too) publish the events again.
+			defer stopHeartbeat()
 			c.recordLeased(b)
 		})
 	}
