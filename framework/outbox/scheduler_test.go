@@ -415,3 +415,27 @@ func BenchmarkScheduler(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(rows)), "ns/event")
 }
+
+func TestSchedulerSurvivesPanics(t *testing.T) {
+	t.Parallel()
+	t.Run("ObserverPanicKeepsTheOutcome", func(t *testing.T) {
+		t.Parallel()
+		calls := 0
+		cfg := RelayConfig{Observer: func(Outcome) { calls++; panic("label value \"bad\\xfftype\" is not valid UTF-8") }}
+		got := publishOne(context.Background(), newScriptedBroker("a/1"), cfg, rowsOf([]string{"a", "b"}, 2))
+		slices.Sort(got.delivered)
+		if calls != 4 || !slices.Equal(got.delivered, []string{"a/0", "b/0", "b/1"}) {
+			t.Fatalf("observer calls %d, delivered %v, want 4 calls and a/0 b/0 b/1 delivered", calls, got.delivered)
+		}
+		if len(got.failed) != 1 || got.failed[0].ID != "a/1" {
+			t.Fatalf("failed %+v, want a/1", got.failed)
+		}
+	})
+	t.Run("PublishPanicIsAFailedAttempt", func(t *testing.T) {
+		t.Parallel()
+		got := publishOne(context.Background(), &asyncPublisher{result: func() error { panic("broker client bug") }}, RelayConfig{MaxAttempts: 2}, rowsOf([]string{"a"}, 2))
+		if len(got.failed) != 1 || got.failed[0].Dead || !strings.Contains(got.failed[0].Error, "broker client bug") || !slices.Equal(got.released, []string{"a/1"}) {
+			t.Fatalf("failed %+v released %v, want a/0 failed (not dead) with the panic's message, a/1 released", got.failed, got.released)
+		}
+	})
+}
