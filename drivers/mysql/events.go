@@ -477,6 +477,14 @@ func (d *Driver) EventList(ctx context.Context, p *outboxdriver.EventListParams)
 		b.WriteString(" AND event_key = ?")
 		args = append(args, p.Key)
 	}
+	if p.Topic != "" {
+		b.WriteString(" AND topic = ?")
+		args = append(args, p.Topic)
+	}
+	if p.LastError != "" {
+		b.WriteString(" AND last_error = ?")
+		args = append(args, p.LastError)
+	}
 	if !p.Since.IsZero() {
 		b.WriteString(" AND created_at >= ?")
 		args = append(args, p.Since.UTC())

@@ -1,0 +1,65 @@
+package postgres
+
+import (
+	"context"
+	"strings"
+
+	"github.com/outboxkit/outboxkit/framework/outboxdriver"
+)
+
+var _ outboxdriver.Inspector = (*Driver)(nil)
+
+// activityQuery reads the delivered index only: delivered rows of the
+// window, bucketed by minute. {T} is the validated, quoted table.
+const activityQuery = `SELECT date_trunc('minute', delivered_at), topic, type, count(*),
+	coalesce(sum(extract(epoch FROM delivered_at - created_at)), 0)::float8
+FROM {T}
+WHERE status = 'delivered' AND delivered_at >= $1
+GROUP BY 1, 2, 3
+ORDER BY 1 DESC, 4 DESC
+LIMIT $2`
+
+// deadGroupsQuery reads the (status, seq) index's dead entries.
+const deadGroupsQuery = `SELECT coalesce(last_error, ''), count(*), count(DISTINCT type), min(created_at), max(created_at)
+FROM {T}
+WHERE status = 'dead'
+GROUP BY 1
+ORDER BY 2 DESC, 1
+LIMIT $1`
+
+// EventActivity implements outboxdriver.Inspector.
+func (d *Driver) EventActivity(ctx context.Context, p *outboxdriver.EventActivityParams) ([]outboxdriver.ActivityRow, error) {
+	rows, err := d.db.QueryContext(ctx, strings.ReplaceAll(activityQuery, "{T}", d.table), p.Since, p.Limit)
+	if err != nil {
+		return nil, interpretError(err)
+	}
+	defer rows.Close()
+	var out []outboxdriver.ActivityRow
+	for rows.Next() {
+		var r outboxdriver.ActivityRow
+		if err := rows.Scan(&r.Minute, &r.Topic, &r.Type, &r.Delivered, &r.LagSeconds); err != nil {
+			return nil, interpretError(err)
+		}
+		r.Minute = r.Minute.UTC()
+		out = append(out, r)
+	}
+	return out, interpretError(rows.Err())
+}
+
+// EventDeadGroups implements outboxdriver.Inspector.
+func (d *Driver) EventDeadGroups(ctx context.Context, p *outboxdriver.EventDeadGroupsParams) ([]outboxdriver.DeadGroup, error) {
+	rows, err := d.db.QueryContext(ctx, strings.ReplaceAll(deadGroupsQuery, "{T}", d.table), p.Limit)
+	if err != nil {
+		return nil, interpretError(err)
+	}
+	defer rows.Close()
+	var out []outboxdriver.DeadGroup
+	for rows.Next() {
+		var g outboxdriver.DeadGroup
+		if err := rows.Scan(&g.LastError, &g.Count, &g.Types, &g.Oldest, &g.Newest); err != nil {
+			return nil, interpretError(err)
+		}
+		out = append(out, g)
+	}
+	return out, interpretError(rows.Err())
+}
