@@ -13,7 +13,7 @@ import (
 // Chart geometry, in SVG user units.
 const (
 	chartW, chartH         = 640, 180
-	padL, padR, padT, padB = 48, 8, 10, 22
+	padL, padR, padT, padB = 48, 18, 10, 22
 	chartMinutes           = 60
 	maxSeries              = 6
 )
@@ -95,7 +95,11 @@ func buildCharts(rows []outboxdriver.ActivityRow, now time.Time) charts {
 		if back == 60 {
 			i = 0
 		}
-		xt = append(xt, tick{Pos: xPos(i), Label: fmt.Sprintf("-%dm", back)})
+		label := fmt.Sprintf("-%dm", back)
+		if back == 0 {
+			label = "now"
+		}
+		xt = append(xt, tick{Pos: xPos(i), Label: label})
 	}
 	return charts{
 		Rate:       drawChart("Delivered per minute, by topic", "events/min", byTopic, topSeries(byTopic), xt, true),
