@@ -29,7 +29,7 @@ import (
 	"github.com/outboxkit/outboxkit/framework/outboxtest"
 )
 
-var updateScreenshots = flag.Bool("update", false, "write the console screenshots to docs/images")
+var updateScreenshots = flag.Bool("update-screenshots", false, "write the console screenshots to docs/images")
 
 // Hostile values: HTML, script, terminal escapes (OSC title, clear screen,
 // BEL) and, in the payload (bytea), invalid UTF-8. PostgreSQL text columns
@@ -452,8 +452,7 @@ func TestUIBrowser(t *testing.T) {
 
 	// A forged CSRF token is refused and nothing changes.
 	did := f.ids["INV-DEAD-3"]
-	run1(t, ctx, "forged csrf", chromedp.Navigate(base+"/confirm?action=retry&id="+did), chromedp.WaitVisible(chromedp.CSS("#confirmform")),
-	)
+	run1(t, ctx, "forged csrf", chromedp.Navigate(base+"/confirm?action=retry&id="+did), chromedp.WaitVisible(chromedp.CSS("#confirmform")))
 	do(t, ctx, "forge the token", `document.querySelector("input[name=csrf]").value = "0".repeat(32), document.getElementById("confirmform").submit()`)
 	waitJS(t, ctx, "refusal page", `!!document.getElementById("message")`)
 	if got := text(t, ctx, "#message"); !strings.Contains(got, "CSRF") {
