@@ -33,17 +33,8 @@ func (d *Driver) EventActivity(ctx context.Context, p *outboxdriver.EventActivit
 	if err != nil {
 		return nil, interpretError(err)
 	}
-	defer rows.Close()
-	var out []outboxdriver.ActivityRow
-	for rows.Next() {
-		var r outboxdriver.ActivityRow
-		if err := rows.Scan(&r.Minute, &r.Topic, &r.Type, &r.Delivered, &r.LagSeconds); err != nil {
-			return nil, interpretError(err)
-		}
-		r.Minute = r.Minute.UTC()
-		out = append(out, r)
-	}
-	return out, interpretError(rows.Err())
+	out, err := outboxdriver.ScanActivityRows(rows)
+	return out, interpretError(err)
 }
 
 // EventDeadGroups implements outboxdriver.Inspector.
@@ -52,14 +43,6 @@ func (d *Driver) EventDeadGroups(ctx context.Context, p *outboxdriver.EventDeadG
 	if err != nil {
 		return nil, interpretError(err)
 	}
-	defer rows.Close()
-	var out []outboxdriver.DeadGroup
-	for rows.Next() {
-		var g outboxdriver.DeadGroup
-		if err := rows.Scan(&g.LastError, &g.Count, &g.Types, &g.Oldest, &g.Newest); err != nil {
-			return nil, interpretError(err)
-		}
-		out = append(out, g)
-	}
-	return out, interpretError(rows.Err())
+	out, err := outboxdriver.ScanDeadGroupRows(rows)
+	return out, interpretError(err)
 }

@@ -2,6 +2,7 @@ package outboxdriver
 
 import (
 	"context"
+	"database/sql"
 	"time"
 )
 
@@ -54,4 +55,39 @@ type DeadGroup struct {
 	Types int64
 	// Oldest and Newest are the created_at bounds of the group.
 	Oldest, Newest time.Time
+}
+
+// ScanActivityRows reads the rows of an EventActivity query whose columns
+// are, in this order: minute, topic, type, count, summed lag in seconds —
+// for drivers whose time columns scan into time.Time. It closes rows.
+// Errors are returned untranslated.
+func ScanActivityRows(rows *sql.Rows) ([]ActivityRow, error) {
+	defer rows.Close()
+	var out []ActivityRow
+	for rows.Next() {
+		var r ActivityRow
+		if err := rows.Scan(&r.Minute, &r.Topic, &r.Type, &r.Delivered, &r.LagSeconds); err != nil {
+			return nil, err
+		}
+		r.Minute = r.Minute.UTC()
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// ScanDeadGroupRows reads the rows of an EventDeadGroups query whose columns
+// are, in this order: last error, count, distinct types, oldest and newest
+// created_at — for drivers whose time columns scan into time.Time. It
+// closes rows. Errors are returned untranslated.
+func ScanDeadGroupRows(rows *sql.Rows) ([]DeadGroup, error) {
+	defer rows.Close()
+	var out []DeadGroup
+	for rows.Next() {
+		var g DeadGroup
+		if err := rows.Scan(&g.LastError, &g.Count, &g.Types, &g.Oldest, &g.Newest); err != nil {
+			return nil, err
+		}
+		out = append(out, g)
+	}
+	return out, rows.Err()
 }

@@ -33,8 +33,26 @@ type Dialect struct {
 	MarkDelivered func(id string, created, delivered time.Time) error
 }
 
-// Run runs the check.
-func Run(t *testing.T, d Dialect) {
+// Run runs the check twice, each time on a fresh table from setup: once on
+// the driver as it is, once with its outboxdriver.Inspector hidden (the
+// Outbox's fallbacks a third-party driver gets).
+func Run(t *testing.T, setup func(t *testing.T) Dialect) {
+	t.Run("driver", func(t *testing.T) { check(t, setup(t)) })
+	t.Run("without_inspector", func(t *testing.T) {
+		d := setup(t)
+		ob, err := outbox.New(plainDriver{d.Outbox.Driver()}, outbox.Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.Outbox = ob
+		check(t, d)
+	})
+}
+
+// plainDriver hides every optional interface of the driver it wraps.
+type plainDriver struct{ outboxdriver.Driver }
+
+func check(t *testing.T, d Dialect) {
 	t.Helper()
 	ctx := context.Background()
 	ob := d.Outbox
