@@ -244,12 +244,13 @@ func run1(t *testing.T, ctx context.Context, what string, steps ...chromedp.Acti
 	}
 }
 
-// waitJS polls a boolean JavaScript expression until it is true.
+// waitJS polls a boolean JavaScript expression until it is true on a
+// completely loaded page.
 func waitJS(t *testing.T, ctx context.Context, what, expr string) {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](expr, chromedp.EvalAwaitPromise))
+		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.readyState === "complete" && (`+expr+`)`, chromedp.EvalAwaitPromise))
 		if err == nil && ok {
 			return
 		}
@@ -365,6 +366,23 @@ func TestUIBrowser(t *testing.T) {
 	}
 	noInjection(t, ctx, "event list")
 
+	// Cursor paging over the delivered history (50 a page).
+	run1(t, ctx, "delivered list", chromedp.Navigate(base+"/events?status=delivered"), chromedp.WaitVisible(chromedp.CSS("#next")))
+	lastSeq := `Number(` + rows + `.at(-1).cells[0].textContent)`
+	page1Last, err := chromedp.Run(ctx, chromedp.Evaluate[int](lastSeq))
+	if err != nil {
+		t.Fatal(err)
+	}
+	run1(t, ctx, "next page", chromedp.Click(chromedp.CSS("#next")))
+	waitJS(t, ctx, "second page", `location.search.includes("after=`+fmt.Sprint(page1Last)+`")`)
+	if !evalBool(t, ctx, rows+`.length === 50 && Number(`+rows+`[0].cells[0].textContent) > `+fmt.Sprint(page1Last)+
+		` && `+rows+`.every(r => r.cells[1].textContent === "delivered")`) {
+		t.Fatal("second page does not continue after the first")
+	}
+
+	// Back to the filtered dead events of topic billing.
+	run1(t, ctx, "filtered again", chromedp.Navigate(base+"/events?status=dead&topic=billing"), chromedp.WaitVisible(chromedp.CSS("#events")))
+
 	// Open a dead event from the list.
 	id := f.ids["INV-DEAD-1"]
 	do(t, ctx, "open dead event", rows+`.find(r => r.cells[4].textContent === "INV-DEAD-1").querySelector("a").click()`)
@@ -397,9 +415,7 @@ func TestUIBrowser(t *testing.T) {
 		const r = await fetch(location.origin + "/events/`+id+`");
 		return (await r.text()).includes('id="status">delivered<');
 	})()`)
-	if !f.received(id) {
-		t.Fatal("the broker did not receive the retried event")
-	}
+	waitUntil(t, "the broker to hand the retried event to its subscriber", func() bool { return f.received(id) })
 	run1(t, ctx, "reload detail", chromedp.Navigate(base+"/events/"+id), chromedp.WaitVisible(chromedp.CSS("#status")))
 	if got := text(t, ctx, "#status"); got != "delivered" {
 		t.Fatalf("status after retry %q", got)
@@ -616,7 +632,29 @@ func TestUIListenRules(t *testing.T) {
 		t.Fatalf("token cookie: %v %v", resp, err)
 	}
 
-	base = startUI(t, f.table, "--basic-auth", "ops:pa55")
+	// The database password never reaches a page (trust authentication
+	// ignores it; a URL that already has one keeps it).
+	dbURL, _ := url.Parse(outboxtest.PostgresURL())
+	password, ok := dbURL.User.Password()
+	if !ok {
+		password = "hunter2-db-secret"
+		dbURL.User = url.UserPassword(dbURL.User.Username(), password)
+	}
+	base = startUI(t, f.table, "--basic-auth", "ops:pa55", "--db-url", dbURL.String())
+	for _, path := range []string{"/", "/events", "/dead", "/events/" + f.ids["INV-DEAD-1"], "/events?since=garbage", "/events/nope"} {
+		req, _ := http.NewRequest(http.MethodGet, base+path, nil)
+		req.SetBasicAuth("ops", "pa55")
+		resp, err := uiClient().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if strings.Contains(string(b), password) || strings.Contains(string(b), "pa55") {
+			t.Fatalf("%s shows a secret", path)
+		}
+	}
+
 	req, _ = http.NewRequest(http.MethodGet, base+"/", nil)
 	req.SetBasicAuth("ops", "wrong")
 	if resp, err := uiClient().Do(req); err != nil || resp.StatusCode != 401 {
