@@ -29,20 +29,12 @@ LIMIT $1`
 
 // EventActivity implements outboxdriver.Inspector.
 func (d *Driver) EventActivity(ctx context.Context, p *outboxdriver.EventActivityParams) ([]outboxdriver.ActivityRow, error) {
-	rows, err := d.db.QueryContext(ctx, strings.ReplaceAll(activityQuery, "{T}", d.table), p.Since, p.Limit)
-	if err != nil {
-		return nil, interpretError(err)
-	}
-	out, err := outboxdriver.ScanActivityRows(rows)
-	return out, interpretError(err)
+	rows, err := outboxdriver.QueryActivity(ctx, d.db, strings.ReplaceAll(activityQuery, "{T}", d.table), p.Since, p.Limit)
+	return rows, interpretError(err)
 }
 
 // EventDeadGroups implements outboxdriver.Inspector.
 func (d *Driver) EventDeadGroups(ctx context.Context, p *outboxdriver.EventDeadGroupsParams) ([]outboxdriver.DeadGroup, error) {
-	rows, err := d.db.QueryContext(ctx, strings.ReplaceAll(deadGroupsQuery, "{T}", d.table), p.Limit)
-	if err != nil {
-		return nil, interpretError(err)
-	}
-	out, err := outboxdriver.ScanDeadGroupRows(rows)
-	return out, interpretError(err)
+	groups, err := outboxdriver.QueryDeadGroups(ctx, d.db, strings.ReplaceAll(deadGroupsQuery, "{T}", d.table), p.Limit)
+	return groups, interpretError(err)
 }

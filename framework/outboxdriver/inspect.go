@@ -2,7 +2,6 @@ package outboxdriver
 
 import (
 	"context"
-	"database/sql"
 	"time"
 )
 
@@ -57,11 +56,14 @@ type DeadGroup struct {
 	Oldest, Newest time.Time
 }
 
-// ScanActivityRows reads the rows of an EventActivity query whose columns
-// are, in this order: minute, topic, type, count, summed lag in seconds —
-// for drivers whose time columns scan into time.Time. It closes rows.
-// Errors are returned untranslated.
-func ScanActivityRows(rows *sql.Rows) ([]ActivityRow, error) {
+// QueryActivity runs an EventActivity query whose columns are, in this
+// order: minute, topic, type, count, summed lag in seconds — for drivers
+// whose time columns scan into time.Time. Errors are returned untranslated.
+func QueryActivity(ctx context.Context, q Querier, query string, args ...any) ([]ActivityRow, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
 	defer rows.Close()
 	var out []ActivityRow
 	for rows.Next() {
@@ -75,11 +77,15 @@ func ScanActivityRows(rows *sql.Rows) ([]ActivityRow, error) {
 	return out, rows.Err()
 }
 
-// ScanDeadGroupRows reads the rows of an EventDeadGroups query whose columns
-// are, in this order: last error, count, distinct types, oldest and newest
-// created_at — for drivers whose time columns scan into time.Time. It
-// closes rows. Errors are returned untranslated.
-func ScanDeadGroupRows(rows *sql.Rows) ([]DeadGroup, error) {
+// QueryDeadGroups runs an EventDeadGroups query whose columns are, in this
+// order: last error, count, distinct types, oldest and newest created_at —
+// for drivers whose time columns scan into time.Time. Errors are returned
+// untranslated.
+func QueryDeadGroups(ctx context.Context, q Querier, query string, args ...any) ([]DeadGroup, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
 	defer rows.Close()
 	var out []DeadGroup
 	for rows.Next() {
