@@ -182,18 +182,19 @@ type EventInsertParams struct {
 
 // EventListParams are the parameters of Driver.EventList. Zero fields do not filter.
 type EventListParams struct {
-	Status Status
-	Type   string
-	Key    string
-	// Topic keeps events of this topic (added for the web console).
+	Status   Status
+	Type     string
+	Key      string
+	Since    time.Time // created_at >= Since
+	Until    time.Time // created_at < Until
+	AfterSeq int64     // cursor: only events with Seq > AfterSeq
+	Limit    int
+
+	// Topic keeps events of this topic.
 	Topic string
 	// LastError keeps events whose last error is exactly this text (the
-	// console's "retry these" over one group of dead events).
+	// web console's "retry these" over one group of dead events).
 	LastError string
-	Since     time.Time // created_at >= Since
-	Until     time.Time // created_at < Until
-	AfterSeq  int64     // cursor: only events with Seq > AfterSeq
-	Limit     int
 }
 
 // EventMarkDeliveredParams are the parameters of Driver.EventMarkDelivered.

@@ -32,7 +32,7 @@ type pageData struct {
 	Data         any
 }
 
-func (h *Handler) page(w http.ResponseWriter, nav string, data any) pageData {
+func (h *Handler) page(nav string, data any) pageData {
 	return pageData{Base: h.cfg.BasePath, Origin: line(h.origin), Nav: nav, AllowActions: h.cfg.AllowActions,
 		RefreshMS: h.cfg.RefreshInterval.Milliseconds(), Data: data}
 }
@@ -64,7 +64,7 @@ func (h *Handler) csrfToken(w http.ResponseWriter, r *http.Request) string {
 }
 
 func (h *Handler) render(w http.ResponseWriter, r *http.Request, status int, name, nav string, data any) {
-	pd := h.page(w, nav, data)
+	pd := h.page(nav, data)
 	if h.cfg.AllowActions {
 		pd.CSRF = h.csrfToken(w, r)
 	}

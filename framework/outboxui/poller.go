@@ -88,7 +88,9 @@ func (p *poller) current(ctx context.Context, maxAge time.Duration) *snapshot {
 	}
 	p.seq++
 	s := &snapshot{Seq: p.seq, At: now}
-	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	// Not the caller's cancellation: the snapshot is shared, and one closed
+	// browser tab must not leave "context canceled" for everyone else.
+	qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	st, err := p.h.src.Stats(qctx)
 	if err != nil {
