@@ -255,8 +255,8 @@ func (d *Driver) EventGet(ctx context.Context, p *outboxdriver.EventGetParams) (
 
 // listFilters are the conditions queries/list.sql.tmpl renders.
 type listFilters struct {
-	Table                           string
-	Status, Type, Key, Since, Until bool
+	Table                                             string
+	Status, Type, Key, Topic, LastError, Since, Until bool
 }
 
 // EventList implements outboxdriver.Driver. Its statement is rendered per
@@ -264,12 +264,13 @@ type listFilters struct {
 // input), one per filter that is set, so that each can use an index.
 func (d *Driver) EventList(ctx context.Context, p *outboxdriver.EventListParams) ([]*outboxdriver.EventRow, error) {
 	f := listFilters{Table: d.table, Status: p.Status != "", Type: p.Type != "", Key: p.Key != "",
-		Since: !p.Since.IsZero(), Until: !p.Until.IsZero()}
+		Topic: p.Topic != "", LastError: p.LastError != "", Since: !p.Since.IsZero(), Until: !p.Until.IsZero()}
 	args := []any{p.AfterSeq}
 	for _, a := range []struct {
 		on bool
 		v  any
-	}{{f.Status, string(p.Status)}, {f.Type, p.Type}, {f.Key, p.Key}, {f.Since, p.Since.UTC()}, {f.Until, p.Until.UTC()}} {
+	}{{f.Status, string(p.Status)}, {f.Type, p.Type}, {f.Key, p.Key}, {f.Topic, p.Topic}, {f.LastError, p.LastError},
+		{f.Since, p.Since.UTC()}, {f.Until, p.Until.UTC()}} {
 		if a.on {
 			args = append(args, a.v)
 		}

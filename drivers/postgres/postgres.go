@@ -302,7 +302,7 @@ func (d *Driver) EventGet(ctx context.Context, p *outboxdriver.EventGetParams) (
 // EventList implements outboxdriver.Driver.
 func (d *Driver) EventList(ctx context.Context, p *outboxdriver.EventListParams) ([]*outboxdriver.EventRow, error) {
 	rows, err := d.db.QueryContext(ctx, d.queries.list, p.AfterSeq, string(p.Status), p.Type, p.Key,
-		nullTime(p.Since), nullTime(p.Until), p.Limit)
+		nullTime(p.Since), nullTime(p.Until), p.Limit, p.Topic, p.LastError)
 	if err != nil {
 		return nil, interpretError(err)
 	}

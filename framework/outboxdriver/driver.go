@@ -201,6 +201,12 @@ type EventListParams struct {
 	Until    time.Time // created_at < Until
 	AfterSeq int64     // cursor: only events with Seq > AfterSeq
 	Limit    int
+
+	// Topic keeps events of this topic.
+	Topic string
+	// LastError keeps events whose last error is exactly this text (the
+	// web console's "retry these" over one group of dead events).
+	LastError string
 }
 
 // EventMarkDeliveredParams are the parameters of LeasedClaimer.EventMarkDelivered.
