@@ -58,7 +58,7 @@ var errNotExec = errors.New("outbox: the watermill-sql adapter records the drive
 type recConnector struct{}
 
 func (recConnector) Connect(context.Context) (driver.Conn, error) { return recConn{}, nil }
-func (recConnector) Driver() driver.Driver                      { return recDriver{} }
+func (recConnector) Driver() driver.Driver                        { return recDriver{} }
 
 type recDriver struct{}
 
