@@ -96,6 +96,13 @@ type Config struct {
 	// so that a new group misses nothing already published.
 	FromNewest bool
 
+	// TopicDetail, when set, lets the subscriber's SubscribeInitialize
+	// create a missing topic with these partitions, replication factor and
+	// configs (Watermill's Router and test suites call it before they
+	// subscribe). Nil means SubscribeInitialize fails: the topics must be
+	// created by whoever operates the cluster.
+	TopicDetail *sarama.TopicDetail
+
 	// Sarama, when set, is called last on every sarama.Config this package
 	// builds, to set anything else. It can undo the durable defaults: leave
 	// Producer.RequiredAcks alone.
@@ -211,12 +218,13 @@ func (c Config) PublisherConfig() wmkafka.PublisherConfig {
 func (c Config) SubscriberConfig() wmkafka.SubscriberConfig {
 	d := c.withDefaults()
 	return wmkafka.SubscriberConfig{
-		Brokers:               c.Brokers,
-		Unmarshaler:           Marshaler{},
-		OverwriteSaramaConfig: c.SaramaConsumerConfig(),
-		ConsumerGroup:         d.ConsumerGroup,
-		NackResendSleep:       100 * time.Millisecond,
-		ReconnectRetrySleep:   time.Second,
+		Brokers:                c.Brokers,
+		Unmarshaler:            Marshaler{},
+		OverwriteSaramaConfig:  c.SaramaConsumerConfig(),
+		ConsumerGroup:          d.ConsumerGroup,
+		InitializeTopicDetails: c.TopicDetail,
+		NackResendSleep:        100 * time.Millisecond,
+		ReconnectRetrySleep:    time.Second,
 	}
 }
 
