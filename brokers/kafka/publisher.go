@@ -164,7 +164,9 @@ func (p *Publisher) settle(pm *sarama.ProducerMessage, err error) {
 
 // Close implements message.Publisher: it stops accepting publishes, lets
 // the async producer deliver (or fail) the records PublishAsync already
-// handed over, so that their waits return, and closes both producers.
+// handed over, so that their waits return, and closes both producers. With
+// the cluster unreachable that takes as long as sarama's retries
+// (Producer.Retry and Net timeouts, set through Config.Sarama).
 func (p *Publisher) Close() error {
 	p.mu.Lock()
 	if p.closed {
