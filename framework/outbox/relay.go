@@ -143,8 +143,9 @@ const (
 	PublishDirect PublishPath = "direct"
 )
 
-// AsyncPublisher is an optional interface of the relay's Publisher (every
-// broker module of outboxkit implements it). With PublishDirect and no
+// AsyncPublisher is an optional interface of the relay's Publisher (the
+// networked broker modules of outboxkit implement it: NATS, Kafka, RabbitMQ,
+// Redis Streams). With PublishDirect and no
 // Middlewares the relay starts each publish with PublishAsync and waits
 // for its outcome on a small pool of goroutines, instead of calling Publish
 // on a goroutine per event in flight: a client that pipelines publishes
