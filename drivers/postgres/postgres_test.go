@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -255,4 +256,38 @@ func TestMigrate(t *testing.T) {
 			t.Fatalf("want ErrNotMigrated, got %v", err)
 		}
 	})
+}
+
+// TestOverlappingClaimsKeepFlowing drains a backlog whose keys all recur
+// every 1000 events with two batches of 500 open at once: each claim made
+// while the other batch is open steps over that batch's keys, and the next
+// claim must start low enough to find the events it stepped over. A claim
+// that starts too late finds only keys with earlier pending events, comes
+// back empty, and the relay stalls until its once-a-second claim from the
+// start (the regression this catches: about one batch a second).
+func TestOverlappingClaimsKeepFlowing(t *testing.T) {
+	t.Parallel()
+	bu := setup(t)
+	const n = 20000
+	var events []*outbox.Event
+	for i := range n {
+		events = append(events, &outbox.Event{Type: "t", Topic: "t", Key: fmt.Sprint(i % 1000), Payload: []byte("p")})
+	}
+	for i := 0; i < n; i += 1000 {
+		bu.insert(t, events[i:i+1000]...)
+	}
+	pub := &countingPublisher{}
+	var empty, claims atomic.Int64
+	runRelay(t, bu, pub, outbox.RelayConfig{BatchSize: 500, Concurrency: 2, ClaimObserver: func(o outbox.ClaimOutcome) {
+		if pub.n.Load() < n-1000 { // not yet the tail, where the last keys are legitimately held
+			claims.Add(1)
+			if o.Events == 0 && o.Err == nil {
+				empty.Add(1)
+			}
+		}
+	}})
+	eventually(t, "backlog drained", func() bool { return pub.n.Load() >= n })
+	if empty.Load() > 2 {
+		t.Fatalf("%d of %d claims came back empty while thousands of events were pending", empty.Load(), claims.Load())
+	}
 }

@@ -17,6 +17,7 @@ type claimer struct {
 	*Relay
 	sched   *scheduler
 	slots   chan struct{} // one per open batch
+	hint    scanHint
 	records sync.WaitGroup
 	stopCtx context.Context // ends ShutdownTimeout after Run's context
 	wake    <-chan struct{} // insert notifications (nil: poll only)
@@ -31,14 +32,13 @@ func (c *claimer) loop(ctx context.Context) {
 	idle := c.cfg.MinPollInterval
 	var lastWork time.Time
 	params := &outboxdriver.EventClaimBatchParams{RelayID: c.cfg.ID, Limit: c.cfg.BatchSize, Lease: c.cfg.LeaseDuration}
-	var hint scanHint
 	for {
 		select {
 		case c.slots <- struct{}{}:
 		case <-ctx.Done():
 			return
 		}
-		params.FromSeq = hint.from()
+		params.FromSeq = c.hint.from()
 		start := time.Now()
 		b, err := c.claim(ctx, params)
 		n := 0
@@ -60,7 +60,7 @@ func (c *claimer) loop(ctx context.Context) {
 		}
 		dbFailures = 0
 		if n == 0 {
-			hint.claimed(params.FromSeq, 0)
+			c.hint.claimed(params.FromSeq, nil)
 			<-c.slots
 			woken, nudged := c.idle(ctx, idle)
 			switch {
@@ -74,10 +74,16 @@ func (c *claimer) loop(ctx context.Context) {
 			}
 			continue
 		}
-		hint.claimed(params.FromSeq, b.rows[n-1].Seq)
+		c.hint.claimed(params.FromSeq, b)
 		idle, lastWork = c.cfg.MinPollInterval, time.Now()
 		c.sched.in <- b
 	}
+}
+
+// close frees b's slot once its outcomes are written.
+func (c *claimer) close(b *claimedBatch) {
+	c.hint.closedBatch(b)
+	<-c.slots
 }
 
 // observeClaim calls RelayConfig.ClaimObserver; a panic in it is logged.
@@ -133,7 +139,7 @@ func (c *claimer) claimHeld(ctx context.Context, params *outboxdriver.EventClaim
 	b := &claimedBatch{rows: rows}
 	b.done = func(b *claimedBatch) {
 		c.records.Go(func() {
-			defer func() { <-c.slots }()
+			defer c.close(b)
 			defer end()
 			if err := hb.Finish(txCtx, b.delivered, b.failed); err != nil {
 				// Nothing was recorded; the rows are unlocked and pending
@@ -162,7 +168,7 @@ func (c *claimer) claimLeased(ctx context.Context, params *outboxdriver.EventCla
 	b := &claimedBatch{rows: rows}
 	b.done = func(b *claimedBatch) {
 		c.records.Go(func() {
-			defer func() { <-c.slots }()
+			defer c.close(b)
 			// The leases stay extended until the outcomes are written: a
 			// lease that ran out while they were being written would let a
 			// claim (this relay's next one too) publish the events again.
@@ -239,42 +245,73 @@ func (c *claimer) recordLeased(b *claimedBatch) {
 // it claims from the start again.
 const rescanEvery = time.Second
 
-// hintSlack is how far below the last claimed Seq the next claim starts:
-// transactions that commit at about the same time commit a little out of
-// Seq order, and the events of the one committing last are then found at
-// once rather than at the next claim from the start.
-const hintSlack = 64
-
 // scanHint is the claimer's EventClaimBatchParams.FromSeq: while events
-// flow, the next claim starts just below where the previous one ended, so
-// that it does not step again over the index entries of everything
-// delivered before (they stay in the index until vacuum or purge), nor
-// over the rows of the batches still open. Events left further below (a
-// key given back after a failure, a row held by another relay that then
-// gave it back, a transaction that committed long after taking its Seq)
-// are found by the claim from the start that comes at least every
+// flow, a claim starts at the first event of the oldest batch that is open
+// or was closed since the previous claim (else of the last batch claimed),
+// so that it does not step again over the index entries of everything
+// delivered before (they stay in the index until vacuum or purge). It must
+// not start later: a claim made while other batches are open steps over
+// the keys they hold, and the events it leaves behind lie after their first
+// events; once such a batch is closed, the next claim starts there and
+// finds them. Events left further below (a row held by another relay that
+// then gave it back, a transaction that committed long after taking its
+// Seq) are found by the claim from the start that comes at least every
 // rescanEvery. Per-key order does not rest on the hint.
 type scanHint struct {
-	seq      int64     // where the next claim may start; 0: from the start
-	fromZero time.Time // last claim from the start
+	mu       sync.Mutex
+	last     int64                   // first Seq of the last batch claimed; 0: none
+	open     map[*claimedBatch]int64 // first Seq of each open batch
+	closed   int64                   // lowest first Seq of the batches closed since the last from; 0: none
+	fromZero time.Time               // last claim from the start
 }
 
 // from returns the FromSeq of the next claim.
 func (h *scanHint) from() int64 {
-	if h.seq > 0 && time.Since(h.fromZero) < rescanEvery {
-		return h.seq
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	closed := h.closed
+	h.closed = 0
+	if h.last == 0 || time.Since(h.fromZero) >= rescanEvery {
+		return 0
 	}
-	return 0
+	from := h.last
+	for _, seq := range h.open {
+		from = min(from, seq)
+	}
+	if closed > 0 {
+		from = min(from, closed)
+	}
+	return from
 }
 
-// claimed records a claim made from fromSeq whose last event had Seq last
-// (0: the claim was empty).
-func (h *scanHint) claimed(fromSeq, last int64) {
+// claimed records a claim made from fromSeq that returned b (nil: empty).
+func (h *scanHint) claimed(fromSeq int64, b *claimedBatch) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
 	if fromSeq == 0 {
 		h.fromZero = time.Now()
 	}
-	if last > 0 {
-		h.seq = max(h.seq, last+1-hintSlack, 1)
+	if b == nil {
+		return
+	}
+	if h.open == nil {
+		h.open = map[*claimedBatch]int64{}
+	}
+	h.last = b.rows[0].Seq
+	h.open[b] = h.last
+}
+
+// closedBatch records that b's outcomes are written.
+func (h *scanHint) closedBatch(b *claimedBatch) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	seq, ok := h.open[b]
+	if !ok {
+		return
+	}
+	delete(h.open, b)
+	if h.closed == 0 || seq < h.closed {
+		h.closed = seq
 	}
 }
 

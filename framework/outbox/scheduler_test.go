@@ -245,29 +245,48 @@ func TestScheduler(t *testing.T) {
 
 func TestScanHint(t *testing.T) {
 	t.Parallel()
+	batch := func(first int64) *claimedBatch {
+		return &claimedBatch{rows: []*outboxdriver.EventRow{{Seq: first}, {Seq: first + 499}}}
+	}
 	var h scanHint
 	if h.from() != 0 {
 		t.Fatal("a new relay claims from the start")
 	}
-	h.claimed(0, 600)
-	if want := int64(600 + 1 - hintSlack); h.from() != want {
-		t.Fatalf("after a batch ending at 600: from %d, want %d", h.from(), want)
+	b1 := batch(1)
+	h.claimed(0, b1)
+	if h.from() != 1 {
+		t.Fatalf("batch 1 (1..500) open: from %d, want 1", h.from())
 	}
-	h.claimed(h.from(), 1100)
-	if want := int64(1100 + 1 - hintSlack); h.from() != want {
-		t.Fatalf("after a batch from the hint ending at 1100: from %d, want %d", h.from(), want)
+	// Claimed while batch 1 was open: the keys batch 1 holds were stepped
+	// over, so their later events lie after 1, before or after batch 2.
+	b2 := batch(1001)
+	h.claimed(1, b2)
+	if h.from() != 1 {
+		t.Fatalf("batches 1 and 2 open: from %d, want 1 (the oldest open batch's first event)", h.from())
 	}
-	h.claimed(h.from(), 0)
-	if want := int64(1100 + 1 - hintSlack); h.from() != want {
-		t.Fatalf("after an empty claim from the hint: from %d, want %d (new events come after it)", h.from(), want)
+	h.closedBatch(b1)
+	if h.from() != 1 {
+		t.Fatalf("batch 1 just closed: from %d, want 1 (what batch 2's claim stepped over is claimable now)", h.from())
+	}
+	if h.from() != 1001 {
+		t.Fatalf("after a claim since batch 1 closed, batch 2 open: from %d, want 1001", h.from())
+	}
+	h.closedBatch(b2)
+	h.from()
+	if h.from() != 1001 {
+		t.Fatalf("nothing open: from %d, want the last batch's first event 1001 (new events come after it)", h.from())
+	}
+	h.claimed(1001, nil)
+	if h.from() != 1001 {
+		t.Fatalf("after an empty claim from the hint: from %d, want 1001", h.from())
 	}
 	h.fromZero = time.Now().Add(-rescanEvery)
 	if h.from() != 0 {
 		t.Fatalf("a hint older than rescanEvery: from %d, want a claim from the start", h.from())
 	}
-	h.claimed(0, 40)
-	if want := int64(1100 + 1 - hintSlack); h.from() != want {
-		t.Fatalf("after the claim from the start found an old event: from %d, want the hint again (%d)", h.from(), want)
+	h.claimed(0, nil)
+	if h.from() != 1001 {
+		t.Fatalf("after the claim from the start: from %d, want the hint again", h.from())
 	}
 }
 
