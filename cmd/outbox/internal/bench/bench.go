@@ -259,11 +259,12 @@ type run struct {
 	dialect   string
 	relayURL  string // cell.DBURL tagged with an application name (PostgreSQL)
 	appName   string
-	brokerURL string // cell.BrokerURL with this run's stream (NATS)
-	scheme    string // the broker URL's scheme
-	prefix    string // topic prefix: every topic of the run starts with it
-	poisonTo  string // a topic the broker refuses (poison scenario)
-	purge     func() // empties the run's stream between reps (NATS)
+	brokerURL string   // cell.BrokerURL with this run's stream (NATS)
+	scheme    string   // the broker URL's scheme
+	prefix    string   // topic prefix: every topic of the run starts with it
+	poisonTo  string   // a topic the broker refuses (poison scenario)
+	purge     func()   // empties the run's stream or topics between reps
+	topics    []string // topics used since the last purge (AMQP, Redis)
 	settings  map[string]any
 	broker    *outboxbroker.Broker
 	db        *sql.DB // a handle for the forwarder baseline
@@ -335,7 +336,7 @@ func (r *run) rep(ctx context.Context, n int) (*Rep, error) {
 	if r.purge != nil {
 		r.purge()
 	}
-	tag := func(name string) string { return r.prefix + name + strconv.Itoa(n) }
+	tag := func(name string) string { return r.topic(name + strconv.Itoa(n)) }
 	if r.cfg.Poison > 0 {
 		p, err := r.poison(ctx, n, tag("trickle"))
 		rr.Poison = p

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +9,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	amqp091 "github.com/rabbitmq/amqp091-go"
+	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kfake"
 )
 
@@ -63,7 +66,61 @@ func (r *run) prepareBroker(_ context.Context) error {
 		r.poisonTo = "outboxbench_" + r.id + "_poison"
 	}
 	r.prefix = "outboxbench_" + r.id + sep
+	switch u.Scheme {
+	case "amqp", "amqps", "redis", "rediss":
+		// Fresh topics each rep; the messages they hold are removed after
+		// the rep and at the end.
+		q := u.Query()
+		base := *u
+		base.RawQuery = ""
+		r.purge = func() { r.dropTopics(u.Scheme, base.String(), cmp.Or(q.Get("group"), "outbox")) }
+		r.cleanups = append(r.cleanups, r.purge)
+	}
 	return nil
+}
+
+// topic returns the run's topic named name and records it for dropTopics.
+func (r *run) topic(name string) string {
+	t := r.prefix + name
+	r.topics = append(r.topics, t)
+	return t
+}
+
+// dropTopics deletes what the recorded topics left on the broker: the
+// queues the AMQP publisher declared (group.topic), or the Redis streams.
+func (r *run) dropTopics(scheme, baseURL, group string) {
+	topics := r.topics
+	r.topics = nil
+	if len(topics) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	switch scheme {
+	case "amqp", "amqps":
+		conn, err := amqp091.Dial(baseURL)
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		for _, t := range topics {
+			// A channel closes on the first error (a queue never declared).
+			ch, err := conn.Channel()
+			if err != nil {
+				return
+			}
+			_, _ = ch.QueueDelete(group+"."+t, false, false, false)
+			_ = ch.Close()
+		}
+	case "redis", "rediss":
+		opts, err := redis.ParseURL(baseURL)
+		if err != nil {
+			return
+		}
+		c := redis.NewClient(opts)
+		defer c.Close()
+		_ = c.Del(ctx, topics...).Err()
+	}
 }
 
 // natsStream deletes the bench's stream and the messages it stored, or
