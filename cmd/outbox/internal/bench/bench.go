@@ -238,8 +238,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if cfg.Poison == 0 {
 		rep.Settings.PoisonSeconds = 0
 	}
+	start := time.Now()
 	for _, cell := range cfg.Cells {
-		r, err := runCell(ctx, cfg, cell)
+		r, err := runCell(ctx, cfg, cell, start)
 		if err != nil {
 			return rep, fmt.Errorf("%s × %s: %w", outboxbroker.Redact(cell.DBURL), outboxbroker.Redact(cell.BrokerURL), err)
 		}
@@ -248,6 +249,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 		rep.Cells = append(rep.Cells, *r)
 	}
+	rep.ElapsedSeconds = time.Since(start).Seconds()
 	return rep, nil
 }
 
@@ -272,10 +274,10 @@ type run struct {
 	cleanups  []func()
 }
 
-func runCell(ctx context.Context, cfg Config, cell Cell) (rep *CellReport, err error) {
+func runCell(ctx context.Context, cfg Config, cell Cell, start time.Time) (rep *CellReport, err error) {
 	r := &run{cfg: cfg, cell: cell, id: randomID()}
 	r.progress = func(format string, args ...any) {
-		fmt.Fprintf(cfg.Progress, "bench: "+format+"\n", args...)
+		fmt.Fprintf(cfg.Progress, "bench: %6.1fs "+format+"\n", append([]any{time.Since(start).Seconds()}, args...)...)
 	}
 	defer func() {
 		for i := len(r.cleanups) - 1; i >= 0; i-- {

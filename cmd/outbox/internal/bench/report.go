@@ -13,6 +13,8 @@ type Report struct {
 	Machine Machine `json:"machine"`
 	// Settings are the bench parameters every cell used.
 	Settings Settings `json:"settings"`
+	// ElapsedSeconds is how long the whole run took.
+	ElapsedSeconds float64 `json:"elapsed_seconds"`
 	// Reps is how many interleaved repetitions every figure has.
 	Reps int `json:"reps"`
 	// RelaySettings are the settings the first relay process of the run

@@ -185,8 +185,12 @@ func (c *CellReport) summarize() {
 // figure and its spread over the reps.
 func (r *Report) WriteTable(w io.Writer) error {
 	s := r.Settings
-	fmt.Fprintf(w, "outbox bench: %d events of %d bytes over %d keys; %d interleaved rep(s); %d CPUs, %s/%s, %s\n",
-		s.Events, s.PayloadBytes, s.Keys, r.Reps, r.Machine.CPUs, r.Machine.OS, r.Machine.Arch, r.Machine.Go)
+	what := fmt.Sprintf("%d events of %d bytes over %d keys", s.Events, s.PayloadBytes, s.Keys)
+	if s.Poison > 0 {
+		what = fmt.Sprintf("poison scenario: %d poison keys, other keys at %d events/s for %gs", s.Poison, s.Rate, s.PoisonSeconds)
+	}
+	fmt.Fprintf(w, "outbox bench: %s; %d interleaved rep(s) in %.0f s; %d CPUs, %s/%s, %s\n",
+		what, r.Reps, r.ElapsedSeconds, r.Machine.CPUs, r.Machine.OS, r.Machine.Arch, r.Machine.Go)
 	if r.CommandLine != "" {
 		fmt.Fprintf(w, "command: %s\n", r.CommandLine)
 	}
