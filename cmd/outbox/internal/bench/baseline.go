@@ -157,7 +157,7 @@ func (r *run) watermillForwarder(ctx context.Context, rep int, topic string) (f 
 	if err != nil {
 		return nil, err
 	}
-	r.progress("%s × %s rep %d: draining with Watermill's forwarder", r.dialect, r.scheme, rep)
+	r.progress("%s × %s: draining with Watermill's forwarder", r.dialect, r.scheme)
 	done := make(chan error, 1)
 	go func() { done <- fwd.Run(context.WithoutCancel(ctx)) }()
 	defer func() {

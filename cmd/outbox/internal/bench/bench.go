@@ -213,9 +213,6 @@ func (c Config) validate() error {
 
 func (c Config) wants(baseline string) bool { return slices.Contains(c.Baselines, baseline) }
 
-// relayBatch is the batch size the relay is given, 0 for its default.
-func (c Config) relayBatch() int { return c.BatchSize }
-
 // Run measures every cell and returns the report. It stops at the first
 // cell that fails, returning the cells measured so far with the error.
 // Everything it creates (tables, streams, processes) is removed before it
@@ -268,6 +265,7 @@ type run struct {
 	purge     func()   // empties the run's stream or topics between reps
 	topics    []string // topics used since the last purge (AMQP, Redis)
 	settings  map[string]any
+	repN      int // the rep being measured
 	broker    *outboxbroker.Broker
 	db        *sql.DB // a handle for the forwarder baseline
 	progress  func(format string, args ...any)
@@ -277,7 +275,7 @@ type run struct {
 func runCell(ctx context.Context, cfg Config, cell Cell, start time.Time) (rep *CellReport, err error) {
 	r := &run{cfg: cfg, cell: cell, id: randomID()}
 	r.progress = func(format string, args ...any) {
-		fmt.Fprintf(cfg.Progress, "bench: %6.1fs "+format+"\n", append([]any{time.Since(start).Seconds()}, args...)...)
+		fmt.Fprintf(cfg.Progress, "bench: %6.1fs rep %d/%d: "+format+"\n", append([]any{time.Since(start).Seconds(), r.repN, cfg.Reps}, args...)...)
 	}
 	defer func() {
 		for i := len(r.cleanups) - 1; i >= 0; i-- {
@@ -335,6 +333,7 @@ func runCell(ctx context.Context, cfg Config, cell Cell, start time.Time) (rep *
 // baseline, in that order (or the poison scenario alone).
 func (r *run) rep(ctx context.Context, n int) (*Rep, error) {
 	rr := &Rep{Rep: n}
+	r.repN = n
 	if r.purge != nil {
 		r.purge()
 	}
@@ -409,13 +408,6 @@ func randomID() string {
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
-}
-
-func brokerScheme(raw string) string {
-	if u, err := url.Parse(raw); err == nil && u.Scheme != "" {
-		return u.Scheme
-	}
-	return "broker"
 }
 
 // openTable opens and migrates a fresh table. done drops it and closes
@@ -647,50 +639,64 @@ func (m *procMeter) peakRSS() float64 {
 // drainAndLatency runs the one-relay drain, the idle measurement and the
 // latency trickle on one table with one relay process.
 func (r *run) drainAndLatency(ctx context.Context, rep int, drainTopic, latencyTopic string, rr *Rep) error {
-	t, table, done, err := r.openTable(ctx, fmt.Sprintf("_r%d", rep))
+	start := func(table string) ([]*relayProc, time.Time, error) { return r.startRelays(ctx, table, 1) }
+	d, err := r.seededDrain(ctx, fmt.Sprintf("_r%d", rep), drainTopic, r.cfg.Events, "1 relay", start,
+		func(t *Target, m *procMeter) error {
+			if r.cfg.Idle > 0 {
+				r.progress("%s × %s: idle relay for %s", r.dialect, r.scheme, r.cfg.Idle)
+				m.reset(ctx)
+				if err := sleep(ctx, r.cfg.Idle); err != nil {
+					return err
+				}
+				cpu, _, _ := m.read(ctx)
+				rr.IdleRelayCPUPercent = &cpu
+			}
+			r.progress("%s × %s: trickle at %d events/s for %s", r.dialect, r.scheme, r.cfg.Rate, r.cfg.Duration)
+			m.reset(ctx)
+			lat, err := r.latency(ctx, t, latencyTopic, r.cfg.Duration)
+			if err != nil {
+				return err
+			}
+			lat.RelayCPUPercent, lat.DBCPUPercent, lat.DBCPUScope = m.read(ctx)
+			lat.RelayPeakRSSMB = m.peakRSS()
+			rr.Latency = lat
+			return nil
+		})
+	rr.Drain = d
+	return err
+}
+
+// seededDrain seeds n events to topic in a fresh table (named with
+// suffix), starts the processes start returns on it and times their drain,
+// metered as one. then, when not nil, runs with the processes still up.
+func (r *run) seededDrain(ctx context.Context, suffix, topic string, n int, who string,
+	start func(table string) ([]*relayProc, time.Time, error), then func(*Target, *procMeter) error,
+) (*Drain, error) {
+	t, table, done, err := r.openTable(ctx, suffix)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer done()
-	n := r.cfg.Events
-	r.progress("%s × %s rep %d: seeding %d events", r.dialect, r.scheme, rep, n)
-	if err := r.seed(ctx, t, drainTopic, n); err != nil {
-		return fmt.Errorf("seed: %w", err)
+	r.progress("%s × %s: seeding %d events for %s", r.dialect, r.scheme, n, who)
+	if err := r.seed(ctx, t, topic, n); err != nil {
+		return nil, fmt.Errorf("seed: %w", err)
 	}
-	r.progress("%s × %s rep %d: draining with 1 relay", r.dialect, r.scheme, rep)
-	procs, start, err := r.startRelays(ctx, table, 1)
+	r.progress("%s × %s: draining %d events with %s", r.dialect, r.scheme, n, who)
+	procs, began, err := start(table)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer stopAll(procs)
 	m := r.meter(ctx, t.Driver.DB(), procs)
 	end, err := r.waitDrained(ctx, t, procs, n)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	d := r.drainReport(ctx, m, 1, n, end.Sub(start))
-	rr.Drain = &d
-
-	if r.cfg.Idle > 0 {
-		r.progress("%s × %s rep %d: idle relay for %s", r.dialect, r.scheme, rep, r.cfg.Idle)
-		m.reset(ctx)
-		if err := sleep(ctx, r.cfg.Idle); err != nil {
-			return err
-		}
-		cpu, _, _ := m.read(ctx)
-		rr.IdleRelayCPUPercent = &cpu
+	d := r.drainReport(ctx, m, len(procs), n, end.Sub(began))
+	if then != nil {
+		return &d, then(t, m)
 	}
-
-	r.progress("%s × %s rep %d: trickle at %d events/s for %s", r.dialect, r.scheme, rep, r.cfg.Rate, r.cfg.Duration)
-	m.reset(ctx)
-	lat, err := r.latency(ctx, t, latencyTopic, r.cfg.Duration)
-	if err != nil {
-		return err
-	}
-	lat.RelayCPUPercent, lat.DBCPUPercent, lat.DBCPUScope = m.read(ctx)
-	lat.RelayPeakRSSMB = m.peakRSS()
-	rr.Latency = lat
-	return nil
+	return &d, nil
 }
 
 func (r *run) drainReport(ctx context.Context, m *procMeter, relays, n int, d time.Duration) Drain {
@@ -706,56 +712,17 @@ func (r *run) drainReport(ctx context.Context, m *procMeter, relays, n int, d ti
 
 // relayDrain drains a fresh backlog of n events with k relay processes.
 func (r *run) relayDrain(ctx context.Context, suffix, topic string, n, k int) (*Drain, error) {
-	t, table, done, err := r.openTable(ctx, suffix)
-	if err != nil {
-		return nil, err
-	}
-	defer done()
-	r.progress("%s × %s: seeding %d events for %d relay(s)", r.dialect, r.scheme, n, k)
-	if err := r.seed(ctx, t, topic, n); err != nil {
-		return nil, fmt.Errorf("seed: %w", err)
-	}
-	r.progress("%s × %s: draining %d events with %d relay(s)", r.dialect, r.scheme, n, k)
-	procs, start, err := r.startRelays(ctx, table, k)
-	if err != nil {
-		return nil, err
-	}
-	defer stopAll(procs)
-	m := r.meter(ctx, t.Driver.DB(), procs)
-	end, err := r.waitDrained(ctx, t, procs, n)
-	if err != nil {
-		return nil, err
-	}
-	d := r.drainReport(ctx, m, k, n, end.Sub(start))
-	return &d, nil
+	start := func(table string) ([]*relayProc, time.Time, error) { return r.startRelays(ctx, table, k) }
+	return r.seededDrain(ctx, suffix, topic, n, fmt.Sprintf("%d relay(s)", k), start, nil)
 }
 
 // minimalDrain drains a fresh backlog with the minimal-relay baseline's
 // process, measured exactly as the relay's drain.
 func (r *run) minimalDrain(ctx context.Context, rep int, topic string) (*Drain, error) {
-	t, table, done, err := r.openTable(ctx, fmt.Sprintf("_n%d", rep))
-	if err != nil {
-		return nil, err
+	start := func(table string) ([]*relayProc, time.Time, error) {
+		return r.startProcs(ctx, []*exec.Cmd{r.cfg.MinimalCommand(ctx, r.relayURL, r.brokerURL, table)})
 	}
-	defer done()
-	n := r.cfg.Events
-	r.progress("%s × %s rep %d: seeding %d events for the minimal relay", r.dialect, r.scheme, rep, n)
-	if err := r.seed(ctx, t, topic, n); err != nil {
-		return nil, fmt.Errorf("seed: %w", err)
-	}
-	r.progress("%s × %s rep %d: draining with the minimal relay", r.dialect, r.scheme, rep)
-	procs, start, err := r.startProcs(ctx, []*exec.Cmd{r.cfg.MinimalCommand(ctx, r.relayURL, r.brokerURL, table)})
-	if err != nil {
-		return nil, err
-	}
-	defer stopAll(procs)
-	m := r.meter(ctx, t.Driver.DB(), procs)
-	end, err := r.waitDrained(ctx, t, procs, n)
-	if err != nil {
-		return nil, err
-	}
-	d := r.drainReport(ctx, m, 1, n, end.Sub(start))
-	return &d, nil
+	return r.seededDrain(ctx, fmt.Sprintf("_n%d", rep), topic, r.cfg.Events, "the minimal relay", start, nil)
 }
 
 // inFlight returns how many publishes the raw baseline keeps in flight,

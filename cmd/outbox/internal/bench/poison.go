@@ -45,7 +45,7 @@ func (r *run) poison(ctx context.Context, rep int, trickleTopic string) (*Poison
 	}
 	// The trickle starts once the relay tried (and failed) every poison
 	// event once: from then on they are being retried.
-	r.progress("%s × %s rep %d: %d poison events, waiting for their first failure", r.dialect, r.scheme, rep, r.cfg.Poison)
+	r.progress("%s × %s: %d poison events, waiting for their first failure", r.dialect, r.scheme, r.cfg.Poison)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		st, err := r.poisonState(ctx, t, keys)
@@ -69,7 +69,7 @@ func (r *run) poison(ctx context.Context, rep int, trickleTopic string) (*Poison
 		}
 	}
 
-	r.progress("%s × %s rep %d: trickle of other keys at %d events/s for %s", r.dialect, r.scheme, rep, r.cfg.Rate, r.cfg.PoisonDuration)
+	r.progress("%s × %s: trickle of other keys at %d events/s for %s", r.dialect, r.scheme, r.cfg.Rate, r.cfg.PoisonDuration)
 	m := r.meter(ctx, db, procs)
 	lat, err := r.latency(ctx, t, trickleTopic, r.cfg.PoisonDuration)
 	if err != nil {

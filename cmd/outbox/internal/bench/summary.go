@@ -23,7 +23,7 @@ func statOf(values []float64) *Stat {
 	return &Stat{Median: med, Min: s[0], Max: s[len(s)-1], Values: slices.Clone(values)}
 }
 
-// collect returns f of every rep for which ok holds.
+// collect returns f of every item for which ok holds.
 func collect[T any](items []T, f func(T) (float64, bool)) []float64 {
 	var out []float64
 	for _, it := range items {
@@ -34,32 +34,33 @@ func collect[T any](items []T, f func(T) (float64, bool)) []float64 {
 	return out
 }
 
-func drainStats(ds []*Drain) *DrainStats {
-	var have []*Drain
-	for _, d := range ds {
-		if d != nil {
-			have = append(have, d)
+// statBy summarizes f over items.
+func statBy[T any](items []*T, f func(*T) float64) *Stat {
+	return statOf(collect(items, func(it *T) (float64, bool) { return f(it), true }))
+}
+
+// optional summarizes the non-nil values f returns.
+func optional[T any](items []*T, f func(*T) *float64) *Stat {
+	return statOf(collect(items, func(it *T) (float64, bool) {
+		if v := f(it); v != nil {
+			return *v, true
 		}
-	}
+		return 0, false
+	}))
+}
+
+func drainStats(have []*Drain) *DrainStats {
 	if len(have) == 0 {
 		return nil
 	}
-	st := func(f func(*Drain) float64) *Stat {
-		return statOf(collect(have, func(d *Drain) (float64, bool) { return f(d), true }))
-	}
 	out := &DrainStats{
 		Relays: have[0].Relays, Events: have[0].Events,
-		EventsPerSec:           st(func(d *Drain) float64 { return d.EventsPerSec }),
-		Seconds:                st(func(d *Drain) float64 { return d.Seconds }),
-		RelayCPUPercent:        st(func(d *Drain) float64 { return d.RelayCPUPercent }),
-		RelayCPUMicrosPerEvent: st(func(d *Drain) float64 { return d.RelayCPUMicrosPerEvent }),
-		RelayPeakRSSMB:         st(func(d *Drain) float64 { return d.RelayPeakRSSMB }),
-		DBCPUPercent: statOf(collect(have, func(d *Drain) (float64, bool) {
-			if d.DBCPUPercent == nil {
-				return 0, false
-			}
-			return *d.DBCPUPercent, true
-		})),
+		EventsPerSec:           statBy(have, func(d *Drain) float64 { return d.EventsPerSec }),
+		Seconds:                statBy(have, func(d *Drain) float64 { return d.Seconds }),
+		RelayCPUPercent:        statBy(have, func(d *Drain) float64 { return d.RelayCPUPercent }),
+		RelayCPUMicrosPerEvent: statBy(have, func(d *Drain) float64 { return d.RelayCPUMicrosPerEvent }),
+		RelayPeakRSSMB:         statBy(have, func(d *Drain) float64 { return d.RelayPeakRSSMB }),
+		DBCPUPercent:           optional(have, func(d *Drain) *float64 { return d.DBCPUPercent }),
 	}
 	for _, d := range have {
 		out.DBCPUScope = max(out.DBCPUScope, d.DBCPUScope)
@@ -67,36 +68,22 @@ func drainStats(ds []*Drain) *DrainStats {
 	return out
 }
 
-func latencyStats(ls []*Latency) *LatencyStats {
-	var have []*Latency
-	for _, l := range ls {
-		if l != nil {
-			have = append(have, l)
-		}
-	}
+func latencyStats(have []*Latency) *LatencyStats {
 	if len(have) == 0 {
 		return nil
 	}
-	st := func(f func(*Latency) float64) *Stat {
-		return statOf(collect(have, func(l *Latency) (float64, bool) { return f(l), true }))
-	}
 	out := &LatencyStats{
 		TargetRate:      have[0].TargetRate,
-		P50Ms:           st(func(l *Latency) float64 { return l.P50Ms }),
-		P90Ms:           st(func(l *Latency) float64 { return l.P90Ms }),
-		P99Ms:           st(func(l *Latency) float64 { return l.P99Ms }),
-		MaxMs:           st(func(l *Latency) float64 { return l.MaxMs }),
-		WakeMs:          st(func(l *Latency) float64 { return l.WakeMs }),
-		AchievedRate:    st(func(l *Latency) float64 { return l.AchievedRate }),
-		RelayCPUPercent: st(func(l *Latency) float64 { return l.RelayCPUPercent }),
-		RelayPeakRSSMB:  st(func(l *Latency) float64 { return l.RelayPeakRSSMB }),
-		DBCPUPercent: statOf(collect(have, func(l *Latency) (float64, bool) {
-			if l.DBCPUPercent == nil {
-				return 0, false
-			}
-			return *l.DBCPUPercent, true
-		})),
-		Method: have[0].Method,
+		P50Ms:           statBy(have, func(l *Latency) float64 { return l.P50Ms }),
+		P90Ms:           statBy(have, func(l *Latency) float64 { return l.P90Ms }),
+		P99Ms:           statBy(have, func(l *Latency) float64 { return l.P99Ms }),
+		MaxMs:           statBy(have, func(l *Latency) float64 { return l.MaxMs }),
+		WakeMs:          statBy(have, func(l *Latency) float64 { return l.WakeMs }),
+		AchievedRate:    statBy(have, func(l *Latency) float64 { return l.AchievedRate }),
+		RelayCPUPercent: statBy(have, func(l *Latency) float64 { return l.RelayCPUPercent }),
+		RelayPeakRSSMB:  statBy(have, func(l *Latency) float64 { return l.RelayPeakRSSMB }),
+		DBCPUPercent:    optional(have, func(l *Latency) *float64 { return l.DBCPUPercent }),
+		Method:          have[0].Method,
 	}
 	for _, l := range have {
 		out.DBCPUScope = max(out.DBCPUScope, l.DBCPUScope)
@@ -107,52 +94,26 @@ func latencyStats(ls []*Latency) *LatencyStats {
 // summarize fills the cell's medians and spreads from PerRep.
 func (c *CellReport) summarize() {
 	reps := c.PerRep
-	pick := func(f func(Rep) *Drain) []*Drain {
-		out := make([]*Drain, len(reps))
-		for i, r := range reps {
-			out[i] = f(r)
-		}
-		return out
-	}
-	c.Drain = drainStats(pick(func(r Rep) *Drain { return r.Drain }))
-	c.DrainMulti = drainStats(pick(func(r Rep) *Drain { return r.DrainMulti }))
-	c.Large = drainStats(pick(func(r Rep) *Drain { return r.Large }))
-	c.Baselines.MinimalRelay = drainStats(pick(func(r Rep) *Drain { return r.MinimalRelay }))
+	c.Drain = drainStats(pluck(reps, func(r Rep) *Drain { return r.Drain }))
+	c.DrainMulti = drainStats(pluck(reps, func(r Rep) *Drain { return r.DrainMulti }))
+	c.Large = drainStats(pluck(reps, func(r Rep) *Drain { return r.Large }))
+	c.Baselines.MinimalRelay = drainStats(pluck(reps, func(r Rep) *Drain { return r.MinimalRelay }))
 	if c.Baselines.MinimalRelay != nil {
 		c.Baselines.MinimalRelay.Definition = MinimalDefinition
 	}
-	c.IdleRelayCPUPercent = statOf(collect(reps, func(r Rep) (float64, bool) {
-		if r.IdleRelayCPUPercent == nil {
-			return 0, false
-		}
-		return *r.IdleRelayCPUPercent, true
-	}))
-	lats := make([]*Latency, len(reps))
-	for i, r := range reps {
-		lats[i] = r.Latency
-	}
-	c.Latency = latencyStats(lats)
+	c.IdleRelayCPUPercent = optional(refs(reps), func(r *Rep) *float64 { return r.IdleRelayCPUPercent })
+	c.Latency = latencyStats(pluck(reps, func(r Rep) *Latency { return r.Latency }))
 
-	var fwd []*Forwarder
-	var raw []*RawBroker
-	for _, r := range reps {
-		if r.WatermillForwarder != nil {
-			fwd = append(fwd, r.WatermillForwarder)
-		}
-		if r.RawAsync != nil {
-			raw = append(raw, r.RawAsync)
-		}
-	}
-	if len(fwd) > 0 {
+	if fwd := pluck(reps, func(r Rep) *Forwarder { return r.WatermillForwarder }); len(fwd) > 0 {
 		c.Baselines.WatermillForwarder = &ForwarderStats{Events: fwd[0].Events, Settings: fwd[0].Settings,
-			EventsPerSec: statOf(collect(fwd, func(f *Forwarder) (float64, bool) { return f.EventsPerSec, true })),
-			Seconds:      statOf(collect(fwd, func(f *Forwarder) (float64, bool) { return f.Seconds, true })),
+			EventsPerSec: statBy(fwd, func(f *Forwarder) float64 { return f.EventsPerSec }),
+			Seconds:      statBy(fwd, func(f *Forwarder) float64 { return f.Seconds }),
 		}
 	}
-	if len(raw) > 0 {
+	if raw := pluck(reps, func(r Rep) *RawBroker { return r.RawAsync }); len(raw) > 0 {
 		c.Baselines.RawAsync = &RawStats{Events: raw[0].Events, InFlight: raw[0].InFlight, InFlightSource: raw[0].InFlightSource, Method: raw[0].Method,
-			EventsPerSec: statOf(collect(raw, func(r *RawBroker) (float64, bool) { return r.EventsPerSec, true })),
-			Seconds:      statOf(collect(raw, func(r *RawBroker) (float64, bool) { return r.Seconds, true })),
+			EventsPerSec: statBy(raw, func(r *RawBroker) float64 { return r.EventsPerSec }),
+			Seconds:      statBy(raw, func(r *RawBroker) float64 { return r.Seconds }),
 		}
 	}
 	ratio := func(f func(RepRatios) float64) *Stat {
@@ -164,21 +125,31 @@ func (c *CellReport) summarize() {
 		VsRawAsync:     ratio(func(r RepRatios) float64 { return r.VsRawAsync }),
 		LargeVsEvents:  ratio(func(r RepRatios) float64 { return r.LargeVsEvents }),
 	}
+	if ps := pluck(reps, func(r Rep) *Poison { return r.Poison }); len(ps) > 0 {
+		c.Poison = &PoisonStats{Keys: ps[0].Keys,
+			Latency:  latencyStats(pluck(ps, func(p *Poison) *Latency { return &p.Latency })),
+			Attempts: statBy(ps, func(p *Poison) float64 { return float64(p.Attempts) })}
+	}
+}
 
-	var ps []*Poison
-	for _, r := range reps {
-		if r.Poison != nil {
-			ps = append(ps, r.Poison)
+// pluck returns f of every item, leaving out nils.
+func pluck[R, T any](items []R, f func(R) *T) []*T {
+	out := make([]*T, 0, len(items))
+	for _, r := range items {
+		if v := f(r); v != nil {
+			out = append(out, v)
 		}
 	}
-	if len(ps) > 0 {
-		pl := make([]*Latency, len(ps))
-		for i, p := range ps {
-			pl[i] = &p.Latency
-		}
-		c.Poison = &PoisonStats{Keys: ps[0].Keys, Latency: latencyStats(pl),
-			Attempts: statOf(collect(ps, func(p *Poison) (float64, bool) { return float64(p.Attempts), true }))}
+	return out
+}
+
+// refs returns pointers to the reps.
+func refs(reps []Rep) []*Rep {
+	out := make([]*Rep, len(reps))
+	for i := range reps {
+		out[i] = &reps[i]
 	}
+	return out
 }
 
 // WriteTable writes one table per cell, for humans: the median of every
