@@ -49,6 +49,7 @@ type MinimalRelay struct {
 	// Batch is the claim size. Zero means MinimalBatch.
 	Batch int
 	// Log receives the one JSON "relay started" line the bench waits for.
+	// Nil discards it.
 	Log io.Writer
 }
 
@@ -75,6 +76,12 @@ func (m MinimalRelay) Run(ctx context.Context) error {
 			"` WHERE status = 'pending' ORDER BY seq LIMIT " + strconv.Itoa(batch) + " FOR UPDATE SKIP LOCKED"
 	default:
 		return fmt.Errorf("minimal relay: dialect %q: want postgres or mysql", m.Dialect)
+	}
+	if m.DB == nil || m.Publisher == nil {
+		return errors.New("minimal relay: DB and Publisher are required")
+	}
+	if m.Log == nil {
+		m.Log = io.Discard
 	}
 	async, isAsync := m.Publisher.(outbox.AsyncPublisher)
 	line, _ := json.Marshal(map[string]any{"msg": "relay started", "relay": "minimal", "batch_size": batch, "async_publisher": isAsync})
