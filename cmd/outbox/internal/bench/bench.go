@@ -267,7 +267,6 @@ type run struct {
 	settings  map[string]any
 	repN      int // the rep being measured
 	broker    *outboxbroker.Broker
-	db        *sql.DB // a handle for the forwarder baseline
 	progress  func(format string, args ...any)
 	cleanups  []func()
 }
