@@ -432,6 +432,24 @@ func (r *run) openTable(ctx context.Context, suffix string) (t *Target, table st
 	return t, table, done, nil
 }
 
+// analyze refreshes the planner statistics of a freshly seeded table, as
+// autovacuum would have for a backlog that built up over time: without
+// them PostgreSQL plans a claim on a just-filled table as on an empty one
+// (a bitmap scan and a sort of every pending row per claim instead of an
+// ordered index scan), and autovacuum's own ANALYZE would land at a random
+// point of the drain. The relay and the minimal relay get the same.
+func analyze(ctx context.Context, dialect string, db *sql.DB, table string) error {
+	q := `ANALYZE "` + table + `"`
+	if dialect == "mysql" {
+		q = "ANALYZE TABLE `" + table + "`"
+	}
+	rows, err := db.QueryContext(ctx, q) // MySQL returns a result set
+	if err != nil {
+		return err
+	}
+	return rows.Close()
+}
+
 // dropTables removes the bench's own tables (names this package generated,
 // never user input).
 func dropTables(dialect string, db *sql.DB, tables ...string) {
@@ -679,6 +697,9 @@ func (r *run) seededDrain(ctx context.Context, suffix, topic string, n int, who 
 	r.progress("%s × %s: seeding %d events for %s", r.dialect, r.scheme, n, who)
 	if err := r.seed(ctx, t, topic, n); err != nil {
 		return nil, fmt.Errorf("seed: %w", err)
+	}
+	if err := analyze(ctx, r.dialect, t.Driver.DB(), table); err != nil {
+		return nil, fmt.Errorf("analyze %s: %w", table, err)
 	}
 	r.progress("%s × %s: draining %d events with %s", r.dialect, r.scheme, n, who)
 	procs, began, err := start(table)
