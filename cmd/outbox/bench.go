@@ -46,7 +46,7 @@ func (a *app) benchCommand() *cobra.Command {
 then the relay again...), each on fresh tables and a fresh backlog:
 
   1. drain: seeds --events events (300-byte payloads, 1000 keys) into a fresh
-     outbox table and times one ` + "`outbox relay`" + ` process delivering them all
+     outbox table, ANALYZEs it, and times one ` + "`outbox relay`" + ` process delivering them all
      (with --relays N, also N relay processes on a fresh backlog; with
      --large-events N, also one relay on a backlog of N);
   2. idle and latency: the same relay idles for --idle, then a writer commits
