@@ -54,17 +54,18 @@ verify: lint build ## generated code fresh, go.mod tidy, gofmt/vet clean, every 
 	for m in $(MODULES); do (cd $$m && go mod tidy); done; \
 	if [ -n "$$(git status --porcelain -- .)" ]; then echo "verify: generated code or go.mod/go.sum not up to date (or new files not committed):"; git status --short; exit 1; fi
 
-# make bench takes about 25 minutes on the 2-core development machine when it is otherwise idle: the
-# 100k matrix (3 reps x 2 databases, the Watermill forwarder's ~40 s per rep dominating) about 12, the
-# per-broker runs about 6, the poison scenario 1, the Go benchmarks the rest.
+# make bench takes about 45 minutes on the shared 2-core machine under load (load average ~20): the
+# PostgreSQL half of the 100k comparison took 15 min there (3 reps of ~5 min, Watermill's forwarder
+# ~2 min of each), MariaDB about as long, the per-broker runs about 10, poison 1, the Go benchmarks
+# the rest. Expect about half on a quiet machine.
 BENCH_BROKERS ?= nats://127.0.0.1:4222 kfake:// amqp://guest:guest@127.0.0.1:5672/ redis://127.0.0.1:6379/0
-bench: ## outbox bench with default relay settings: PostgreSQL and MariaDB -> NATS at 100k (medians of 3 interleaved reps vs the minimal relay, the Watermill forwarder and raw async publish), each broker vs its raw publish, the poison scenario, then the Go benchmarks (~25 min)
+bench: ## outbox bench with default relay settings: PostgreSQL and MariaDB -> NATS at 100k (medians of 3 interleaved reps vs the minimal relay, the Watermill forwarder and raw async publish), each broker vs its raw publish, the poison scenario, then the Go benchmarks (~45 min)
 	cd cmd/outbox && go run . bench --matrix --compare --events 100000
 	@set -e; for b in $(BENCH_BROKERS); do (cd cmd/outbox && go run . bench --broker-url "$$b" --events 20000 --reps 3 --baselines raw --idle 0 --duration 2s); done
 	cd cmd/outbox && go run . bench --poison 3 --reps 3
 	@set -e; for m in $(MODULES); do (cd $$m && go test -run '^$$' -bench . -benchmem ./...); done
 
-bench-backlog: ## backlog scale: 1M-event drain rate / 100k-event drain rate, PostgreSQL -> NATS, default relay settings, 3 interleaved reps (~20 min; not part of make bench)
+bench-backlog: ## backlog scale: 1M-event drain rate / 100k-event drain rate, PostgreSQL -> NATS, default relay settings, 3 interleaved reps (~30 min or more: 3 x 1.1M events seeded and drained; not part of make bench)
 	cd cmd/outbox && go run . bench --events 100000 --large-events 1000000 --reps 3 --no-baselines --idle 0 --duration 1s
 
 matrix: ## rewrite README.md's support matrix from the conformance suite's own summary (runs the suite unless make test left one)
