@@ -1,6 +1,7 @@
 package conformance
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -181,12 +182,13 @@ func testSIGKILL(t *testing.T, h Harness, cellTest string) {
 	totalDup := 0
 	// A crash loses the outcomes of the batches in flight: one, or
 	// Concurrency of them.
-	bound := batch * max(1, h.Concurrency)
+	concurrency := cmp.Or(h.Concurrency, outbox.DefaultConcurrency)
+	bound := batch * concurrency
 	for g := 1; g <= killed; g++ {
 		perCrashList = append(perCrashList, perCrash[g])
 		totalDup += perCrash[g]
 		if perCrash[g] > bound {
-			t.Errorf("C3: crash of generation %d caused %d duplicates, more than BatchSize %d × Concurrency %d", g, perCrash[g], batch, max(1, h.Concurrency))
+			t.Errorf("C3: crash of generation %d caused %d duplicates, more than BatchSize %d × Concurrency %d", g, perCrash[g], batch, concurrency)
 		}
 	}
 	t.Logf("C3: relay-side duplicates per crash %v (total %d, bound %d each); duplicates without a crash: %d",

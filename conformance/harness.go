@@ -33,7 +33,7 @@ type Harness struct {
 	Light bool
 
 	// Publish is the outbox.RelayConfig.Publish of every relay the cell
-	// runs; zero means the relay's default (PublishForwarder).
+	// runs; zero means the relay's default (PublishDirect).
 	Publish outbox.PublishPath
 
 	// Concurrency is the outbox.RelayConfig.Concurrency of every relay the

@@ -35,7 +35,8 @@ const (
 	// brokenNone is the control: the real driver and publisher.
 	brokenNone = "none"
 	// brokenPremark marks every claimed event delivered at claim time,
-	// before the broker acknowledged it.
+	// before the broker acknowledged it: the held batch records its rows
+	// delivered and commits as soon as it is claimed.
 	brokenPremark = "premark"
 	// brokenDrop silently drops every 5th message: Publish returns nil
 	// without publishing.
@@ -44,7 +45,7 @@ const (
 	// ignoring per-key (Seq) order.
 	brokenReorder = "reorder"
 	// brokenSwallow swallows failures: the relay's failed attempts are
-	// recorded as deliveries (the driver's EventMarkFailed marks the events
+	// recorded as deliveries (the held batch's Finish marks them
 	// delivered). A publisher that swallows its errors is not a useful
 	// variant on NATS: there a cut or stalled broker surfaces as the relay's
 	// own PublishTimeout, not as a Publish error, and nats.go's reconnect
@@ -78,7 +79,7 @@ func brokenHarness(variant string) conformance.Harness {
 		// A child cut short by -test.timeout runs no cleanup: the parent
 		// drops what it names here.
 		fmt.Printf("selftest-created table %s\n", table)
-		return &brokenDriver{Driver: d, variant: variant}, nil
+		return &brokenDriver{Driver: d, held: d.(outboxdriver.HeldClaimer), variant: variant}, nil
 	}
 	open := b.Open
 	b.Open = func(t testing.TB, id string) conformance.BrokerInstance {
@@ -88,40 +89,68 @@ func brokenHarness(variant string) conformance.Harness {
 	return conformance.Harness{Name: "postgres_nats_" + variant, Database: db, Broker: b}
 }
 
+// brokenDriver wraps the PostgreSQL driver's held claims (its one claim
+// protocol) with the named variant.
 type brokenDriver struct {
 	outboxdriver.Driver
+	held    outboxdriver.HeldClaimer
 	variant string
 }
 
-func (d *brokenDriver) EventClaimBatch(ctx context.Context, p *outboxdriver.EventClaimBatchParams) ([]*outboxdriver.EventRow, error) {
-	rows, err := d.Driver.EventClaimBatch(ctx, p)
-	if err != nil || len(rows) == 0 {
-		return rows, err
+func (d *brokenDriver) EventClaimHeld(ctx context.Context, p *outboxdriver.EventClaimBatchParams) (outboxdriver.HeldBatch, error) {
+	batch, err := d.held.EventClaimHeld(ctx, p)
+	if err != nil || len(batch.Rows()) == 0 {
+		return batch, err
 	}
 	switch d.variant {
 	case brokenPremark:
+		rows := batch.Rows()
 		ids := make([]string, len(rows))
 		for i, r := range rows {
 			ids[i] = r.ID
 		}
-		if _, err := d.Driver.EventMarkDelivered(ctx, &outboxdriver.EventMarkDeliveredParams{RelayID: p.RelayID, IDs: ids}); err != nil {
+		if err := batch.Finish(ctx, ids, nil); err != nil {
+			_ = batch.Abort()
 			return nil, err
 		}
+		return recordedBatch{rows: rows}, nil
 	case brokenReorder:
+		rows := slices.Clone(batch.Rows())
 		slices.Reverse(rows)
+		return reorderedBatch{HeldBatch: batch, rows: rows}, nil
+	case brokenSwallow:
+		return swallowingBatch{batch}, nil
 	}
-	return rows, nil
+	return batch, nil
 }
 
-func (d *brokenDriver) EventMarkFailed(ctx context.Context, p *outboxdriver.EventMarkFailedParams) (int64, error) {
-	if d.variant != brokenSwallow {
-		return d.Driver.EventMarkFailed(ctx, p)
+// recordedBatch is a batch whose rows were already recorded delivered and
+// committed at claim time: the relay's outcome is ignored.
+type recordedBatch struct{ rows []*outboxdriver.EventRow }
+
+func (b recordedBatch) Rows() []*outboxdriver.EventRow { return b.rows }
+func (recordedBatch) Finish(context.Context, []string, []outboxdriver.FailedAttempt) error {
+	return nil
+}
+func (recordedBatch) Abort() error { return nil }
+
+// reorderedBatch hands out its rows in another order.
+type reorderedBatch struct {
+	outboxdriver.HeldBatch
+	rows []*outboxdriver.EventRow
+}
+
+func (b reorderedBatch) Rows() []*outboxdriver.EventRow { return b.rows }
+
+// swallowingBatch records failed attempts as deliveries.
+type swallowingBatch struct{ outboxdriver.HeldBatch }
+
+func (b swallowingBatch) Finish(ctx context.Context, delivered []string, failed []outboxdriver.FailedAttempt) error {
+	all := slices.Clone(delivered)
+	for _, f := range failed {
+		all = append(all, f.ID)
 	}
-	ids := make([]string, len(p.Failures))
-	for i, f := range p.Failures {
-		ids[i] = f.ID
-	}
-	return d.Driver.EventMarkDelivered(ctx, &outboxdriver.EventMarkDeliveredParams{RelayID: p.RelayID, IDs: ids})
+	return b.HeldBatch.Finish(ctx, all, nil)
 }
 
 type brokenBroker struct {

@@ -435,7 +435,7 @@ var allowedCommands = map[string]string{
 
 // goCommands are the go subcommands a block may use; their package arguments
 // must exist in the repository.
-var goCommands = []string{"build", "generate", "get", "install", "run", "test", "vet"}
+var goCommands = []string{"build", "generate", "get", "install", "mod", "run", "test", "tool", "vet"}
 
 // checkShell checks every shell command: outbox and outboxgen lines against
 // the real programs, make targets against the Makefile, go and cd paths
@@ -483,6 +483,10 @@ func checkGoCommand(t *testing.T, outboxgenBin string, l shellLine) {
 	t.Helper()
 	if len(l.args) < 2 || !slices.Contains(goCommands, l.args[1]) {
 		t.Errorf("%s: `%s`: go subcommand not checked (want one of %v)", l.where, strings.Join(l.args, " "), goCommands)
+		return
+	}
+	if l.args[1] == "tool" && len(l.args) > 2 && l.args[2] == "outboxgen" {
+		checkOutboxgenArgs(t, l.where, outboxgenBin, l.args[3:])
 		return
 	}
 	const modPrefix = "github.com/outboxkit/outboxkit/"

@@ -13,7 +13,11 @@
 //     _watermill_message_uuid, the type in outbox_event_type, with every
 //     other event header;
 //   - subscribers join a consumer group and start from the oldest offset
-//     when the group has none.
+//     when the group has none;
+//   - PublishAsync (outbox.AsyncPublisher) sends through a sarama async
+//     producer with the same settings: sarama batches what is queued while
+//     a request is in flight, and the idempotent producer keeps each
+//     partition's order.
 //
 // Kafka has no broker-side dedup by event id: the idempotent producer only
 // removes duplicates of one producer session's retries. A relay that crashed
@@ -95,6 +99,13 @@ type Config struct {
 	// the end of the partitions. Zero (false) means from the oldest record,
 	// so that a new group misses nothing already published.
 	FromNewest bool
+
+	// TopicDetail, when set, lets the subscriber's SubscribeInitialize
+	// create a missing topic with these partitions, replication factor and
+	// configs (Watermill's Router and test suites call it before they
+	// subscribe). Nil means SubscribeInitialize fails: the topics must be
+	// created by whoever operates the cluster.
+	TopicDetail *sarama.TopicDetail
 
 	// Sarama, when set, is called last on every sarama.Config this package
 	// builds, to set anything else. It can undo the durable defaults: leave
@@ -211,12 +222,13 @@ func (c Config) PublisherConfig() wmkafka.PublisherConfig {
 func (c Config) SubscriberConfig() wmkafka.SubscriberConfig {
 	d := c.withDefaults()
 	return wmkafka.SubscriberConfig{
-		Brokers:               c.Brokers,
-		Unmarshaler:           Marshaler{},
-		OverwriteSaramaConfig: c.SaramaConsumerConfig(),
-		ConsumerGroup:         d.ConsumerGroup,
-		NackResendSleep:       100 * time.Millisecond,
-		ReconnectRetrySleep:   time.Second,
+		Brokers:                c.Brokers,
+		Unmarshaler:            Marshaler{},
+		OverwriteSaramaConfig:  c.SaramaConsumerConfig(),
+		ConsumerGroup:          d.ConsumerGroup,
+		InitializeTopicDetails: c.TopicDetail,
+		NackResendSleep:        100 * time.Millisecond,
+		ReconnectRetrySleep:    time.Second,
 	}
 }
 
@@ -254,9 +266,11 @@ func (Marshaler) Unmarshal(cm *sarama.ConsumerMessage) (*message.Message, error)
 	return partitioning.Unmarshal(cm)
 }
 
-// NewPublisher returns a synchronous publisher: Publish returns once every
-// message was acknowledged by all in-sync replicas, in order.
-func NewPublisher(cfg Config) (*wmkafka.Publisher, error) {
+// NewPublisher returns a publisher: Publish returns once every message was
+// acknowledged by all in-sync replicas, in order; PublishAsync (an
+// outbox.AsyncPublisher) pipelines publishes through a sarama async
+// producer with the same settings.
+func NewPublisher(cfg Config) (*Publisher, error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.validate(); err != nil {
 		return nil, err
@@ -265,7 +279,7 @@ func NewPublisher(cfg Config) (*wmkafka.Publisher, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kafka: new publisher: %w", err)
 	}
-	return pub, nil
+	return &Publisher{cfg: cfg, pub: pub, inFlight: make(chan struct{}, asyncMaxInFlight)}, nil
 }
 
 // NewSubscriber returns a consumer-group subscriber. Offsets are committed

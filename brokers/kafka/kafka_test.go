@@ -28,7 +28,7 @@ type bundle struct {
 
 // setup starts an in-process kfake cluster with the test's topic (3
 // partitions).
-func setup(t *testing.T, opts ...kfake.Opt) *bundle {
+func setup(t testing.TB, opts ...kfake.Opt) *bundle {
 	t.Helper()
 	topic := outboxtest.UniqueName("kt")
 	c, err := kfake.NewCluster(append([]kfake.Opt{kfake.NumBrokers(1), kfake.SeedTopics(3, topic)}, opts...)...)
@@ -51,7 +51,7 @@ func eventMessage(i int, key string) *message.Message {
 }
 
 // readAll consumes n records of topic with franz-go (an independent client).
-func readAll(t *testing.T, addrs []string, topic string, n int) []*kgo.Record {
+func readAll(t testing.TB, addrs []string, topic string, n int) []*kgo.Record {
 	t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {

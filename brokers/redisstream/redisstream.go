@@ -3,6 +3,7 @@
 //
 //   - Publish is one XADD per message, returning once Redis answered; an
 //     optional approximate MAXLEN (Config.MaxLen) trims the stream;
+//     PublishAsync (outbox.AsyncPublisher) pipelines the same XADDs;
 //   - the event id is the entry field _watermill_message_uuid, and the
 //     fields outbox_event_id, outbox_event_type and outbox_key are added as
 //     plain strings for non-Watermill readers; the payload is the field
@@ -132,7 +133,7 @@ func (c Config) SubscriberConfig(client redis.UniversalClient) wmredis.Subscribe
 }
 
 // NewPublisher returns a publisher; it owns (and closes) its client.
-func NewPublisher(cfg Config) (*wmredis.Publisher, error) {
+func NewPublisher(cfg Config) (*Publisher, error) {
 	cfg = cfg.withDefaults()
 	cl, err := cfg.client()
 	if err != nil {
@@ -143,7 +144,9 @@ func NewPublisher(cfg Config) (*wmredis.Publisher, error) {
 		cl.Close()
 		return nil, fmt.Errorf("redisstream: new publisher: %w", err)
 	}
-	return pub, nil
+	p := &Publisher{pub: pub, client: cl, maxLen: cfg.MaxLen, queue: make(chan *xadd, asyncMaxInFlight), done: make(chan struct{})}
+	go p.pipeline()
+	return p, nil
 }
 
 // NewSubscriber returns a consumer-group subscriber; it owns (and closes)

@@ -23,7 +23,7 @@ type bundle struct {
 	rdb   *redis.Client
 }
 
-func setup(t *testing.T) *bundle {
+func setup(t testing.TB) *bundle {
 	t.Helper()
 	outboxtest.RequireService(t, outboxtest.Redis)
 	opts, err := redis.ParseURL(outboxtest.RedisURL())

@@ -112,6 +112,7 @@ Exit codes: 0 success, 1 runtime error, 2 usage or configuration error,
 		a.showCommand(), a.retryCommand(), a.purgeCommand())
 	root.AddCommand(a.benchCommand())
 	root.AddCommand(a.conformanceCommand())
+	root.AddCommand(a.uiCommand())
 	return root
 }
 

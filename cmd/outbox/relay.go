@@ -67,8 +67,8 @@ The default address is loopback only (` + defaultMetricsAddr + `).`,
 		},
 	}
 	f := cmd.Flags()
-	f.IntVar(&rc.BatchSize, "batch-size", 0, "events per claim (default 100)")
-	f.IntVar(&rc.Concurrency, "concurrency", 0, "batches worked on at once; a crash may duplicate this many batches (default 1)")
+	f.IntVar(&rc.BatchSize, "batch-size", 0, "events per claim (default 500)")
+	f.IntVar(&rc.Concurrency, "concurrency", 0, "batches open at once (the next claim overlaps the publishes of the open ones); a crash may duplicate this many batches (default 2)")
 	f.DurationVar(&rc.PollInterval, "poll-interval", 0, "longest sleep when nothing is ready (default 200ms)")
 	f.DurationVar(&rc.MinPoll, "min-poll-interval", 0, "first sleep after activity, doubling up to --poll-interval (default 10ms)")
 	f.IntVar(&rc.MaxAttempts, "max-attempts", 0, "failed publishes before an event is dead (default 30)")
@@ -77,7 +77,7 @@ The default address is loopback only (` + defaultMetricsAddr + `).`,
 	f.DurationVar(&rc.BackoffMin, "backoff-min", 0, "delay after the first failure (default 1s)")
 	f.DurationVar(&rc.BackoffMax, "backoff-max", 0, "retry delay cap (default 5m)")
 	f.BoolVar(&rc.DeleteDelivered, "delete-delivered", false, "PostgreSQL: delete each event once delivered instead of keeping it as history (much less database work; list/show/status then see no delivered events)")
-	f.StringVar(&rc.Publish, "publish", "", "publish path: forwarder (Watermill's forwarder and envelope) or direct (same messages, no envelope, less CPU) (default forwarder)")
+	f.StringVar(&rc.Publish, "publish", "", "publish path: direct (event messages through the middlewares to the broker, pipelined) or forwarder (Watermill's forwarder and envelope: same messages, more CPU) (default direct)")
 	f.BoolVar(&metrics, "metrics", false, "serve /metrics, /healthz, /readyz on "+defaultMetricsAddr)
 	f.StringVar(&metricsAddr, "metrics-addr", "", "serve /metrics, /healthz, /readyz on this address")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")

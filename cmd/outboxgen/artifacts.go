@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"encoding/json"
-	"regexp"
 	"strconv"
 	"strings"
 )
@@ -229,8 +228,6 @@ func EventJSONSchema(e *Event) ([]byte, error) {
 	return renderJSON(o)
 }
 
-var channelIDRE = regexp.MustCompile(`[^A-Za-z0-9._-]`)
-
 // AsyncAPI returns an AsyncAPI 3.0 document describing every event as a
 // message sent on its topic's channel.
 func AsyncAPI(spec *Spec, pkg string) ([]byte, error) {
@@ -245,7 +242,7 @@ func AsyncAPI(spec *Spec, pkg string) ([]byte, error) {
 	messages := obj{}
 	payloads := obj{}
 	for _, e := range spec.Events {
-		chID := channelIDRE.ReplaceAllString(e.Topic, "_")
+		chID := channelID(e.Topic)
 		i, ok := chIndex[chID]
 		if !ok {
 			i = len(channels)

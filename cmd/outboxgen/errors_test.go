@@ -100,7 +100,7 @@ func TestSchemaErrors(t *testing.T) {
 		"key not allowed here": {okEvent + "      m: {type: array, items: {type: string, nullable: true}}\n",
 			[]string{`bad.yaml:9:46: events[0].fields.m.items.nullable: unknown key "nullable" (not allowed here)`}},
 		"invalid YAML": {"events: [\n",
-			[]string{`bad.yaml:1:1: invalid YAML: did not find expected node content`}},
+			[]string{`bad.yaml:1:9: invalid YAML: did not find expected node content`}},
 		"alias": {"x: &a 1\n" + okEvent,
 			[]string{`bad.yaml:1:1: x: unknown key "x"`}},
 	}

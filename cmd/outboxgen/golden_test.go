@@ -7,7 +7,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
 )
 
@@ -184,20 +183,7 @@ func TestGoldenCompiles(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the go tool")
 	}
-	framework, err := filepath.Abs("../../framework")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmp := t.TempDir()
-	gomod := "module example.com/goldencheck\n\ngo 1.26.0\n\n" +
-		"require (\n\tgithub.com/outboxkit/outboxkit/framework v0.0.0\n\tgithub.com/ThreeDotsLabs/watermill v1.5.1\n)\n\n" +
-		"replace github.com/outboxkit/outboxkit/framework => " + framework + "\n"
-	write(t, filepath.Join(tmp, "go.mod"), []byte(gomod))
-	sum, err := os.ReadFile("go.sum")
-	if err != nil {
-		t.Fatal(err)
-	}
-	write(t, filepath.Join(tmp, "go.sum"), sum)
+	tmp := scratchModule(t, "goldencheck")
 	for _, dir := range goldenCases(t) {
 		name := filepath.Base(dir)
 		src, err := os.ReadFile(filepath.Join(dir, "want", "events_gen.go.golden"))
@@ -211,12 +197,7 @@ func TestGoldenCompiles(t *testing.T) {
 		}
 	}
 	for _, args := range [][]string{{"mod", "tidy"}, {"vet", "./..."}, {"test", "-count=1", "./..."}} {
-		cmd := exec.Command("go", args...)
-		cmd.Dir = tmp
-		cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=mod")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("go %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
+		goIn(t, tmp, args...)
 	}
 	cmd := exec.Command("gofmt", "-l", ".")
 	cmd.Dir = tmp

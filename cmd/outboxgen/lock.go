@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -93,13 +94,69 @@ func lockType(t *TypeRef, stack []string) LockType {
 // MarshalLock renders a lock deterministically.
 func MarshalLock(l *Lock) ([]byte, error) { return renderJSON(l) }
 
-// UnmarshalLock parses a lock file.
+// UnmarshalLock parses a lock file, strictly: unknown keys, a lock without
+// events and events or fields without their identity are errors, so that a
+// damaged lock never makes breaking pass silently.
 func UnmarshalLock(b []byte) (*Lock, error) {
 	var l Lock
-	if err := json.Unmarshal(b, &l); err != nil {
-		return nil, err
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&l); err != nil {
+		return nil, fmt.Errorf("not a lock file written by outboxgen lock: %w", err)
+	}
+	if dec.More() {
+		return nil, fmt.Errorf("not a lock file written by outboxgen lock: data after the JSON object")
+	}
+	if len(l.Events) == 0 {
+		return nil, fmt.Errorf("the lock lists no events (regenerate it with outboxgen lock)")
+	}
+	for i, e := range l.Events {
+		if e.Type == "" || e.Version < 1 || e.Name == "" || e.Topic == "" || len(e.Fields) == 0 {
+			return nil, fmt.Errorf("events[%d]: an event needs type, version >= 1, name, topic and fields", i)
+		}
+		if err := checkLockFields(fmt.Sprintf("events[%d]", i), e.Fields); err != nil {
+			return nil, err
+		}
 	}
 	return &l, nil
+}
+
+func checkLockFields(where string, fs []LockField) error {
+	for _, f := range fs {
+		if f.Name == "" {
+			return fmt.Errorf("%s: a field without name", where)
+		}
+		if err := checkLockType(where+".fields."+f.Name, f.Type); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func checkLockType(where string, t LockType) error {
+	switch t.Kind {
+	case "array", "map":
+		if t.Elem == nil {
+			return fmt.Errorf("%s: %s without elem", where, t.Kind)
+		}
+		return checkLockType(where+"[]", *t.Elem)
+	case "object":
+		if t.Ref == "" && len(t.Fields) == 0 {
+			return fmt.Errorf("%s: object without fields or ref", where)
+		}
+		return checkLockFields(where, t.Fields)
+	case "enum":
+		if len(t.Enum) == 0 {
+			return fmt.Errorf("%s: enum without values", where)
+		}
+	case "":
+		return fmt.Errorf("%s: type without kind", where)
+	default:
+		if !slices.Contains(builtinKinds, t.Kind) {
+			return fmt.Errorf("%s: unknown kind %q", where, t.Kind)
+		}
+	}
+	return nil
 }
 
 // Breaking lists the changes from old to cur that break producers or
@@ -145,11 +202,17 @@ func diffFields(id, prefix string, old, cur []LockField) []string {
 			out = append(out, fmt.Sprintf("%s: field %s removed", id, path))
 			continue
 		}
-		if !o.Optional && n.Optional {
+		switch {
+		case !o.Optional && n.Optional:
 			out = append(out, fmt.Sprintf("%s: field %s became optional (consumers may rely on it)", id, path))
+		case o.Optional && !n.Optional:
+			out = append(out, fmt.Sprintf("%s: field %s became required (messages already sent may lack it; add a version)", id, path))
 		}
-		if !o.Nullable && n.Nullable {
+		switch {
+		case !o.Nullable && n.Nullable:
 			out = append(out, fmt.Sprintf("%s: field %s became nullable", id, path))
+		case o.Nullable && !n.Nullable:
+			out = append(out, fmt.Sprintf("%s: field %s became not nullable (messages already sent may hold null; add a version)", id, path))
 		}
 		out = append(out, diffType(id, path, o.Type, n.Type)...)
 	}

@@ -29,11 +29,13 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 )
@@ -129,6 +131,9 @@ func cmdGenerate(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		*pkg = strings.NewReplacer("-", "", ".", "").Replace(filepath.Base(abs))
+		if err := checkPackageName(*pkg); err != nil {
+			return fmt.Errorf("outboxgen: the package name derived from the output directory: %w; set -pkg", err)
+		}
 	}
 	spec, err := load(*in)
 	if err != nil {
@@ -139,18 +144,66 @@ func cmdGenerate(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	dir := filepath.Dir(*out)
-	if *check {
-		return checkFresh(stdout, stderr, dir, files, fixCommand(*in, *out, *pkg, *js, *aa))
+	stale, err := staleSchemas(dir, *js, files)
+	if err != nil {
+		return err
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("outboxgen: %w", err)
+	if *check {
+		return checkFresh(stdout, stderr, dir, files, stale, fixCommand(*in, *out, *pkg, *js, *aa))
 	}
 	for _, f := range files {
-		if err := writeIfChanged(filepath.Join(dir, f.Name), f.Data); err != nil {
+		path := filepath.Join(dir, filepath.FromSlash(f.Name))
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			return fmt.Errorf("outboxgen: %w", err)
+		}
+		if err := writeIfChanged(path, f.Data); err != nil {
 			return err
 		}
 	}
+	for _, path := range stale {
+		if err := os.Remove(path); err != nil {
+			return fmt.Errorf("outboxgen: %w", err)
+		}
+		fmt.Fprintf(stdout, "outboxgen: removed %s (no event version produces it any more)\n", path)
+	}
 	return nil
+}
+
+// staleSchemas returns the files of dir matching the -jsonschema pattern
+// that a previous run generated (a JSON Schema with x-outbox-type) but
+// that no event version of this run produces: left alone, they would keep
+// describing a removed event.
+func staleSchemas(dir, pattern string, files []File) ([]string, error) {
+	if pattern == "" {
+		return nil, nil
+	}
+	glob := strings.NewReplacer("*", `\*`, "?", `\?`, "[", `\[`, `\`, `\\`).Replace(pattern)
+	glob = strings.NewReplacer("{type}", "*", "{version}", "*", "{name}", "*").Replace(glob)
+	matches, err := filepath.Glob(filepath.Join(dir, filepath.FromSlash(glob)))
+	if err != nil {
+		return nil, fmt.Errorf("outboxgen: -jsonschema %q: %w", pattern, err)
+	}
+	produced := map[string]bool{}
+	for _, f := range files {
+		produced[filepath.Clean(filepath.Join(dir, filepath.FromSlash(f.Name)))] = true
+	}
+	var stale []string
+	for _, path := range matches {
+		if produced[filepath.Clean(path)] {
+			continue
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			continue // a directory or unreadable: not ours
+		}
+		var doc struct {
+			Type *string `json:"x-outbox-type"`
+		}
+		if json.Unmarshal(b, &doc) == nil && doc.Type != nil {
+			stale = append(stale, path)
+		}
+	}
+	return stale, nil
 }
 
 // File is one generated output.
@@ -166,11 +219,17 @@ func Render(spec *Spec, pkg, goName, jsonSchemaPattern, asyncAPIName string) ([]
 	if err != nil {
 		return nil, err
 	}
+	if err := checkGoFileName(goName); err != nil {
+		return nil, fmt.Errorf("outboxgen: %w", err)
+	}
 	files := []File{{goName, src}}
 	if jsonSchemaPattern != "" {
 		seen := map[string]bool{}
 		for _, e := range spec.Events {
 			name := schemaFileName(jsonSchemaPattern, e)
+			if err := checkOutputName("-jsonschema", name); err != nil {
+				return nil, fmt.Errorf("outboxgen: %w", err)
+			}
 			if seen[name] {
 				return nil, fmt.Errorf("outboxgen: -jsonschema %q gives two events the file name %s; use {type} and {version}", jsonSchemaPattern, name)
 			}
@@ -187,7 +246,20 @@ func Render(spec *Spec, pkg, goName, jsonSchemaPattern, asyncAPIName string) ([]
 		if err != nil {
 			return nil, err
 		}
+		if err := checkOutputName("-asyncapi", asyncAPIName); err != nil {
+			return nil, fmt.Errorf("outboxgen: %w", err)
+		}
 		files = append(files, File{asyncAPIName, b})
+	}
+	// Two outputs with one name (or names differing only in case, one file
+	// on macOS and Windows) would overwrite each other.
+	names := map[string]string{}
+	for _, f := range files {
+		k := strings.ToLower(path.Clean(f.Name))
+		if prev, ok := names[k]; ok {
+			return nil, fmt.Errorf("outboxgen: two generated files would be written to one path: %s and %s (check -out, -jsonschema and -asyncapi)", prev, f.Name)
+		}
+		names[k] = f.Name
 	}
 	return files, nil
 }
@@ -308,10 +380,10 @@ func shellQuote(s string) string {
 
 // checkFresh compares files with dir's content and reports each missing or
 // different one with a short summary of the difference.
-func checkFresh(stdout, stderr io.Writer, dir string, files []File, fix string) error {
+func checkFresh(stdout, stderr io.Writer, dir string, files []File, leftover []string, fix string) error {
 	var stale []string
 	for _, f := range files {
-		path := filepath.Join(dir, f.Name)
+		path := filepath.Join(dir, filepath.FromSlash(f.Name))
 		old, err := os.ReadFile(path)
 		switch {
 		case errors.Is(err, os.ErrNotExist):
@@ -322,13 +394,16 @@ func checkFresh(stdout, stderr io.Writer, dir string, files []File, fix string) 
 			stale = append(stale, "  "+path+": "+diffSummary(old, f.Data))
 		}
 	}
+	for _, path := range leftover {
+		stale = append(stale, "  "+path+": left from an event version that no longer exists (would be removed)")
+	}
 	if len(stale) == 0 {
 		fmt.Fprintf(stdout, "outboxgen: %d generated file(s) up to date\n", len(files))
 		return nil
 	}
 	wd, _ := os.Getwd()
 	fmt.Fprintf(stderr, "outboxgen: %d of %d generated file(s) stale:\n%s\nto fix, run in %s:\n  %s\n(or go generate ./... in the module)\n",
-		len(stale), len(files), strings.Join(stale, "\n"), wd, fix)
+		len(stale), len(files)+len(leftover), strings.Join(stale, "\n"), wd, fix)
 	return errStale
 }
 

@@ -7,7 +7,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"go/token"
+	"io"
+	"math"
 	"math/big"
+	"path"
 	"regexp"
 	"slices"
 	"sort"
@@ -38,6 +42,14 @@ type Diag struct {
 }
 
 func (d Diag) String() string {
+	d.Msg = printable(d.Msg) // messages may quote hostile input
+	// A line without a known column.
+	if d.Pos.Col == 0 {
+		if d.Path != "" {
+			return fmt.Sprintf("%s:%d: %s: %s", d.File, d.Pos.Line, d.Path, d.Msg)
+		}
+		return fmt.Sprintf("%s:%d: %s", d.File, d.Pos.Line, d.Msg)
+	}
 	if d.Path != "" {
 		return fmt.Sprintf("%s:%d:%d: %s: %s", d.File, d.Pos.Line, d.Pos.Col, d.Path, d.Msg)
 	}
@@ -142,66 +154,7 @@ type parser struct {
 	nodes map[string]*yaml.Node // JSON pointer -> value node
 	keys  map[string]*yaml.Node // JSON pointer -> key node (mapping entries)
 	diags []Diag
-	decls []decl // top-level Go identifiers the generated file will declare
-}
-
-// decl is one top-level Go identifier of the generated file and the schema
-// location that asks for it.
-type decl struct {
-	ident string
-	pos   Pos    // zero for identifiers the generator always declares
-	ptr   string // schema location, for the diagnostic's path
-	what  string // e.g. "struct of event care.invoice.issued v1"
-	hint  string // how to resolve a collision
-}
-
-// generatedIdents are declared by every generated file (some only when
-// used; they are reserved anyway so that adding a field never breaks a
-// schema that used to work).
-var generatedIdents = []string{"HeaderEventVersion", "Upcaster", "UnknownEventPolicy", "UnknownEventError", "UnknownEventSkip",
-	"ErrUnknownEvent", "ErrMalformedEvent", "DecoderConfig", "Decoder", "NewDecoder", "FieldError", "Decimal", "Money", "Date", "DateOf"}
-
-// declare records that the generated file declares ident because of the
-// schema node at ptr (its key when atKey).
-func (p *parser) declare(ident, ptr string, atKey bool, what, hint string) {
-	pos := p.pos(ptr)
-	if n := p.keys[ptr]; atKey && n != nil {
-		pos = Pos{n.Line, n.Column}
-	}
-	p.decls = append(p.decls, decl{ident: ident, pos: pos, ptr: ptr, what: what, hint: hint})
-}
-
-// checkIdents reports every identifier declared twice, at the later
-// declaration in file order, naming the earlier one: the generated file
-// would not compile.
-func (p *parser) checkIdents() {
-	decls := slices.Clone(p.decls)
-	for _, id := range generatedIdents {
-		decls = append(decls, decl{ident: id, what: "an identifier the generated code always declares"})
-	}
-	sort.SliceStable(decls, func(i, j int) bool {
-		a, b := decls[i].pos, decls[j].pos
-		return a.Line < b.Line || a.Line == b.Line && a.Col < b.Col
-	})
-	seen := map[string]decl{}
-	reported := map[[2]Pos]bool{} // one diagnostic per pair of schema locations
-	for _, d := range decls {
-		prev, dup := seen[d.ident]
-		if !dup {
-			seen[d.ident] = d
-			continue
-		}
-		if reported[[2]Pos{d.pos, prev.pos}] {
-			continue
-		}
-		reported[[2]Pos{d.pos, prev.pos}] = true
-		where := prev.what
-		if prev.pos != (Pos{}) {
-			where = fmt.Sprintf("%s at %s:%d:%d", prev.what, p.file, prev.pos.Line, prev.pos.Col)
-		}
-		p.diags = append(p.diags, Diag{File: p.file, Pos: d.pos, Path: displayPath(d.ptr),
-			Msg: fmt.Sprintf("Go name %s (%s) collides with %s; %s", d.ident, d.what, where, d.hint)})
-	}
+	decls []decl // identifiers the generated output will declare, see names.go
 }
 
 func (p *parser) errAt(ptr string, format string, args ...any) {
@@ -302,10 +255,54 @@ func (p *parser) toValue(n *yaml.Node, ptr string) any {
 			}
 			return json.Number(n.Value)
 		default:
+			if msg := badText(n.Value); msg != "" {
+				p.errAt(ptr, "%s", msg)
+			}
 			return n.Value
 		}
 	}
 	return nil
+}
+
+// printable escapes the control and bidirectional-text characters of s so
+// that a diagnostic never writes them to a terminal.
+func printable(s string) string {
+	if !strings.ContainsFunc(s, func(r rune) bool { return badText(string(r)) != "" && r != '\n' && r != '\t' || r == utf8.RuneError }) {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		if r != '\n' && r != '\t' && (badText(string(r)) != "" || r == utf8.RuneError) {
+			q := strconv.QuoteRuneToASCII(r)
+			b.WriteString(q[1 : len(q)-1])
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// badText says why s cannot be carried into generated Go comments, string
+// literals and JSON documents, or "". Tabs and newlines are the only control
+// characters allowed; NUL, byte-order marks and bidirectional-text controls
+// are refused (they break the Go source or hide what it says).
+func badText(s string) string {
+	if !utf8.ValidString(s) {
+		return "text is not valid UTF-8"
+	}
+	for i, r := range s {
+		switch {
+		case r == 0:
+			return fmt.Sprintf("text contains a NUL character (byte %d)", i)
+		case r == '\uFEFF':
+			return fmt.Sprintf("text contains a byte-order mark U+FEFF (byte %d)", i)
+		case r >= '\u202A' && r <= '\u202E', r >= '\u2066' && r <= '\u2069':
+			return fmt.Sprintf("text contains the bidirectional-text control %U (byte %d)", r, i)
+		case unicode.IsControl(r) && r != '\t' && r != '\n':
+			return fmt.Sprintf("text contains the control character %U (byte %d)", r, i)
+		}
+	}
+	return ""
 }
 
 var metaSchema = func() *jsonschema.Schema {
@@ -346,6 +343,10 @@ func (p *parser) schemaDiags(ve *jsonschema.ValidationError) {
 			p.errAt(ptr, "missing required key %q", m)
 		}
 	case *kind.Pattern:
+		if eventTypeRE.MatchString(ptr) {
+			p.errAt(ptr, "event type %q must be lowercase words of letters, digits and _ joined by dots, e.g. care.invoice_resent (%s)", k.Got, k.Want)
+			break
+		}
 		if strings.HasSuffix(ptr, "/type") {
 			p.errAt(ptr, "unknown type %q: not a builtin (%s) nor a PascalCase name declared under types", k.Got, strings.Join(builtinKinds, ", "))
 			break
@@ -366,19 +367,58 @@ var (
 	typeNameRE  = regexp.MustCompile(`^[A-Z][A-Za-z0-9]*$`)
 )
 
+// eventTypeRE matches the JSON pointer of an event's wire type.
+var eventTypeRE = regexp.MustCompile(`^/events/[0-9]+/type$`)
+
 var knownKeys = []string{"info", "types", "events", "name", "go_name", "type", "version", "topic", "key", "description", "deprecated", "fields", "enum", "optional", "nullable", "go_type", "items", "values", "currency", "min", "max", "pattern", "max_length", "min_items", "title"}
 
 func suggest(prop string, _ *jsonschema.ValidationError) string {
-	norm := strings.ReplaceAll(strings.ToLower(prop), "-", "_")
+	if slices.Contains(knownKeys, prop) {
+		return " (not allowed here)"
+	}
+	norm := strings.ReplaceAll(strings.ReplaceAll(strings.ToLower(prop), "-", ""), "_", "")
+	best, bestD := "", 3
 	for _, k := range knownKeys {
-		if k == prop {
-			return " (not allowed here)"
+		d := editDistance(norm, strings.ReplaceAll(k, "_", ""))
+		limit := 2 // a transposition or two typos
+		if len(k) < 5 {
+			limit = 1
 		}
-		if k == norm || strings.ReplaceAll(k, "_", "") == strings.ReplaceAll(norm, "_", "") {
-			return fmt.Sprintf(" (did you mean %q?)", k)
+		if d <= limit && d < bestD {
+			best, bestD = k, d
 		}
 	}
+	if best != "" {
+		return fmt.Sprintf(" (did you mean %q?)", best)
+	}
 	return ""
+}
+
+// editDistance is the optimal-string-alignment distance between a and b:
+// insertions, deletions, substitutions and adjacent transpositions.
+func editDistance(a, b string) int {
+	ra, rb := []rune(a), []rune(b)
+	d := make([][]int, len(ra)+1)
+	for i := range d {
+		d[i] = make([]int, len(rb)+1)
+		d[i][0] = i
+	}
+	for j := range d[0] {
+		d[0][j] = j
+	}
+	for i := 1; i <= len(ra); i++ {
+		for j := 1; j <= len(rb); j++ {
+			cost := 1
+			if ra[i-1] == rb[j-1] {
+				cost = 0
+			}
+			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
+			if i > 1 && j > 1 && ra[i-1] == rb[j-2] && ra[i-2] == rb[j-1] {
+				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
+			}
+		}
+	}
+	return d[len(ra)][len(rb)]
 }
 
 // Parse parses and validates a schema file. Errors are a *SchemaError.
@@ -387,7 +427,10 @@ func Parse(file string, src []byte) (*Spec, error) {
 	var doc yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(src))
 	if err := dec.Decode(&doc); err != nil {
-		return nil, &SchemaError{Diags: []Diag{yamlDiag(file, err)}}
+		if errors.Is(err, io.EOF) {
+			return nil, &SchemaError{Diags: []Diag{{File: file, Pos: Pos{1, 1}, Msg: "the file is empty: a schema needs at least an events list"}}}
+		}
+		return nil, &SchemaError{Diags: []Diag{yamlDiag(file, src, err)}}
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); err == nil {
@@ -420,12 +463,58 @@ func Parse(file string, src []byte) (*Spec, error) {
 
 var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
-func yamlDiag(file string, err error) Diag {
+// yamlDiag positions a YAML syntax error. yaml.v3 reports no column, and
+// for parser errors the line where the enclosing construct starts: the
+// position is found instead as the shortest prefix of the file that fails
+// with the same message (its last line, then its last column).
+func yamlDiag(file string, src []byte, err error) Diag {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	line := 0
 	if m := yamlLineRE.FindStringSubmatch(err.Error()); m != nil {
-		line, _ := strconv.Atoi(m[1])
-		return Diag{File: file, Pos: Pos{line, 1}, Msg: "invalid YAML: " + m[2]}
+		line, _ = strconv.Atoi(m[1])
+		msg = m[2]
 	}
-	return Diag{File: file, Pos: Pos{1, 1}, Msg: "invalid YAML: " + strings.TrimPrefix(err.Error(), "yaml: ")}
+	failsSame := func(prefix []byte) bool {
+		var n yaml.Node
+		e := yaml.Unmarshal(prefix, &n)
+		if e == nil {
+			return false
+		}
+		em := strings.TrimPrefix(e.Error(), "yaml: ")
+		if m := yamlLineRE.FindStringSubmatch(e.Error()); m != nil {
+			em = m[2]
+		}
+		return em == msg
+	}
+	lines := bytes.SplitAfter(src, []byte("\n"))
+	// Smallest number of lines whose prefix fails the same way (binary
+	// search: a prefix that fails keeps failing as lines are added, in
+	// practice).
+	lo, hi := 1, len(lines)
+	if !failsSame(src) {
+		return Diag{File: file, Pos: Pos{max(line, 1), 0}, Msg: "invalid YAML: " + msg}
+	}
+	for lo < hi {
+		mid := (lo + hi) / 2
+		if failsSame(bytes.Join(lines[:mid], nil)) {
+			hi = mid
+		} else {
+			lo = mid + 1
+		}
+	}
+	head := bytes.Join(lines[:lo-1], nil)
+	last := []rune(string(lines[lo-1]))
+	col := 0
+	for c := 1; c <= len(last); c++ {
+		if failsSame(append(slices.Clip(head), string(last[:c])...)) {
+			col = c
+			break
+		}
+	}
+	if col == 0 || col > len(strings.TrimRight(string(last), "\r\n")) {
+		col = 0 // the problem is the end of the line (or of the file)
+	}
+	return Diag{File: file, Pos: Pos{lo, col}, Msg: "invalid YAML: " + msg}
 }
 
 // orderedKeys returns a mapping node's keys in document order.
@@ -487,9 +576,10 @@ func (p *parser) build(root map[string]any) *Spec {
 		case hasEnum:
 			nt.Enum = p.enumValues(ptrJoin(ptr, "enum"), tm["enum"].([]any), name)
 		}
-		p.declare(name, ptr, true, "type "+name, "rename the type")
+		p.declare(scopePkg, name, ptr, true, "type "+name, "rename the type")
+		p.declare(scopeSchemas, name, ptr, true, "schema of type "+name, "rename the type")
 		if hasEnum && !hasFields {
-			p.declare(name+"Unknown", ptr, true, "fallback constant of enum "+name, "rename the type")
+			p.declare(scopePkg, name+"Unknown", ptr, true, "fallback constant of enum "+name, "rename the type")
 		}
 		s.Types = append(s.Types, nt)
 		s.types[name] = nt
@@ -509,6 +599,8 @@ func (p *parser) build(root map[string]any) *Spec {
 	seenTV := map[string]bool{}
 	nameOfType := map[string]string{}
 	typeOfName := map[string]string{}
+	familySeen := map[string]bool{}
+	topicSeen := map[string]bool{}
 	for i, ev := range root["events"].([]any) {
 		em := ev.(map[string]any)
 		ptr := ptrJoin("/events", strconv.Itoa(i))
@@ -517,10 +609,10 @@ func (p *parser) build(root map[string]any) *Spec {
 			Description: str(em, "description"), Pos: p.pos(ptr),
 		}
 		e.Deprecated, e.DeprecatedMsg = deprecation(em["deprecated"])
-		ver, err := strconv.Atoi(string(em["version"].(json.Number)))
-		if err != nil {
-			p.errAt(ptrJoin(ptr, "version"), "version must be an integer")
+		if strings.ContainsFunc(e.Topic, unicode.IsControl) {
+			p.errAt(ptrJoin(ptr, "topic"), "topic %q contains a control character (tab or newline)", e.Topic)
 		}
+		ver, _ := p.count(ptrJoin(ptr, "version"), em["version"], 1)
 		e.Version = ver
 		e.GoName = str(em, "go_name")
 		if e.GoName == "" {
@@ -546,11 +638,22 @@ func (p *parser) build(root map[string]any) *Spec {
 			namePtr = ptrJoin(ptr, "go_name")
 		}
 		what := fmt.Sprintf("event %s v%d", e.Type, e.Version)
-		p.declare(e.GoName, namePtr, false, "struct of "+what, "set go_name on one of the events")
+		p.declare(scopePkg, e.GoName, namePtr, false, "struct of "+what, "set go_name on one of the events")
 		for _, sfx := range []string{"Type", "Version", "Topic"} {
-			p.declare(e.GoName+sfx, namePtr, false, "constant of "+what, "set go_name on one of the events")
+			p.declare(scopePkg, e.GoName+sfx, namePtr, false, "constant of "+what, "set go_name on one of the events")
 		}
-		p.declare("Insert"+e.GoName, namePtr, false, "insert helper of "+what, "set go_name on one of the events")
+		p.declare(scopePkg, "Insert"+e.GoName, namePtr, false, "insert helper of "+what, "set go_name on one of the events")
+		p.declare(scopeSchemas, e.GoName+"Payload", namePtr, false, "payload schema of "+what, "rename the type or set go_name on the event")
+		if !familySeen[e.Type] {
+			familySeen[e.Type] = true
+			np := ptrJoin(ptr, "name")
+			p.declare(scopeDecoder, handlerField(e.Name), np, false, "handler field of event "+e.Type, "rename the event")
+			p.declare(scopeDecoder, "On"+e.Name, np, false, "handler setter of event "+e.Type, "rename the event")
+		}
+		if !topicSeen[e.Topic] {
+			topicSeen[e.Topic] = true
+			p.declare(scopeChannels, channelID(e.Topic), ptrJoin(ptr, "topic"), false, fmt.Sprintf("channel of topic %q", e.Topic), "rename one of the topics")
+		}
 		e.Fields = p.fields(s, ptrJoin(ptr, "fields"), em["fields"].(map[string]any), e.GoName)
 		if e.Key != "" {
 			for _, f := range e.Fields {
@@ -569,7 +672,7 @@ func (p *parser) build(root map[string]any) *Spec {
 		}
 		s.Events = append(s.Events, e)
 	}
-	p.checkIdents()
+	p.checkNames()
 	// The order of types and events in the file carries no meaning: sort
 	// them so that reordering the file never changes the output. Field
 	// order and enum value order are kept: they are the struct's field
@@ -602,18 +705,15 @@ func (p *parser) enumValues(ptr string, vs []any, goName string) []string {
 			p.errAt(ptrJoin(ptr, strconv.Itoa(i)), "enum value %q maps to the same Go name %s as value %q (Go names ignore case, spaces and punctuation); rename one of them", sv, g, prev)
 		} else {
 			seenGo[g] = sv
-			p.declare(goName+g, ptrJoin(ptr, strconv.Itoa(i)), false, fmt.Sprintf("constant of enum %s value %q", goName, sv), "rename the value or the enum")
+			p.declare(scopePkg, goName+g, ptrJoin(ptr, strconv.Itoa(i)), false, fmt.Sprintf("constant of enum %s value %q", goName, sv), "rename the value or the enum")
 		}
 		out = append(out, sv)
 	}
 	return out
 }
 
-var reservedFieldGoNames = []string{"Validate", "OutboxEvent", "MarshalJSON", "UnmarshalJSON"}
-
 func (p *parser) fields(s *Spec, ptr string, fm map[string]any, owner string) []*Field {
 	var out []*Field
-	seenGo := map[string]string{}
 	for _, name := range p.orderedKeys(ptr) {
 		fptr := ptrJoin(ptr, name)
 		m := fm[name].(map[string]any)
@@ -627,14 +727,19 @@ func (p *parser) fields(s *Spec, ptr string, fm map[string]any, owner string) []
 		f.Optional, _ = m["optional"].(bool)
 		f.Nullable, _ = m["nullable"].(bool)
 		f.Deprecated, f.DeprecatedMsg = deprecation(m["deprecated"])
-		if prev, ok := seenGo[f.GoName]; ok {
-			p.errAtKey(fptr, "Go field name %s is already used by field %q (set go_name)", f.GoName, prev)
+		goNamePtr, atKey := fptr, true
+		if _, ok := m["go_name"]; ok {
+			goNamePtr, atKey = ptrJoin(fptr, "go_name"), false
 		}
-		if slices.Contains(reservedFieldGoNames, f.GoName) {
+		if slices.Contains(structMethods, f.GoName) {
 			p.errAtKey(fptr, "Go field name %s is reserved by the generated methods (set go_name)", f.GoName)
+		} else {
+			p.declare("struct "+owner, f.GoName, goNamePtr, atKey, fmt.Sprintf("field %q of %s", name, owner), "set go_name")
 		}
-		seenGo[f.GoName] = name
 		f.T = p.typeRef(s, fptr, m, owner+f.GoName)
+		if f.T.Elem != nil && f.T.Elem.Elem != nil && hasTimestamp(f.T.Elem.Elem) {
+			p.errAt(ptrJoin(fptr, "type"), "timestamps nested two collections deep are not supported (wrap them in a named object)")
+		}
 		out = append(out, f)
 	}
 	return out
@@ -689,8 +794,8 @@ func (p *parser) typeRef(s *Spec, ptr string, m map[string]any, enumGoName strin
 			} else {
 				t.EnumGoName = enumGoName
 				hint := "set go_name on the field or declare a named enum under types"
-				p.declare(enumGoName, tptr, false, "inline enum type of "+displayPath(ptr), hint)
-				p.declare(enumGoName+"Unknown", tptr, false, "fallback constant of inline enum "+enumGoName, hint)
+				p.declare(scopePkg, enumGoName, tptr, false, "inline enum type of "+displayPath(ptr), hint)
+				p.declare(scopePkg, enumGoName+"Unknown", tptr, false, "fallback constant of inline enum "+enumGoName, hint)
 				t.Enum = p.enumValues(ptrJoin(ptr, "enum"), vs, enumGoName)
 			}
 		}
@@ -753,16 +858,63 @@ func (p *parser) typeRef(s *Spec, ptr string, m map[string]any, enumGoName strin
 	if _, has := m["pattern"]; has {
 		if _, err := regexp.Compile(t.Pattern); err != nil {
 			p.errAt(ptrJoin(ptr, "pattern"), "pattern is not a valid Go (RE2) regular expression: %v", err)
+		} else if err := checkPattern(t.Pattern); err != nil {
+			p.errAt(ptrJoin(ptr, "pattern"), "pattern is outside the subset of RE2 and ECMA-262 that Go and JSON Schema validators read alike: %v", err)
 		}
 	}
-	if n, ok := m["max_length"].(json.Number); ok {
-		t.MaxLength, _ = strconv.Atoi(string(n))
+	if n, ok := m["max_length"]; ok {
+		t.MaxLength, _ = p.count(ptrJoin(ptr, "max_length"), n, 1)
 	}
-	if n, ok := m["min_items"].(json.Number); ok {
-		t.MinItems, _ = strconv.Atoi(string(n))
-		t.HasMinItem = true
+	if n, ok := m["min_items"]; ok {
+		t.MinItems, t.HasMinItem = p.count(ptrJoin(ptr, "min_items"), n, 0)
+	}
+	if t.GoType != "" {
+		if msg := badGoType(t.GoType); msg != "" {
+			p.errAt(ptrJoin(ptr, "go_type"), "go_type %q %s", t.GoType, msg)
+		}
 	}
 	return t
+}
+
+// count reads a max_length or min_items rule: an integer written as such
+// (10, not 10.0 or 1e1) between least and 2^31-1.
+func (p *parser) count(ptr string, v any, least int) (int, bool) {
+	text := fmt.Sprint(v)
+	if !countRE.MatchString(text) {
+		p.errAt(ptr, "%s must be an integer written without fraction or exponent, got %s", path.Base(ptr), text)
+		return 0, false
+	}
+	n, err := strconv.ParseInt(text, 10, 32)
+	if err != nil || int(n) < least {
+		p.errAt(ptr, "%s %s is out of range [%d, %d]", path.Base(ptr), text, least, math.MaxInt32)
+		return 0, false
+	}
+	return int(n), true
+}
+
+var countRE = regexp.MustCompile(`^(0|[1-9][0-9]*)$`)
+
+// badGoType says why a go_type cannot name a Go type, or "".
+func badGoType(s string) string {
+	s = strings.TrimPrefix(strings.TrimPrefix(s, "*"), "[]")
+	pkg, name := "", s
+	if i := strings.LastIndex(s, "."); i >= 0 {
+		pkg, name = s[:i], s[i+1:]
+	}
+	switch {
+	case token.IsKeyword(name) || name == "_":
+		return "names a Go keyword, not a type"
+	case pkg == "" && slices.Contains(predeclared, name) && !slices.Contains(predeclaredTypes, name):
+		return "names a predeclared value or function, not a type"
+	case pkg != "" && !token.IsExported(name):
+		return "names an unexported identifier of another package"
+	case pkg != "" && (strings.HasPrefix(pkg, "/") || strings.HasSuffix(pkg, "/") || strings.Contains(pkg, "//") ||
+		slices.ContainsFunc(strings.Split(pkg, "/"), func(e string) bool {
+			return e == "." || e == ".." || strings.HasPrefix(e, ".") || strings.HasSuffix(e, ".")
+		})):
+		return "has an invalid import path"
+	}
+	return ""
 }
 
 var decimalRE = regexp.MustCompile(`^-?(0|[1-9][0-9]*)(\.[0-9]+)?$`)

@@ -53,7 +53,7 @@ func TestGenerateCheck(t *testing.T) {
 	// first differing line of each.
 	write(t, in, []byte(strings.Replace(lockBase, "note: {type: string, optional: true}", "note: {type: string, optional: true, max_length: 77}", 1)))
 	msg = check(1)
-	for _, want := range []string{"3 of 4 generated file(s) stale", out + ": differs from line 17 (-115 +125 lines)", "+ \t\"unicode/utf8\"", "care.invoice.issued.v1.schema.json: differs from line 33 (-1 +2 lines)", `+       "type": "string",`} {
+	for _, want := range []string{"3 of 4 generated file(s) stale", out + ": differs from line 18 (-115 +124 lines)", "+ \t\"unicode/utf8\"", "care.invoice.issued.v1.schema.json: differs from line 33 (-1 +2 lines)", `+       "type": "string",`} {
 		if !strings.Contains(msg, want) {
 			t.Fatalf("-check output lacks %q:\n%s", want, msg)
 		}

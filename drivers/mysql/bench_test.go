@@ -4,7 +4,6 @@ import (
 	"database/sql"
 	"fmt"
 	"testing"
-	"time"
 
 	"github.com/google/uuid"
 
@@ -97,18 +96,20 @@ func BenchmarkClaim(b *testing.B) {
 	fill(10000)
 	claimed := 0
 	for b.Loop() {
-		rows, err := bb.drv.EventClaimBatch(bb.ctx, &outboxdriver.EventClaimBatchParams{RelayID: "bench", Limit: 100, Lease: time.Minute})
+		batch, err := bb.drv.EventClaimHeld(bb.ctx, &outboxdriver.EventClaimBatchParams{RelayID: "bench", Limit: 100})
 		if err != nil {
 			b.Fatal(err)
 		}
+		rows := batch.Rows()
 		if len(rows) == 0 {
+			_ = batch.Abort()
 			b.StopTimer()
 			fill(10000)
 			b.StartTimer()
 			continue
 		}
 		claimed += len(rows)
-		if _, err := bb.drv.EventMarkDelivered(bb.ctx, &outboxdriver.EventMarkDeliveredParams{RelayID: "bench", IDs: ids(rows)}); err != nil {
+		if err := batch.Finish(bb.ctx, ids(rows), nil); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -5,100 +5,12 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"sort"
 	"strings"
 
 	"github.com/google/uuid"
 
 	"github.com/outboxkit/outboxkit/framework/outboxdriver"
 )
-
-const columns = `seq, id, type, topic, event_key, payload, headers, status, attempts, COALESCE(last_error, ''),
-	created_at, next_attempt_at, delivered_at, COALESCE(locked_by, ''), locked_until`
-
-type queries struct {
-	claimLock, claim, lease, pendingOfKeys               string
-	extend, markDelivered, markFailed, release, retryIDs string
-	retryDead, retryDeadType, purge, stats, get          string
-}
-
-// newQueries renders every statement for one table. The only substitutions
-// are the validated, quoted table names and, for the "{IDS}" placeholder
-// lists, a run of "?"; values are always bind parameters.
-//
-// Time is always the database's (UTC_TIMESTAMP(6), which ignores the
-// session time_zone), never the application's clock.
-func newQueries(t, lock string) queries {
-	r := strings.NewReplacer("{T}", t, "{L}", lock)
-	return queries{
-		claimLock: r.Replace(`SELECT id FROM {L} WHERE id = 1 FOR UPDATE`),
-		// The NOT EXISTS subquery is a plain (non-locking) read: the locking
-		// clause of the outer query does not lock subquery rows, so SKIP
-		// LOCKED cannot hide a blocking row from it.
-		claim: r.Replace(`SELECT o.seq, o.id, o.type, o.topic, o.event_key, o.payload, o.headers, o.attempts, o.created_at
-FROM {T} o FORCE INDEX (claim_idx)
-WHERE o.status = 'pending'` + readyEvent + `
-ORDER BY o.seq
-LIMIT ?
-FOR UPDATE SKIP LOCKED`),
-		pendingOfKeys: r.Replace(`SELECT event_key, seq FROM {T} FORCE INDEX (pending_key_idx)
-WHERE status = 'pending' AND event_key IN ({IDS}) AND seq <= ?`),
-		lease: r.Replace(`UPDATE {T} SET locked_by = ?, locked_until = UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND
-WHERE seq IN ({IDS})`),
-		extend: r.Replace(`UPDATE {T} SET locked_until = UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND
-WHERE locked_by = ? AND status = 'pending' AND id IN ({IDS})`),
-		markDelivered: r.Replace(`UPDATE {T} SET status = 'delivered', delivered_at = UTC_TIMESTAMP(6),
-	attempts = attempts + 1, locked_by = NULL, locked_until = NULL
-WHERE locked_by = ? AND status = 'pending' AND id IN ({IDS})`),
-		markFailed: r.Replace(failedAttempt + `,
-	locked_by = NULL, locked_until = NULL
-WHERE id = ? AND locked_by = ? AND status = 'pending'`),
-		release: r.Replace(`UPDATE {T} SET locked_by = NULL, locked_until = NULL
-WHERE locked_by = ? AND status = 'pending' AND id IN ({IDS})`),
-		retryIDs: r.Replace(`UPDATE {T} SET status = 'pending', attempts = 0, next_attempt_at = UTC_TIMESTAMP(6),
-	locked_by = NULL, locked_until = NULL
-WHERE id IN ({IDS})
-  AND (status <> 'pending' OR locked_until IS NULL OR locked_until < UTC_TIMESTAMP(6))`),
-		retryDead: r.Replace(`UPDATE {T} SET status = 'pending', attempts = 0, next_attempt_at = UTC_TIMESTAMP(6),
-	locked_by = NULL, locked_until = NULL
-WHERE status = 'dead'`),
-		retryDeadType: r.Replace(`UPDATE {T} SET status = 'pending', attempts = 0, next_attempt_at = UTC_TIMESTAMP(6),
-	locked_by = NULL, locked_until = NULL
-WHERE status = 'dead' AND type = ?`),
-		purge: r.Replace(`DELETE FROM {T} WHERE status = 'delivered' AND delivered_at < ? ORDER BY delivered_at LIMIT ?`),
-		stats: r.Replace(`SELECT
-	(SELECT COUNT(*) FROM {T} WHERE status = 'pending'),
-	(SELECT COUNT(*) FROM {T} WHERE status = 'dead'),
-	(SELECT created_at FROM {T} WHERE status = 'pending' ORDER BY seq LIMIT 1),
-	(SELECT COUNT(*) FROM {T} WHERE status = 'delivered' AND delivered_at > UTC_TIMESTAMP(6) - INTERVAL 1 MINUTE),
-	UTC_TIMESTAMP(6)`),
-		get: r.Replace(`SELECT ` + columns + ` FROM {T} WHERE id = ?`),
-	}
-}
-
-// failedAttempt is the head of both claims' failure statement; parameters:
-// the error, dead, the retry delay in microseconds, dead. MySQL evaluates
-// SET assignments left to right with the new values, so next_attempt_at
-// (which reads only itself) comes before status.
-const failedAttempt = `UPDATE {T} SET attempts = attempts + 1, last_error = ?,
-	next_attempt_at = IF(?, next_attempt_at, UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND),
-	status = IF(?, 'dead', 'pending')`
-
-// readyEvent is the part of both claims' WHERE clause (alias o, after the
-// status test) that picks ready events: retry time come, not leased, and
-// no earlier event of the key leased or in backoff (read from held_idx).
-const readyEvent = `
-  AND o.next_attempt_at <= UTC_TIMESTAMP(6)
-  AND (o.locked_until IS NULL OR o.locked_until < UTC_TIMESTAMP(6))
-  AND (o.event_key = '' OR NOT EXISTS (
-	SELECT 1 FROM {T} p
-	WHERE p.held_key = o.event_key AND p.seq < o.seq
-	  AND (p.next_attempt_at > UTC_TIMESTAMP(6) OR p.locked_until >= UTC_TIMESTAMP(6))))`
-
-// withIDs replaces the {IDS} placeholder with n bind parameters.
-func withIDs(query string, n int) string {
-	return strings.Replace(query, "{IDS}", strings.TrimSuffix(strings.Repeat("?,", n), ","), 1)
-}
 
 // maxInsertRows keeps one INSERT far under MySQL's 65535 placeholders (8 per row).
 const maxInsertRows = 1000
@@ -182,79 +94,14 @@ func (d *Driver) readCommitted(ctx context.Context, fn func(*sql.Tx) error) erro
 	return interpretError(tx.Commit())
 }
 
-// EventClaimBatch implements outboxdriver.Driver. MySQL has no UPDATE ...
-// RETURNING, so one short READ COMMITTED transaction takes the relays' claim
-// lock, selects and locks the ready rows (FOR UPDATE SKIP LOCKED), leases
-// them, and commits before anything is published.
-func (d *Driver) EventClaimBatch(ctx context.Context, p *outboxdriver.EventClaimBatchParams) ([]*outboxdriver.EventRow, error) {
-	if p.Limit <= 0 {
-		return nil, nil
-	}
-	var out []*outboxdriver.EventRow
-	err := d.readCommitted(ctx, func(tx *sql.Tx) error {
-		out = out[:0]
-		// Only relays lock this row: claims serialize (two relays never split
-		// one key's events between them) while writers never wait.
-		var one int
-		if err := tx.QueryRowContext(ctx, d.queries.claimLock).Scan(&one); err != nil {
-			if errors.Is(err, sql.ErrNoRows) {
-				return fmt.Errorf("mysql: relay lock row missing in %s: %w", d.lockTable, outboxdriver.ErrNotMigrated)
-			}
-			return interpretError(err)
-		}
-		rows, err := tx.QueryContext(ctx, d.queries.claim, p.Limit)
-		if err != nil {
-			return interpretError(err)
-		}
-		defer rows.Close()
-		for rows.Next() {
-			r := &outboxdriver.EventRow{Status: outboxdriver.StatusPending, LockedBy: p.RelayID}
-			if err := rows.Scan(&r.Seq, &r.ID, &r.Type, &r.Topic, &r.Key, &r.Payload, &r.Headers, &r.Attempts, &r.CreatedAt); err != nil {
-				return interpretError(err)
-			}
-			out = append(out, r)
-		}
-		if err := rows.Err(); err != nil {
-			return interpretError(err)
-		}
-		rows.Close()
-		if len(out) == 0 {
-			return nil
-		}
-		if out, err = d.dropKeysWithGaps(ctx, tx, out); err != nil || len(out) == 0 {
-			return err
-		}
-		for start := 0; start < len(out); start += maxIDsPerStatement {
-			chunk := out[start:min(start+maxIDsPerStatement, len(out))]
-			args := make([]any, 0, len(chunk)+2)
-			args = append(args, p.RelayID, p.Lease.Microseconds())
-			for _, r := range chunk {
-				args = append(args, r.Seq)
-			}
-			if _, err := tx.ExecContext(ctx, withIDs(d.queries.lease, len(chunk)), args...); err != nil {
-				return interpretError(err)
-			}
-		}
-		if d.claimHook != nil {
-			d.claimHook()
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Seq < out[j].Seq })
-	return out, nil
-}
-
 // dropKeysWithGaps removes from a claim every key that has a pending event,
 // not claimed, before its last claimed one. Under READ COMMITTED a locking
 // read returns the newest committed rows but skips (SKIP LOCKED) the rows of
 // a transaction still committing, so one scan can see part of a writer's
-// transaction: without this check it could lease a key's later events and
+// transaction: without this check it could claim a key's later events and
 // leave its earlier ones to another relay. This plain read runs after the
-// scan, in a new statement, so it sees the whole commit. The claim lock is
-// held, so no other claim changes the answer.
+// scan, in a new statement, so it sees the whole commit. The claim holds
+// the keys' named locks, so no other claim changes the answer.
 func (d *Driver) dropKeysWithGaps(ctx context.Context, tx *sql.Tx, rows []*outboxdriver.EventRow) ([]*outboxdriver.EventRow, error) {
 	claimed := map[string]map[int64]bool{}
 	last := map[string]int64{}
@@ -276,7 +123,7 @@ func (d *Driver) dropKeysWithGaps(ctx context.Context, tx *sql.Tx, rows []*outbo
 	for start := 0; start < len(keys); start += maxIDsPerStatement {
 		chunk := keys[start:min(start+maxIDsPerStatement, len(keys))]
 		args := append(append([]any{}, chunk...), maxSeq)
-		res, err := tx.QueryContext(ctx, withIDs(d.queries.pendingOfKeys, len(chunk)), args...)
+		res, err := tx.QueryContext(ctx, withIDs(d.queries.claimGaps, len(chunk)), args...)
 		if err != nil {
 			return nil, interpretError(err)
 		}
@@ -352,64 +199,12 @@ func (d *Driver) execIDs(ctx context.Context, query string, ids []string, lead .
 	return total, err
 }
 
-// EventExtendLeases implements outboxdriver.Driver.
-func (d *Driver) EventExtendLeases(ctx context.Context, p *outboxdriver.EventExtendLeasesParams) (int64, error) {
-	return d.execIDs(ctx, d.queries.extend, p.IDs, p.Lease.Microseconds(), p.RelayID)
-}
-
-// EventMarkDelivered implements outboxdriver.Driver.
-func (d *Driver) EventMarkDelivered(ctx context.Context, p *outboxdriver.EventMarkDeliveredParams) (int64, error) {
-	return d.execIDs(ctx, d.queries.markDelivered, p.IDs, p.RelayID)
-}
-
-// EventRelease implements outboxdriver.Driver.
-func (d *Driver) EventRelease(ctx context.Context, p *outboxdriver.EventReleaseParams) (int64, error) {
-	return d.execIDs(ctx, d.queries.release, p.IDs, p.RelayID)
-}
-
-// EventMarkFailed implements outboxdriver.Driver. Failures are rare and each
-// has its own error and delay, so it runs one UPDATE per event (MySQL 8.0.1
-// has no JSON_TABLE to join them in one), all in one transaction.
-func (d *Driver) EventMarkFailed(ctx context.Context, p *outboxdriver.EventMarkFailedParams) (int64, error) {
-	if len(p.Failures) == 0 {
-		return 0, nil
-	}
-	var total int64
-	err := d.readCommitted(ctx, func(tx *sql.Tx) error {
-		total = 0
-		for _, f := range p.Failures {
-			u, err := uuid.Parse(f.ID)
-			if err != nil {
-				continue
-			}
-			res, err := tx.ExecContext(ctx, d.queries.markFailed,
-				strings.ToValidUTF8(f.Error, "?"), f.Dead, max(f.Delay, 0).Microseconds(), f.Dead, u.String(), p.RelayID)
-			if err != nil {
-				return interpretError(err)
-			}
-			n, err := res.RowsAffected()
-			if err != nil {
-				return err
-			}
-			total += n
-		}
-		return nil
-	})
-	return total, err
-}
-
 // EventRetry implements outboxdriver.Driver.
 func (d *Driver) EventRetry(ctx context.Context, p *outboxdriver.EventRetryParams) (int64, error) {
 	if p.AllDead {
 		var n int64
 		err := d.readCommitted(ctx, func(tx *sql.Tx) error {
-			var res sql.Result
-			var err error
-			if p.Type == "" {
-				res, err = tx.ExecContext(ctx, d.queries.retryDead)
-			} else {
-				res, err = tx.ExecContext(ctx, d.queries.retryDeadType, p.Type)
-			}
+			res, err := tx.ExecContext(ctx, d.queries.retryDead, p.Type, p.Type)
 			if err != nil {
 				return interpretError(err)
 			}
@@ -458,36 +253,34 @@ func (d *Driver) EventGet(ctx context.Context, p *outboxdriver.EventGetParams) (
 	return scanRow(d.db.QueryRowContext(ctx, d.queries.get, u.String()))
 }
 
-// EventList implements outboxdriver.Driver. The WHERE clause is assembled
-// from fixed fragments (never from input) so that each filter can use an
-// index instead of a catch-all "(? = ” OR col = ?)".
+// listFilters are the conditions queries/list.sql.tmpl renders.
+type listFilters struct {
+	Table                                             string
+	Status, Type, Key, Topic, LastError, Since, Until bool
+}
+
+// EventList implements outboxdriver.Driver. Its statement is rendered per
+// call from the fixed conditions of queries/list.sql.tmpl (never from
+// input), one per filter that is set, so that each can use an index.
 func (d *Driver) EventList(ctx context.Context, p *outboxdriver.EventListParams) ([]*outboxdriver.EventRow, error) {
-	var b strings.Builder
-	b.WriteString("SELECT " + columns + " FROM " + d.table + " WHERE seq > ?")
+	f := listFilters{Table: d.table, Status: p.Status != "", Type: p.Type != "", Key: p.Key != "",
+		Topic: p.Topic != "", LastError: p.LastError != "", Since: !p.Since.IsZero(), Until: !p.Until.IsZero()}
 	args := []any{p.AfterSeq}
-	if p.Status != "" {
-		b.WriteString(" AND status = ?")
-		args = append(args, string(p.Status))
+	for _, a := range []struct {
+		on bool
+		v  any
+	}{{f.Status, string(p.Status)}, {f.Type, p.Type}, {f.Key, p.Key}, {f.Topic, p.Topic}, {f.LastError, p.LastError},
+		{f.Since, p.Since.UTC()}, {f.Until, p.Until.UTC()}} {
+		if a.on {
+			args = append(args, a.v)
+		}
 	}
-	if p.Type != "" {
-		b.WriteString(" AND type = ?")
-		args = append(args, p.Type)
-	}
-	if p.Key != "" {
-		b.WriteString(" AND event_key = ?")
-		args = append(args, p.Key)
-	}
-	if !p.Since.IsZero() {
-		b.WriteString(" AND created_at >= ?")
-		args = append(args, p.Since.UTC())
-	}
-	if !p.Until.IsZero() {
-		b.WriteString(" AND created_at < ?")
-		args = append(args, p.Until.UTC())
-	}
-	b.WriteString(" ORDER BY seq LIMIT ?")
 	args = append(args, max(p.Limit, 0))
-	rows, err := d.db.QueryContext(ctx, b.String(), args...)
+	var query strings.Builder
+	if err := d.listTmpl.Execute(&query, f); err != nil {
+		return nil, fmt.Errorf("mysql: render list query: %w", err)
+	}
+	rows, err := d.db.QueryContext(ctx, query.String(), args...)
 	if err != nil {
 		return nil, interpretError(err)
 	}

@@ -15,45 +15,6 @@ import (
 
 var _ outboxdriver.HeldClaimer = (*Driver)(nil)
 
-// heldQueries are the statements of the held claim.
-type heldQueries struct{ candidates, lock, delivered, failed string }
-
-// newHeldQueries renders the held-claim statements for table t.
-func newHeldQueries(t string) heldQueries {
-	r := strings.NewReplacer("{T}", t)
-	return heldQueries{
-		// candidates is a plain read (no row locks) that takes, for each
-		// ready row in seq order, a named lock (GET_LOCK, held by the session
-		// until heldBatch.end): the key's, or the row's own for an event
-		// without a key. A row whose lock another claim holds fails the
-		// WHERE clause, so a concurrent claim steps over the keys and rows
-		// another claim holds and takes the next free ones, up to the
-		// limit. The WHERE clause runs left to right, so the lock is tried
-		// only on a row that is otherwise ready, and the scan is the ordered
-		// scan of claim_idx that stops at the limit (TestHeldClaimPlan: no
-		// filesort, which would try the lock of every pending row). A
-		// locking read would not do: InnoDB keeps the lock of a row it read
-		// FOR UPDATE even when the WHERE clause then rejects it. Parameters:
-		// EventClaimBatchParams.FromSeq, the table's lock-name prefix, the
-		// limit.
-		candidates: r.Replace(`SELECT o.seq FROM {T} o FORCE INDEX (claim_idx)
-WHERE o.status = 'pending' AND o.seq >= ?` + readyEvent + `
-  AND GET_LOCK(CONCAT(?, IF(o.event_key = '', CONCAT('#', o.seq), MD5(o.event_key))), 0) = 1
-ORDER BY o.seq
-LIMIT ?`),
-		// lock then locks the candidates' rows; one locked by a transaction
-		// that does not take our named locks (an operator's, a committing
-		// writer's) is skipped, and the gap check drops its key.
-		lock: r.Replace(`SELECT seq, id, type, topic, event_key, payload, headers, attempts, created_at
-FROM {T} WHERE seq IN ({IDS}) AND status = 'pending'
-FOR UPDATE SKIP LOCKED`),
-		delivered: r.Replace(`UPDATE {T} SET status = 'delivered', delivered_at = UTC_TIMESTAMP(6), attempts = attempts + 1
-WHERE seq IN ({IDS})`),
-		failed: r.Replace(failedAttempt + `
-WHERE seq = ?`),
-	}
-}
-
 // keyLockPrefix is the prefix of the table's GET_LOCK names: "outboxkit:",
 // a hash of the database and table, ":"; the MD5 of the key follows (64
 // characters at most in all, MySQL's limit for lock names).
@@ -116,7 +77,7 @@ func (b *heldBatch) claim(ctx context.Context, prefix string, limit int, fromSeq
 		return nil
 	}
 	var seqs []any
-	rows, err := b.tx.QueryContext(ctx, b.d.held.candidates, fromSeq, prefix, limit)
+	rows, err := b.tx.QueryContext(ctx, b.d.queries.claimCandidates, fromSeq, prefix, limit)
 	if err != nil {
 		return interpretError(err)
 	}
@@ -159,7 +120,7 @@ func (b *heldBatch) claim(ctx context.Context, prefix string, limit int, fromSeq
 
 // lockRows locks the rows of seqs that are still pending and appends them.
 func (b *heldBatch) lockRows(ctx context.Context, seqs []any) error {
-	rows, err := b.tx.QueryContext(ctx, withIDs(b.d.held.lock, len(seqs)), seqs...)
+	rows, err := b.tx.QueryContext(ctx, withIDs(b.d.queries.claimLock, len(seqs)), seqs...)
 	if err != nil {
 		return interpretError(err)
 	}
@@ -197,7 +158,7 @@ func (b *heldBatch) record(ctx context.Context, delivered []string, failed []out
 	}
 	for start := 0; start < len(seqs); start += maxIDsPerStatement {
 		chunk := seqs[start:min(start+maxIDsPerStatement, len(seqs))]
-		if _, err := b.tx.ExecContext(ctx, withIDs(b.d.held.delivered, len(chunk)), chunk...); err != nil {
+		if _, err := b.tx.ExecContext(ctx, withIDs(b.d.queries.markDelivered, len(chunk)), chunk...); err != nil {
 			return interpretError(err)
 		}
 	}
@@ -206,7 +167,7 @@ func (b *heldBatch) record(ctx context.Context, delivered []string, failed []out
 		if !ok {
 			return fmt.Errorf("mysql: event %s is not part of this batch", f.ID)
 		}
-		if _, err := b.tx.ExecContext(ctx, b.d.held.failed,
+		if _, err := b.tx.ExecContext(ctx, b.d.queries.markFailed,
 			strings.ToValidUTF8(f.Error, "?"), f.Dead, max(f.Delay, 0).Microseconds(), f.Dead, seq); err != nil {
 			return interpretError(err)
 		}

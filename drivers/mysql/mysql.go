@@ -10,16 +10,15 @@
 // Every relay-side statement runs in a READ COMMITTED transaction, so it
 // takes record locks only (no gap or next-key locks) and an application
 // INSERT into the outbox never waits for a relay, whatever isolation level
-// the application or the server defaults to. The relay uses held claims
-// (outboxdriver.HeldClaimer): a batch's rows stay locked (FOR UPDATE SKIP
-// LOCKED) and its keys named-locked (GET_LOCK, the counterpart of
-// PostgreSQL's advisory locks) on one connection while the batch is
-// published, and its outcome is written in the same transaction. Claims scan
-// by status (no offset, so rows committed out of seq order are never
-// skipped) and keep per-key order with any number of relays. The leased
-// claim (EventClaimBatch: lease, heartbeat, fenced marks, serialized on a
-// row of a small lock table only relays take) remains for the Driver
-// interface.
+// the application or the server defaults to. The driver has one claim
+// protocol, held claims (outboxdriver.HeldClaimer): a batch's rows stay
+// locked (FOR UPDATE SKIP LOCKED) and its keys named-locked (GET_LOCK, the
+// counterpart of PostgreSQL's advisory locks) on one connection while the
+// batch is published, and its outcome is written in the same transaction.
+// Claims scan by status (no offset, so rows committed out of seq order are
+// never skipped) and keep per-key order with any number of relays. Its
+// statements are the embedded queries/*.sql files, rendered once for the
+// table in New.
 package mysql
 
 import (
@@ -31,6 +30,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"text/template"
 	"time"
 
 	gomysql "github.com/go-sql-driver/mysql" // also registers the "mysql" database/sql driver
@@ -41,16 +41,17 @@ import (
 // DefaultTable is the default Config.Table.
 const DefaultTable = "outbox"
 
-// maxTableLen keeps the companion tables (<table>_migrations and
-// <table>_relay_lock) under MySQL's 64-character identifier limit.
-const maxTableLen = 64 - len("_relay_lock")
+// maxTableLen keeps the companion table <table>_migrations (and
+// <table>_relay_lock, which schema version 1 creates and version 3 drops:
+// the same length) under MySQL's 64-character identifier limit.
+const maxTableLen = 64 - len("_migrations")
 
 // Config configures the MySQL driver.
 type Config struct {
 	// Table is the outbox table name, in the connection's database. Empty
 	// means "outbox". It must match ^[A-Za-z_][A-Za-z0-9_]{0,52}$: the
-	// migrations also create <Table>_migrations and <Table>_relay_lock, and
-	// MySQL identifiers are at most 64 characters.
+	// migrations also create <Table>_migrations, and MySQL identifiers are
+	// at most 64 characters.
 	Table string
 }
 
@@ -68,10 +69,10 @@ type Driver struct {
 	db        *sql.DB
 	cfg       Config
 	table     string // quoted
-	lockTable string // quoted
+	lockTable string // quoted; only migrations 001 (creates) and 003 (drops) name it
 	verTable  string // quoted
 	queries   queries
-	held      heldQueries
+	listTmpl  *template.Template // queries/list.sql.tmpl
 	insertN1  string
 
 	prefixMu sync.Mutex
@@ -79,10 +80,6 @@ type Driver struct {
 
 	checkMu sync.Mutex
 	checked bool
-
-	// claimHook, when set (tests only), runs inside the claim transaction
-	// after the candidate rows are locked and leased, before the commit.
-	claimHook func()
 }
 
 var _ outboxdriver.Driver = (*Driver)(nil)
@@ -109,8 +106,9 @@ func New(db *sql.DB, cfg Config) (*Driver, error) {
 		lockTable: quote(cfg.Table + "_relay_lock"),
 		verTable:  quote(cfg.Table + "_migrations"),
 	}
-	d.queries = newQueries(d.table, d.lockTable)
-	d.held = newHeldQueries(d.table)
+	if err := d.loadQueries(); err != nil {
+		return nil, err
+	}
 	d.insertN1 = insertSQL(d.table, 1)
 	return d, nil
 }
@@ -125,14 +123,14 @@ func (d *Driver) Ping(ctx context.Context) error {
 	if err := d.checkServer(ctx); err != nil {
 		return err
 	}
-	var n int
-	err := d.db.QueryRowContext(ctx, "SELECT 1 FROM "+d.lockTable+" WHERE id = 1").Scan(&n)
-	if errors.Is(err, sql.ErrNoRows) {
-		return fmt.Errorf("mysql: relay lock row missing in %s: %w", d.lockTable, outboxdriver.ErrNotMigrated)
-	}
+	st, err := d.MigrateStatus(ctx, &outboxdriver.MigrateStatusParams{})
 	if err != nil {
-		return interpretError(err)
+		return err
 	}
+	if len(st.Pending) > 0 {
+		return fmt.Errorf("mysql: schema versions %v of %s not applied: %w", st.Pending, d.table, outboxdriver.ErrNotMigrated)
+	}
+	var n int
 	err = d.db.QueryRowContext(ctx, "SELECT 1 FROM "+d.table+" LIMIT 1").Scan(&n)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return interpretError(err)

@@ -98,15 +98,6 @@ func (b *bundle) insert(t testing.TB, events ...outboxdriver.InsertEvent) {
 	}
 }
 
-func (b *bundle) claim(t testing.TB, relay string, limit int, lease time.Duration) []*outboxdriver.EventRow {
-	t.Helper()
-	rows, err := b.drv.EventClaimBatch(b.ctx, &outboxdriver.EventClaimBatchParams{RelayID: relay, Limit: limit, Lease: lease})
-	if err != nil {
-		t.Fatalf("EventClaimBatch: %v", err)
-	}
-	return rows
-}
-
 func (b *bundle) get(t testing.TB, id string) *outboxdriver.EventRow {
 	t.Helper()
 	r, err := b.drv.EventGet(b.ctx, &outboxdriver.EventGetParams{ID: id})
@@ -138,4 +129,15 @@ func keys(rows []*outboxdriver.EventRow) []string {
 		out[i] = r.Key
 	}
 	return out
+}
+
+// tableCount returns how many tables of the connection's database are
+// named name (0 or 1).
+func (b *bundle) tableCount(t testing.TB, name string) int {
+	t.Helper()
+	var n int
+	if err := b.db.QueryRowContext(b.ctx, "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = ?", name).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
 }

@@ -1,19 +1,16 @@
 package postgres_test
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"slices"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 
 	"github.com/outboxkit/outboxkit/drivers/postgres"
 	"github.com/outboxkit/outboxkit/framework/outbox"
-	"github.com/outboxkit/outboxkit/framework/outboxdriver"
 )
 
 // orderPublisher records the ids it acknowledged per key, and refuses
@@ -77,17 +74,4 @@ func TestDeleteDelivered(t *testing.T) {
 		t.Fatalf("%d rows left (want the dead one only), stats %+v", rows, s)
 	}
 
-	// The leased path (EventMarkDelivered) deletes too.
-	b.insert(t, &outbox.Event{Type: "t", Topic: "ok", Payload: []byte("{}")})
-	ctx := context.Background()
-	claimed, err := drv.EventClaimBatch(ctx, &outboxdriver.EventClaimBatchParams{RelayID: "r", Limit: 10, Lease: time.Minute})
-	if err != nil || len(claimed) != 1 {
-		t.Fatalf("claimed %d, err %v", len(claimed), err)
-	}
-	if n, err := drv.EventMarkDelivered(ctx, &outboxdriver.EventMarkDeliveredParams{RelayID: "r", IDs: []string{claimed[0].ID}}); err != nil || n != 1 {
-		t.Fatalf("marked %d, err %v", n, err)
-	}
-	if _, err := drv.EventGet(ctx, &outboxdriver.EventGetParams{ID: claimed[0].ID}); !errors.Is(err, outboxdriver.ErrNotFound) {
-		t.Fatalf("delivered event still readable: %v", err)
-	}
 }

@@ -2,4 +2,6 @@ package postgres
 
 // HeldClaimQuery exposes the held claim's statement (parameters: limit,
 // FromSeq) and its session setting to the plan test.
-func (d *Driver) HeldClaimQuery() (session, claim string) { return claimSession, d.held.claim }
+func (d *Driver) HeldClaimQuery() (session, claim string) {
+	return d.queries.claimSession, d.queries.claimHeld
+}

@@ -2,10 +2,14 @@
 // database/sql with github.com/lib/pq (imported and registered as "postgres")
 // or with pgx's stdlib driver ("pgx"), on PostgreSQL 12 or newer.
 //
-// Claims lease rows with FOR UPDATE SKIP LOCKED under a transaction-scoped
-// advisory lock that only relays take, so application INSERTs never wait for
-// a relay, rows committed out of id order are never skipped (there is no
-// offset), and per-key order holds with any number of relays.
+// The driver has one claim protocol, held claims (outboxdriver.HeldClaimer):
+// a batch's rows stay locked (FOR UPDATE SKIP LOCKED) and its keys locked
+// (transaction-scoped advisory locks) in one open transaction while the
+// batch is published, and its outcome is written in that transaction.
+// Application INSERTs never wait for a relay, rows committed out of id order
+// are never skipped (there is no offset), and per-key order holds with any
+// number of relays. Its statements are the embedded queries/*.sql files,
+// rendered once for the table in New.
 package postgres
 
 import (
@@ -13,11 +17,9 @@ import (
 	"context"
 	"database/sql"
 	"embed"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"
-	"sort"
 	"strings"
 	"text/template"
 	"time"
@@ -73,13 +75,10 @@ type Driver struct {
 	db       *sql.DB
 	cfg      Config
 	table    string // quoted, qualified
-	lockKey  int64  // advisory lock serializing claims on this table
 	migLock  int64  // advisory lock serializing migrations on this table
 	queries  queries
-	held     heldQueries
 	insertN1 string
 	channel  string // NOTIFY channel of this table; empty without NotifyDSN
-
 }
 
 var _ outboxdriver.Driver = (*Driver)(nil)
@@ -106,10 +105,15 @@ func New(db *sql.DB, cfg Config) (*Driver, error) {
 	if cfg.Schema != "" {
 		d.table = quote(cfg.Schema) + "." + quote(cfg.Table)
 	}
-	d.lockKey = hashKey("outboxkit:claim:" + d.table)
 	d.migLock = hashKey("outboxkit:migrate:" + d.table)
-	d.queries = newQueries(d.table, cfg.DeleteDelivered)
-	d.held = newHeldQueries(d.table, int32(d.lockKey), cfg.DeleteDelivered)
+	// The key space keeps the per-key advisory locks of different outbox
+	// tables apart (the first half of the two-int lock keys).
+	q, err := newQueries(queryData{Table: d.table, KeySpace: int32(hashKey("outboxkit:claim:" + d.table)),
+		DeleteDelivered: cfg.DeleteDelivered})
+	if err != nil {
+		return nil, err
+	}
+	d.queries = q
 	if cfg.NotifyDSN != "" {
 		d.channel = fmt.Sprintf("outboxkit_%016x", uint64(hashKey("outboxkit:notify:"+d.table)))
 	}
@@ -171,116 +175,39 @@ func interpretError(err error) error {
 	return err
 }
 
-const columns = `seq, id, type, topic, key, payload, headers, status, attempts, coalesce(last_error, ''),
-	created_at, next_attempt_at, delivered_at, coalesce(locked_by, ''), locked_until`
+//go:embed queries/*.sql
+var queryFS embed.FS
 
+// queryData is what the queries/*.sql templates are rendered with.
+type queryData struct {
+	Table           string // validated, quoted, optionally schema-qualified
+	KeySpace        int32  // advisory lock key space of the table's keys
+	DeleteDelivered bool   // Config.DeleteDelivered
+}
+
+// queries are the driver's statements, one per queries/*.sql file.
 type queries struct {
-	claim, unlease, extend, markDelivered, markFailed, release string
-	retryIDs, retryDead, purge, stats, get, list               string
+	claimSession, claimHeld, claimGaps, markDelivered, markFailed string
+	retryIDs, retryDead, purge, stats, get, list                  string
 }
 
-// readyEvents is the WHERE ... LIMIT $1 shared by both claims (alias o):
-// pending events whose retry time has come, not leased, and whose key is
-// free ({KEY_FREE}, from keyFree or keyLocked), in seq order.
-const readyEvents = `	WHERE o.status = 'pending'{FROM}
-	  AND o.next_attempt_at <= statement_timestamp()
-	  AND (o.locked_until IS NULL OR o.locked_until < statement_timestamp())
-	  AND {KEY_FREE}
-	ORDER BY o.seq
-	LIMIT $1`
-
-// keyBlocked finds an earlier event of o's key that is leased or in
-// backoff; it reads the partial "inplay" index.
-const keyBlocked = `SELECT 1 FROM {T} p
-		WHERE p.status = 'pending' AND (p.locked_by IS NOT NULL OR p.attempts > 0)
-		  AND p.key = o.key AND p.seq < o.seq
-		  AND (p.next_attempt_at > statement_timestamp() OR p.locked_until >= statement_timestamp())`
-
-// keyFree is the leased claim's {KEY_FREE}: no earlier event of the key
-// holds it back.
-const keyFree = `(o.key = '' OR NOT EXISTS (
-		` + keyBlocked + `))`
-
-// keyLocked is the held claim's {KEY_FREE}: as keyFree, and then this
-// transaction takes the key's advisory lock ({KS} is the table's lock key
-// space). The CASE fixes the order: the lock is tried only on a row that
-// is otherwise ready.
-const keyLocked = `CASE WHEN o.key = '' THEN true
-		WHEN EXISTS (
-		` + keyBlocked + `) THEN false
-		ELSE pg_try_advisory_xact_lock({KS}, hashtext(o.key)) END`
-
-// readyQuery renders readyEvents for table t with keyCond as {KEY_FREE}
-// and from as {FROM} (a further condition, or nothing).
-func readyQuery(t, keyCond, from string) string {
-	s := strings.NewReplacer("{KEY_FREE}", keyCond, "{FROM}", from).Replace(readyEvents)
-	return strings.ReplaceAll(s, "{T}", t)
-}
-
-// markDelivered is the head of a mark-delivered statement: update (the
-// given SET) or, with Config.DeleteDelivered, delete.
-func markDelivered(deleteDelivered bool, update string) string {
-	if deleteDelivered {
-		return "DELETE FROM {T}"
+// newQueries renders every statement for one table, once.
+func newQueries(data queryData) (queries, error) {
+	rendered, err := outboxdriver.RenderQueries(queryFS, "queries", data, nil)
+	if err != nil {
+		return queries{}, fmt.Errorf("postgres: %w", err)
 	}
-	return update
-}
-
-// newQueries renders every statement for one table. The only substitution is
-// the validated, quoted table name; values are always bind parameters.
-func newQueries(t string, deleteDelivered bool) queries {
-	r := strings.NewReplacer("{READY}", readyQuery(t, keyFree, ""), "{T}", t)
-	return queries{
-		claim: r.Replace(`
-WITH c AS (
-	SELECT o.seq FROM {T} o
-{READY}
-	FOR UPDATE SKIP LOCKED
-)
-UPDATE {T} t SET locked_by = $2, locked_until = statement_timestamp() + $3::bigint * interval '1 millisecond'
-FROM c WHERE t.seq = c.seq
-RETURNING t.seq, t.id, t.type, t.topic, t.key, t.payload, t.headers, t.attempts, t.created_at`),
-		unlease: r.Replace(`UPDATE {T} SET locked_by = NULL, locked_until = NULL
-WHERE seq = ANY(string_to_array($1, ',')::bigint[])`),
-		extend: r.Replace(`UPDATE {T} SET locked_until = statement_timestamp() + $3::bigint * interval '1 millisecond'
-WHERE id = ANY(string_to_array($1, ',')::uuid[]) AND locked_by = $2 AND status = 'pending'`),
-		markDelivered: r.Replace(markDelivered(deleteDelivered, `UPDATE {T} SET status = 'delivered', delivered_at = statement_timestamp(),
-	attempts = attempts + 1, locked_by = NULL, locked_until = NULL`) + `
-WHERE id = ANY(string_to_array($1, ',')::uuid[]) AND locked_by = $2 AND status = 'pending'`),
-		markFailed: r.Replace(`UPDATE {T} t SET attempts = t.attempts + 1, last_error = f.err,
-	status = CASE WHEN f.dead THEN 'dead' ELSE 'pending' END,
-	next_attempt_at = CASE WHEN f.dead THEN t.next_attempt_at
-		ELSE statement_timestamp() + f.delay_ms * interval '1 millisecond' END,
-	locked_by = NULL, locked_until = NULL
-FROM json_to_recordset($1::json) AS f(id uuid, err text, delay_ms bigint, dead boolean)
-WHERE t.id = f.id AND t.locked_by = $2 AND t.status = 'pending'`),
-		release: r.Replace(`UPDATE {T} SET locked_by = NULL, locked_until = NULL
-WHERE id = ANY(string_to_array($1, ',')::uuid[]) AND locked_by = $2 AND status = 'pending'`),
-		retryIDs: r.Replace(`UPDATE {T} SET status = 'pending', attempts = 0, next_attempt_at = statement_timestamp(),
-	locked_by = NULL, locked_until = NULL
-WHERE id = ANY(string_to_array($1, ',')::uuid[])
-  AND (status <> 'pending' OR locked_until IS NULL OR locked_until < statement_timestamp())`),
-		retryDead: r.Replace(`UPDATE {T} SET status = 'pending', attempts = 0, next_attempt_at = statement_timestamp(),
-	locked_by = NULL, locked_until = NULL
-WHERE status = 'dead' AND ($1 = '' OR type = $1)`),
-		purge: r.Replace(`DELETE FROM {T} WHERE seq IN (
-	SELECT seq FROM {T} WHERE status = 'delivered' AND delivered_at < $1 ORDER BY delivered_at LIMIT $2)`),
-		stats: r.Replace(`SELECT
-	(SELECT count(*) FROM {T} WHERE status = 'pending'),
-	(SELECT count(*) FROM {T} WHERE status = 'dead'),
-	(SELECT created_at FROM {T} WHERE status = 'pending' ORDER BY seq LIMIT 1),
-	(SELECT count(*) FROM {T} WHERE status = 'delivered' AND delivered_at > statement_timestamp() - interval '1 minute'),
-	statement_timestamp()`),
-		get: r.Replace(`SELECT ` + columns + ` FROM {T} WHERE id = $1`),
-		list: r.Replace(`SELECT ` + columns + ` FROM {T}
-WHERE seq > $1
-  AND ($2 = '' OR status = $2)
-  AND ($3 = '' OR type = $3)
-  AND ($4 = '' OR key = $4)
-  AND ($5::timestamptz IS NULL OR created_at >= $5)
-  AND ($6::timestamptz IS NULL OR created_at < $6)
-ORDER BY seq LIMIT $7`),
+	var q queries
+	err = outboxdriver.BindQueries(rendered, map[string]*string{
+		"claim_session": &q.claimSession, "claim_held": &q.claimHeld, "claim_gaps": &q.claimGaps,
+		"mark_delivered": &q.markDelivered, "mark_failed": &q.markFailed,
+		"retry_ids": &q.retryIDs, "retry_dead": &q.retryDead, "purge": &q.purge,
+		"stats": &q.stats, "get": &q.get, "list": &q.list,
+	})
+	if err != nil {
+		return queries{}, fmt.Errorf("postgres: %w", err)
 	}
+	return q, nil
 }
 
 // maxInsertRows keeps one INSERT under PostgreSQL's 65535 bind parameters.
@@ -330,62 +257,6 @@ func (d *Driver) EventInsert(ctx context.Context, p *outboxdriver.EventInsertPar
 	return nil
 }
 
-// EventClaimBatch implements outboxdriver.Driver.
-func (d *Driver) EventClaimBatch(ctx context.Context, p *outboxdriver.EventClaimBatchParams) ([]*outboxdriver.EventRow, error) {
-	tx, err := d.db.BeginTx(ctx, nil)
-	if err != nil {
-		return nil, interpretError(err)
-	}
-	defer tx.Rollback() //nolint:errcheck // after Commit it is a no-op
-	// Only relays take this lock, and only for the claim statement: claims
-	// serialize (so two relays never split one key's events) while writers
-	// never wait.
-	if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock($1)", d.lockKey); err != nil {
-		return nil, interpretError(err)
-	}
-	if _, err := tx.ExecContext(ctx, claimSession); err != nil {
-		return nil, interpretError(err)
-	}
-	rows, err := tx.QueryContext(ctx, d.queries.claim, p.Limit, p.RelayID, p.Lease.Milliseconds())
-	if err != nil {
-		return nil, interpretError(err)
-	}
-	var out []*outboxdriver.EventRow
-	for rows.Next() {
-		r := &outboxdriver.EventRow{Status: outboxdriver.StatusPending, LockedBy: p.RelayID}
-		if err := rows.Scan(&r.Seq, &r.ID, &r.Type, &r.Topic, &r.Key, &r.Payload, &r.Headers, &r.Attempts, &r.CreatedAt); err != nil {
-			rows.Close()
-			return nil, interpretError(err)
-		}
-		out = append(out, r)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, interpretError(err)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Seq < out[j].Seq })
-	// A row someone else has locked (SKIP LOCKED) can sit before the ones
-	// claimed for its key: give those keys back (see keysWithGaps).
-	gaps, err := d.keysWithGaps(ctx, tx, out)
-	if err != nil {
-		return nil, err
-	}
-	if len(gaps) > 0 {
-		var dropped []*outboxdriver.EventRow
-		out, dropped = withoutKeys(out, gaps)
-		seqs := make([]string, len(dropped))
-		for i, r := range dropped {
-			seqs[i] = fmt.Sprint(r.Seq)
-		}
-		if _, err := tx.ExecContext(ctx, d.queries.unlease, strings.Join(seqs, ",")); err != nil {
-			return nil, interpretError(err)
-		}
-	}
-	if err := tx.Commit(); err != nil {
-		return nil, interpretError(err)
-	}
-	return out, nil
-}
-
 func (d *Driver) exec(ctx context.Context, query string, args ...any) (int64, error) {
 	res, err := d.db.ExecContext(ctx, query, args...)
 	if err != nil {
@@ -395,53 +266,6 @@ func (d *Driver) exec(ctx context.Context, query string, args ...any) (int64, er
 }
 
 func idList(ids []string) string { return strings.Join(ids, ",") }
-
-// EventExtendLeases implements outboxdriver.Driver.
-func (d *Driver) EventExtendLeases(ctx context.Context, p *outboxdriver.EventExtendLeasesParams) (int64, error) {
-	if len(p.IDs) == 0 {
-		return 0, nil
-	}
-	return d.exec(ctx, d.queries.extend, idList(p.IDs), p.RelayID, p.Lease.Milliseconds())
-}
-
-// EventMarkDelivered implements outboxdriver.Driver.
-func (d *Driver) EventMarkDelivered(ctx context.Context, p *outboxdriver.EventMarkDeliveredParams) (int64, error) {
-	if len(p.IDs) == 0 {
-		return 0, nil
-	}
-	return d.exec(ctx, d.queries.markDelivered, idList(p.IDs), p.RelayID)
-}
-
-type failedJSON struct {
-	ID      string `json:"id"`
-	Err     string `json:"err"`
-	DelayMS int64  `json:"delay_ms"`
-	Dead    bool   `json:"dead"`
-}
-
-// EventMarkFailed implements outboxdriver.Driver.
-func (d *Driver) EventMarkFailed(ctx context.Context, p *outboxdriver.EventMarkFailedParams) (int64, error) {
-	if len(p.Failures) == 0 {
-		return 0, nil
-	}
-	fs := make([]failedJSON, len(p.Failures))
-	for i, f := range p.Failures {
-		fs[i] = failedJSON{ID: f.ID, Err: strings.ReplaceAll(f.Error, "\x00", ""), DelayMS: f.Delay.Milliseconds(), Dead: f.Dead}
-	}
-	b, err := json.Marshal(fs)
-	if err != nil {
-		return 0, err
-	}
-	return d.exec(ctx, d.queries.markFailed, string(b), p.RelayID)
-}
-
-// EventRelease implements outboxdriver.Driver.
-func (d *Driver) EventRelease(ctx context.Context, p *outboxdriver.EventReleaseParams) (int64, error) {
-	if len(p.IDs) == 0 {
-		return 0, nil
-	}
-	return d.exec(ctx, d.queries.release, idList(p.IDs), p.RelayID)
-}
 
 // EventRetry implements outboxdriver.Driver.
 func (d *Driver) EventRetry(ctx context.Context, p *outboxdriver.EventRetryParams) (int64, error) {
@@ -478,7 +302,7 @@ func (d *Driver) EventGet(ctx context.Context, p *outboxdriver.EventGetParams) (
 // EventList implements outboxdriver.Driver.
 func (d *Driver) EventList(ctx context.Context, p *outboxdriver.EventListParams) ([]*outboxdriver.EventRow, error) {
 	rows, err := d.db.QueryContext(ctx, d.queries.list, p.AfterSeq, string(p.Status), p.Type, p.Key,
-		nullTime(p.Since), nullTime(p.Until), p.Limit)
+		nullTime(p.Since), nullTime(p.Until), p.Limit, p.Topic, p.LastError)
 	if err != nil {
 		return nil, interpretError(err)
 	}

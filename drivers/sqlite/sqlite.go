@@ -243,6 +243,8 @@ WHERE seq > ?1
   AND (?4 = '' OR key = ?4)
   AND (?5 IS NULL OR created_at >= ?5)
   AND (?6 IS NULL OR created_at < ?6)
+  AND (?8 = '' OR topic = ?8)
+  AND (?9 = '' OR last_error = ?9)
 ORDER BY seq LIMIT ?7`),
 	}
 }
@@ -477,7 +479,7 @@ func (d *Driver) EventGet(ctx context.Context, p *outboxdriver.EventGetParams) (
 // EventList implements outboxdriver.Driver.
 func (d *Driver) EventList(ctx context.Context, p *outboxdriver.EventListParams) ([]*outboxdriver.EventRow, error) {
 	rows, err := d.db.QueryContext(ctx, d.queries.list, p.AfterSeq, string(p.Status), p.Type, p.Key,
-		nullMicros(p.Since), nullMicros(p.Until), p.Limit)
+		nullMicros(p.Since), nullMicros(p.Until), p.Limit, p.Topic, p.LastError)
 	if err != nil {
 		return nil, interpretError(err)
 	}

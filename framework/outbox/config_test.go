@@ -41,7 +41,7 @@ func TestRelayConfigValidation(t *testing.T) {
 		if err := cfg.validate(); err != nil {
 			t.Fatal(err)
 		}
-		if cfg.BatchSize != 100 || cfg.MaxAttempts != 30 || cfg.ID == "" || cfg.LeaseDuration != 30*time.Second {
+		if cfg.BatchSize != 500 || cfg.Concurrency != 2 || cfg.Publish != PublishDirect || cfg.MaxAttempts != 30 || cfg.ID == "" || cfg.LeaseDuration != 30*time.Second {
 			t.Fatalf("defaults: %+v", cfg)
 		}
 	})

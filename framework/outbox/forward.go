@@ -189,45 +189,192 @@ func (s *tableSubscriber) Close() error {
 	return nil
 }
 
-// forwarderSender is PublishForwarder: envelopes go through the table
-// subscriber to Watermill's forwarder, which acks or nacks them.
-type forwarderSender struct {
-	sub     *tableSubscriber
-	timeout time.Duration
+// publishPath is how a PublishPath hands events to the broker, for the
+// scheduler.
+type publishPath interface {
+	// message builds the message for row; an error means the row cannot be
+	// published at all (it is marked dead).
+	message(row *outboxdriver.EventRow) (*message.Message, error)
+	// begin starts publishing msg to topic. An error means the attempt
+	// failed at once, or errAborted that hardCtx had ended: nothing is in
+	// flight. Otherwise done is called exactly once, from any goroutine,
+	// with the outcome: nil once the broker acknowledged msg, errAborted
+	// when hardCtx ended first (outcome unknown), a timeout error when no
+	// outcome came within PublishTimeout, or the attempt's error.
+	begin(hardCtx context.Context, topic string, msg *message.Message, done func(error)) error
+	// close ends the path's idle goroutines; busy ones end after their call.
+	close()
 }
 
-func (s *forwarderSender) message(row *outboxdriver.EventRow) (*message.Message, error) {
+// timeoutError is the outcome of a publish unanswered after timeout.
+func timeoutError(timeout time.Duration) error {
+	return fmt.Errorf("no broker acknowledgement within PublishTimeout %s", timeout)
+}
+
+// attempt is one publish in flight: done runs once, with the path's
+// outcome, or a timeout error PublishTimeout after the start, or errAborted
+// when hardCtx ends, whichever comes first. So an outcome always arrives in
+// time, even from a Publish or a wait that never returns (its goroutine
+// then stays busy until it does; the pools bound how many there are).
+type attempt struct {
+	once  sync.Once
+	mu    sync.Mutex
+	done  func(error)
+	over  chan struct{} // closed once the outcome is reported
+	timer *time.Timer
+	stop  func() bool
+}
+
+func newAttempt(hardCtx context.Context, timeout time.Duration, done func(error)) *attempt {
+	a := &attempt{done: done, over: make(chan struct{})}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.timer = time.AfterFunc(timeout, func() { a.finish(timeoutError(timeout)) })
+	a.stop = context.AfterFunc(hardCtx, func() { a.finish(errAborted) })
+	return a
+}
+
+// finish reports err unless an outcome was reported already.
+func (a *attempt) finish(err error) {
+	a.once.Do(func() {
+		a.mu.Lock()
+		a.timer.Stop()
+		a.stop()
+		a.mu.Unlock()
+		close(a.over)
+		a.done(err)
+	})
+}
+
+// isOver reports whether the attempt's outcome has been reported.
+func (a *attempt) isOver() bool {
+	select {
+	case <-a.over:
+		return true
+	default:
+		return false
+	}
+}
+
+// pool runs the work of attempts on at most max goroutines, started as
+// jobs need them and kept for the next jobs (their stacks, grown by the
+// broker client, are reused rather than grown again for every event). A
+// job whose attempt is over before a goroutine takes it (timed out behind
+// Publish calls that do not return) is dropped, so a broker that hangs
+// every call ties up at most max goroutines and no queue grows.
+type pool struct {
+	mu    sync.Mutex
+	cond  *sync.Cond
+	queue []poolJob
+	max   int
+	n     int // goroutines started
+	idle  int // goroutines waiting for a job
+	quit  bool
+}
+
+type poolJob struct {
+	a   *attempt
+	run func()
+}
+
+// newPool returns a pool of at most max goroutines.
+func newPool(max int) *pool {
+	p := &pool{max: max}
+	p.cond = sync.NewCond(&p.mu)
+	return p
+}
+
+// submit queues the work of attempt a; it never blocks.
+func (p *pool) submit(a *attempt, run func()) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for len(p.queue) > 0 && p.queue[0].a.isOver() {
+		p.queue = p.queue[1:]
+	}
+	p.queue = append(p.queue, poolJob{a, run})
+	switch {
+	case p.idle > 0:
+		p.cond.Signal()
+	case p.n < p.max:
+		p.n++
+		go p.work()
+	}
+}
+
+func (p *pool) work() {
+	p.mu.Lock()
+	for {
+		for len(p.queue) == 0 && !p.quit {
+			p.idle++
+			p.cond.Wait()
+			p.idle--
+		}
+		if len(p.queue) == 0 {
+			p.n--
+			p.mu.Unlock()
+			return
+		}
+		job := p.queue[0]
+		p.queue = p.queue[1:]
+		p.mu.Unlock()
+		if !job.a.isOver() {
+			job.run()
+		}
+		p.mu.Lock()
+	}
+}
+
+// close ends the idle goroutines; busy ones end after their job.
+func (p *pool) close() {
+	p.mu.Lock()
+	p.quit = true
+	p.cond.Broadcast()
+	p.mu.Unlock()
+}
+
+// forwarderPath is PublishForwarder: envelopes go through the table
+// subscriber to Watermill's forwarder, whose router publishes each on a
+// goroutine of its own and acks or nacks it.
+type forwarderPath struct {
+	sub     *tableSubscriber
+	timeout time.Duration
+	waiters *pool
+}
+
+func (p *forwarderPath) message(row *outboxdriver.EventRow) (*message.Message, error) {
 	return envelope(row)
 }
 
-func (s *forwarderSender) publish(hardCtx context.Context, _ string, msg *message.Message) error {
+func (p *forwarderPath) begin(hardCtx context.Context, _ string, msg *message.Message, done func(error)) error {
 	slot := &errorSlot{}
 	msg.SetContext(context.WithValue(hardCtx, errorSlotKey{}, slot))
 	select {
-	case s.sub.out <- msg:
+	case p.sub.out <- msg:
 	case <-hardCtx.Done():
 		return errAborted
 	}
-	timer := time.NewTimer(s.timeout)
-	defer timer.Stop()
-	select {
-	case <-msg.Acked():
-		return nil
-	case <-msg.Nacked():
-		if err := slot.get(); err != nil {
-			return err
+	a := newAttempt(hardCtx, p.timeout, done)
+	p.waiters.submit(a, func() {
+		select {
+		case <-msg.Acked():
+			a.finish(nil)
+		case <-msg.Nacked():
+			if err := slot.get(); err != nil {
+				a.finish(err)
+				return
+			}
+			a.finish(errors.New("forwarder nacked the message (handler panicked or a middleware nacked it)"))
+		case <-a.over: // timed out or aborted
 		}
-		return errors.New("forwarder nacked the message (handler panicked or a middleware nacked it)")
-	case <-timer.C:
-		return fmt.Errorf("no broker acknowledgement within PublishTimeout %s", s.timeout)
-	case <-hardCtx.Done():
-		return errAborted
-	}
+	})
+	return nil
 }
+
+func (p *forwarderPath) close() { p.waiters.close() }
 
 type topicKey struct{}
 
-// eventMessages gives the PublishDirect senders their message method: the
+// eventMessages gives the PublishDirect paths their message method: the
 // event message itself, no envelope.
 type eventMessages struct{}
 
@@ -235,27 +382,17 @@ func (eventMessages) message(row *outboxdriver.EventRow) (*message.Message, erro
 	return eventMessage(row)
 }
 
-// directSender is PublishDirect: the event message goes through the
-// middlewares to the Publisher on a publishing goroutine, so that
-// PublishTimeout holds even when a Publish never returns. Publishing
-// goroutines live as long as the sender and take one call after another:
-// their stacks, grown by the broker client, are reused rather than grown
-// again for every event.
-type directSender struct {
+// directPath is PublishDirect over a Publisher's blocking Publish (or with
+// Middlewares): the event message goes through the middlewares to the
+// Publisher on a goroutine of a bounded pool.
+type directPath struct {
 	eventMessages
 	handler message.HandlerFunc
 	timeout time.Duration
-	calls   chan *directCall // unbuffered: a send succeeds only if a goroutine is idle
-	quit    chan struct{}
+	workers *pool
 }
 
-// directCall is one publish handed to a publishing goroutine.
-type directCall struct {
-	msg  *message.Message
-	done chan error // buffered: the goroutine never waits for the caller
-}
-
-func newDirectSender(pub message.Publisher, middlewares []message.HandlerMiddleware, timeout time.Duration) *directSender {
+func newDirectPath(pub message.Publisher, middlewares []message.HandlerMiddleware, timeout time.Duration, window int) *directPath {
 	h := func(msg *message.Message) ([]*message.Message, error) {
 		topic, _ := msg.Context().Value(topicKey{}).(string)
 		return nil, pub.Publish(topic, msg)
@@ -265,100 +402,70 @@ func newDirectSender(pub message.Publisher, middlewares []message.HandlerMiddlew
 	for i := len(middlewares) - 1; i >= 0; i-- {
 		h = middlewares[i](h)
 	}
-	return &directSender{handler: h, timeout: timeout, calls: make(chan *directCall), quit: make(chan struct{})}
+	return &directPath{handler: h, timeout: timeout, workers: newPool(window)}
 }
 
-// close ends the idle publishing goroutines; busy ones end after their call.
-func (s *directSender) close() { close(s.quit) }
-
-func (s *directSender) publish(hardCtx context.Context, topic string, msg *message.Message) error {
+func (p *directPath) begin(hardCtx context.Context, topic string, msg *message.Message, done func(error)) error {
 	msg.SetContext(context.WithValue(hardCtx, topicKey{}, topic))
-	c := &directCall{msg: msg, done: make(chan error, 1)}
-	select {
-	case s.calls <- c:
-	default:
-		go s.serve(c)
-	}
-	timer := time.NewTimer(s.timeout)
-	defer timer.Stop()
-	select {
-	case err := <-c.done:
-		if err != nil {
-			return firstLine(err)
-		}
-		return nil
-	case <-timer.C:
-		return fmt.Errorf("no broker acknowledgement within PublishTimeout %s", s.timeout)
-	case <-hardCtx.Done():
-		return errAborted
-	}
+	a := newAttempt(hardCtx, p.timeout, done)
+	p.workers.submit(a, func() { a.finish(p.call(msg)) })
+	return nil
 }
 
-// serve runs c, then further calls, until the sender is closed.
-func (s *directSender) serve(c *directCall) {
-	for {
-		c.done <- s.call(c.msg)
-		select {
-		case c = <-s.calls:
-		case <-s.quit:
-			return
-		}
-	}
-}
-
-func (s *directSender) call(msg *message.Message) (err error) {
+func (p *directPath) call(msg *message.Message) (err error) {
 	defer func() {
-		if p := recover(); p != nil {
-			err = fmt.Errorf("publish handler panicked: %v", p)
+		if r := recover(); r != nil {
+			err = fmt.Errorf("publish handler panicked: %v", r)
 		}
 	}()
-	_, err = s.handler(msg)
-	return err
+	if _, err = p.handler(msg); err != nil {
+		return firstLine(err)
+	}
+	return nil
 }
 
-// asyncSender is PublishDirect over an AsyncPublisher (no middlewares).
-// The relay drives it through start and wait (worker.publishPipelined);
-// publish is the two in one.
-type asyncSender struct {
+func (p *directPath) close() { p.workers.close() }
+
+// asyncPath is PublishDirect over an AsyncPublisher (no middlewares): the
+// scheduler's goroutine starts each publish, and a bounded pool waits for
+// the outcomes.
+type asyncPath struct {
 	eventMessages
 	pub     AsyncPublisher
 	timeout time.Duration
+	waiters *pool
 }
 
-func (s *asyncSender) publish(hardCtx context.Context, topic string, msg *message.Message) error {
-	start := time.Now()
-	wait, err := s.start(hardCtx, topic, msg)
-	if err != nil {
-		return err
-	}
-	return s.wait(hardCtx, start, wait)
-}
-
-// start starts publishing msg; an error means nothing was sent.
-func (s *asyncSender) start(hardCtx context.Context, topic string, msg *message.Message) (wait func(context.Context) error, err error) {
+func (p *asyncPath) begin(hardCtx context.Context, topic string, msg *message.Message, done func(error)) (err error) {
 	defer func() {
-		if p := recover(); p != nil {
-			err = fmt.Errorf("PublishAsync panicked: %v", p)
+		if r := recover(); r != nil {
+			err = fmt.Errorf("PublishAsync panicked: %v", r)
 		}
 	}()
-	msg.SetContext(hardCtx)
-	wait, err = s.pub.PublishAsync(topic, msg)
-	if err != nil {
-		return nil, firstLine(err)
+	if hardCtx.Err() != nil {
+		return errAborted
 	}
-	return wait, nil
+	msg.SetContext(hardCtx)
+	start := time.Now()
+	wait, err := p.pub.PublishAsync(topic, msg)
+	if err != nil {
+		return firstLine(err)
+	}
+	a := newAttempt(hardCtx, p.timeout, done)
+	p.waiters.submit(a, func() { a.finish(p.wait(hardCtx, start, wait)) })
+	return nil
 }
 
 // wait returns the outcome of a publish started at start: nil once
 // acknowledged, errAborted when hardCtx ended first, the timeout error
 // PublishTimeout after start, or the broker's error.
-func (s *asyncSender) wait(hardCtx context.Context, start time.Time, wait func(context.Context) error) (err error) {
+func (p *asyncPath) wait(hardCtx context.Context, start time.Time, wait func(context.Context) error) (err error) {
 	defer func() {
-		if p := recover(); p != nil {
-			err = fmt.Errorf("PublishAsync's wait panicked: %v", p)
+		if r := recover(); r != nil {
+			err = fmt.Errorf("PublishAsync's wait panicked: %v", r)
 		}
 	}()
-	ctx, cancel := context.WithDeadline(hardCtx, start.Add(s.timeout))
+	ctx, cancel := context.WithDeadline(hardCtx, start.Add(p.timeout))
 	defer cancel()
 	err = wait(ctx)
 	switch {
@@ -367,10 +474,12 @@ func (s *asyncSender) wait(hardCtx context.Context, start time.Time, wait func(c
 	case hardCtx.Err() != nil:
 		return errAborted
 	case ctx.Err() != nil:
-		return fmt.Errorf("no broker acknowledgement within PublishTimeout %s", s.timeout)
+		return timeoutError(p.timeout)
 	}
 	return firstLine(err)
 }
+
+func (p *asyncPath) close() { p.waiters.close() }
 
 // firstLine keeps the first line of err: Watermill's wrapped errors (and
 // some middlewares') append a stack trace.

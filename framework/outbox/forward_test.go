@@ -128,16 +128,12 @@ func (p *recordingPublisher) Publish(topic string, msgs ...*message.Message) err
 
 func (p *recordingPublisher) Close() error { return nil }
 
-func TestDirectSender(t *testing.T) {
+func TestDirectPath(t *testing.T) {
 	t.Parallel()
 	row := &outboxdriver.EventRow{ID: "0194a1c2-0000-7000-8000-000000000002", Type: "t", Topic: "invoices", Payload: []byte("p"), Headers: []byte("{}")}
-	send := func(t *testing.T, s *directSender, ctx context.Context) error {
+	send := func(t *testing.T, s *directPath, ctx context.Context) error {
 		t.Helper()
-		msg, err := s.message(row)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s.publish(ctx, row.Topic, msg)
+		return publishVia(t, s, ctx, row)
 	}
 
 	t.Run("middlewares wrap the publish, first outermost", func(t *testing.T) {
@@ -160,7 +156,7 @@ func TestDirectSender(t *testing.T) {
 			order = append(order, "publish")
 			return nil
 		}}
-		s := newDirectSender(pub, []message.HandlerMiddleware{mw("a"), mw("b")}, time.Minute)
+		s := newDirectPath(pub, []message.HandlerMiddleware{mw("a"), mw("b")}, time.Minute, 8)
 		if err := send(t, s, context.Background()); err != nil {
 			t.Fatal(err)
 		}
@@ -180,7 +176,7 @@ func TestDirectSender(t *testing.T) {
 			ids = append(ids, id)
 			return nil
 		}}
-		s := newDirectSender(pub, nil, time.Minute)
+		s := newDirectPath(pub, nil, time.Minute, 8)
 		defer s.close()
 		for range 20 {
 			if err := send(t, s, context.Background()); err != nil {
@@ -204,16 +200,16 @@ func TestDirectSender(t *testing.T) {
 	})
 	t.Run("broker error, first line only", func(t *testing.T) {
 		t.Parallel()
-		s := newDirectSender(&recordingPublisher{fn: func(*message.Message) error {
+		s := newDirectPath(&recordingPublisher{fn: func(*message.Message) error {
 			return errors.New("nats: no responders\ngoroutine 1 [running]:")
-		}}, nil, time.Minute)
+		}}, nil, time.Minute, 8)
 		if err := send(t, s, context.Background()); err == nil || err.Error() != "nats: no responders" {
 			t.Fatalf("err %v", err)
 		}
 	})
 	t.Run("panic is an error", func(t *testing.T) {
 		t.Parallel()
-		s := newDirectSender(&recordingPublisher{fn: func(*message.Message) error { panic("boom") }}, nil, time.Minute)
+		s := newDirectPath(&recordingPublisher{fn: func(*message.Message) error { panic("boom") }}, nil, time.Minute, 8)
 		if err := send(t, s, context.Background()); err == nil || !strings.Contains(err.Error(), "boom") {
 			t.Fatalf("err %v", err)
 		}
@@ -222,7 +218,7 @@ func TestDirectSender(t *testing.T) {
 		t.Parallel()
 		block := make(chan struct{})
 		defer close(block)
-		s := newDirectSender(&recordingPublisher{fn: func(*message.Message) error { <-block; return nil }}, nil, 50*time.Millisecond)
+		s := newDirectPath(&recordingPublisher{fn: func(*message.Message) error { <-block; return nil }}, nil, 50*time.Millisecond, 8)
 		if err := send(t, s, context.Background()); err == nil || !strings.Contains(err.Error(), "PublishTimeout") {
 			t.Fatalf("err %v", err)
 		}
@@ -232,11 +228,26 @@ func TestDirectSender(t *testing.T) {
 		block := make(chan struct{})
 		defer close(block)
 		ctx, cancel := context.WithCancel(context.Background())
-		s := newDirectSender(&recordingPublisher{fn: func(*message.Message) error { cancel(); <-block; return nil }}, nil, time.Minute)
+		s := newDirectPath(&recordingPublisher{fn: func(*message.Message) error { cancel(); <-block; return nil }}, nil, time.Minute, 8)
 		if err := send(t, s, ctx); !errors.Is(err, errAborted) {
 			t.Fatalf("err %v", err)
 		}
 	})
+}
+
+// publishVia publishes row through path as the scheduler does and returns
+// the outcome.
+func publishVia(t *testing.T, path publishPath, hardCtx context.Context, row *outboxdriver.EventRow) error {
+	t.Helper()
+	msg, err := path.message(row)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	if err := path.begin(hardCtx, row.Topic, msg, func(err error) { done <- err }); err != nil {
+		return err
+	}
+	return <-done
 }
 
 // asyncPublisher implements AsyncPublisher; result decides each outcome.
@@ -262,17 +273,14 @@ func (p *asyncPublisher) PublishAsync(topic string, msg *message.Message) (func(
 	}, nil
 }
 
-func TestAsyncSender(t *testing.T) {
+func TestAsyncPath(t *testing.T) {
 	t.Parallel()
 	row := &outboxdriver.EventRow{ID: "0194a1c2-0000-7000-8000-000000000003", Type: "t", Topic: "invoices", Payload: []byte("p"), Headers: []byte("{}")}
 	send := func(t *testing.T, p *asyncPublisher, ctx context.Context, timeout time.Duration) error {
 		t.Helper()
-		s := &asyncSender{pub: p, timeout: timeout}
-		msg, err := s.message(row)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s.publish(ctx, row.Topic, msg)
+		s := &asyncPath{pub: p, timeout: timeout, waiters: newPool(8)}
+		defer s.close()
+		return publishVia(t, s, ctx, row)
 	}
 	for name, c := range map[string]struct {
 		pub     *asyncPublisher
@@ -318,16 +326,16 @@ func TestDirectPathPicksAsyncPublisherWithoutMiddlewares(t *testing.T) {
 		middlewares []message.HandlerMiddleware
 		want        string
 	}{
-		{&asyncPublisher{}, nil, "*outbox.asyncSender"},
-		{&asyncPublisher{}, []message.HandlerMiddleware{noop}, "*outbox.directSender"},
-		{&recordingPublisher{}, nil, "*outbox.directSender"},
+		{&asyncPublisher{}, nil, "*outbox.asyncPath"},
+		{&asyncPublisher{}, []message.HandlerMiddleware{noop}, "*outbox.directPath"},
+		{&recordingPublisher{}, nil, "*outbox.directPath"},
 	} {
 		r := &Relay{publisher: c.pub, cfg: RelayConfig{Publish: PublishDirect, Middlewares: c.middlewares}.withDefaults()}
 		s, stop, err := r.startPublishing(context.Background())
 		if err != nil {
 			t.Fatal(err)
 		}
-		stop()
+		stop(context.Background())
 		if got := fmt.Sprintf("%T", s); got != c.want {
 			t.Errorf("%T with %d middlewares: sender %s, want %s", c.pub, len(c.middlewares), got, c.want)
 		}

@@ -242,6 +242,10 @@ type ListFilter struct {
 	Type string
 	// Key keeps events of this key.
 	Key string
+	// Topic keeps events of this topic.
+	Topic string
+	// LastError keeps events whose last error is exactly this text.
+	LastError string
 	// Since keeps events created at or after it.
 	Since time.Time
 	// Until keeps events created before it.
@@ -272,7 +276,8 @@ func (o *Outbox) List(ctx context.Context, f ListFilter) (*ListPage, error) {
 		return nil, fmt.Errorf("outbox: list: Limit %d out of range 1..10000", f.Limit)
 	}
 	rows, err := o.driver.EventList(ctx, &outboxdriver.EventListParams{
-		Status: f.Status, Type: f.Type, Key: f.Key, Since: f.Since, Until: f.Until,
+		Status: f.Status, Type: f.Type, Key: f.Key, Topic: f.Topic, LastError: f.LastError,
+		Since: f.Since, Until: f.Until,
 		AfterSeq: f.After, Limit: limit + 1,
 	})
 	if err != nil {

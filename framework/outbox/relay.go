@@ -27,17 +27,19 @@ type RelayConfig struct {
 	// relays. Zero means "<hostname>-<pid>-<random>".
 	ID string
 
-	// BatchSize is how many events one claim leases. It also bounds the
-	// duplicates a crash can cause (at most one batch). Zero means 100;
-	// at most 10000.
+	// BatchSize is how many events one claim takes. It also bounds the
+	// duplicates a crash can cause (at most BatchSize x Concurrency
+	// events). Zero means 500; at most 10000.
 	BatchSize int
 
-	// Concurrency is how many batches the relay works on at once (each in
-	// its own goroutine: claim, publish, record). More than one overlaps the
-	// database round trips of one batch with the broker round trips of
-	// another. Per-key order holds whatever the value (batches exclude each
-	// other's keys as relays do), but a crash may duplicate up to
-	// Concurrency batches instead of one. Zero means 1; at most 64.
+	// Concurrency is how many claimed batches the relay has open at once.
+	// The relay claims the next batch as soon as fewer are open, so claims
+	// overlap the publishes of the batches before them, and a batch whose
+	// events are slow to settle does not hold up the others. Per-key order
+	// holds whatever the value (open batches never share a key), but a
+	// crash may duplicate up to Concurrency batches instead of one, and each
+	// open batch of a held claim (PostgreSQL, MySQL) keeps a database
+	// connection. Zero means 2; at most 64.
 	Concurrency int
 
 	// PollInterval is the longest the relay sleeps when a claim finds
@@ -86,15 +88,15 @@ type RelayConfig struct {
 	// BackoffMax caps the retry delay. Zero means 5m.
 	BackoffMax time.Duration
 
-	// ShutdownTimeout bounds how long Run waits, once its context is
-	// cancelled, for in-flight publishes and for recording their outcome.
-	// Zero means 10s.
+	// ShutdownTimeout bounds how long Run takes to stop once its context is
+	// cancelled: in-flight publishes get three quarters of it, recording
+	// their outcomes the rest. Zero means 10s.
 	ShutdownTimeout time.Duration
 
-	// Publish chooses how events reach the Publisher: PublishForwarder
-	// (zero value: Watermill's forwarder and its envelope) or PublishDirect
-	// (the same messages without the envelope's JSON round trip, for less
-	// CPU per event). See PublishPath.
+	// Publish chooses how events reach the Publisher: PublishDirect (zero
+	// value: the event messages through the Middlewares to the Publisher,
+	// pipelined when it implements AsyncPublisher) or PublishForwarder
+	// (Watermill's forwarder and its envelope). See PublishPath.
 	Publish PublishPath
 
 	// Middlewares decorate the Watermill handler that publishes each event
@@ -127,24 +129,28 @@ type PublishPath string
 const (
 	// PublishForwarder wraps each event in the JSON envelope of Watermill's
 	// forwarder (components/forwarder) and feeds it to the stock forwarder,
-	// whose router unwraps and publishes it. It is the default, and the path
-	// a service migrating from Watermill's SQL forwarder already runs.
+	// whose router unwraps and publishes it: the path a service migrating
+	// from Watermill's SQL forwarder already runs, with the same contract,
+	// at a higher CPU cost per event (docs/performance.md).
 	PublishForwarder PublishPath = "forwarder"
 
 	// PublishDirect calls the Middlewares-wrapped publishing handler with the
 	// event message itself: no envelope to marshal and unmarshal, no router
 	// hand-offs. Same messages, same contract, less relay CPU per event
 	// (docs/performance.md has the figures). Without Middlewares, a
-	// Publisher that implements AsyncPublisher is used through it.
+	// Publisher that implements AsyncPublisher is used through it. It is
+	// the default.
 	PublishDirect PublishPath = "direct"
 )
 
-// AsyncPublisher is an optional interface of the relay's Publisher (the NATS
-// broker module's implements it). With PublishDirect and no Middlewares the
-// relay starts each publish with PublishAsync and waits for its outcome,
-// instead of calling Publish on a goroutine of its own: a client that
-// pipelines publishes over one reply subscription (JetStream's async
-// publish) saves a goroutine hand-off and a request set-up per event.
+// AsyncPublisher is an optional interface of the relay's Publisher (the
+// networked broker modules of outboxkit implement it: NATS, Kafka, RabbitMQ,
+// Redis Streams). With PublishDirect and no
+// Middlewares the relay starts each publish with PublishAsync and waits
+// for its outcome on a small pool of goroutines, instead of calling Publish
+// on a goroutine per event in flight: a client that pipelines publishes
+// (JetStream's async publish, AMQP confirms, a Kafka async producer,
+// pipelined Redis commands) saves a hand-off and a round trip per event.
 // Per-key order is unchanged: the relay still waits for an event's outcome
 // before it starts the key's next event.
 type AsyncPublisher interface {
@@ -183,13 +189,19 @@ type ClaimOutcome struct {
 	Duration time.Duration
 }
 
+// DefaultBatchSize is RelayConfig.BatchSize's default.
+const DefaultBatchSize = 500
+
+// DefaultConcurrency is RelayConfig.Concurrency's default.
+const DefaultConcurrency = 2
+
 func (c RelayConfig) withDefaults() RelayConfig {
 	if c.ID == "" {
 		host, _ := os.Hostname()
 		c.ID = fmt.Sprintf("%s-%d-%s", cmp.Or(host, "relay"), os.Getpid(), uuid.NewString()[:8])
 	}
-	c.BatchSize = cmp.Or(c.BatchSize, 100)
-	c.Concurrency = cmp.Or(c.Concurrency, 1)
+	c.BatchSize = cmp.Or(c.BatchSize, DefaultBatchSize)
+	c.Concurrency = cmp.Or(c.Concurrency, DefaultConcurrency)
 	c.PollInterval = cmp.Or(c.PollInterval, 200*time.Millisecond)
 	c.MinPollInterval = min(cmp.Or(c.MinPollInterval, 10*time.Millisecond), c.PollInterval)
 	c.LeaseDuration = cmp.Or(c.LeaseDuration, 30*time.Second)
@@ -198,7 +210,7 @@ func (c RelayConfig) withDefaults() RelayConfig {
 	c.BackoffMin = cmp.Or(c.BackoffMin, time.Second)
 	c.BackoffMax = cmp.Or(c.BackoffMax, 5*time.Minute)
 	c.ShutdownTimeout = cmp.Or(c.ShutdownTimeout, 10*time.Second)
-	c.Publish = cmp.Or(c.Publish, PublishForwarder)
+	c.Publish = cmp.Or(c.Publish, PublishDirect)
 	if c.Logger == nil {
 		c.Logger = discardLogger()
 	}
@@ -236,21 +248,28 @@ func (c RelayConfig) validate() error {
 }
 
 // Relay publishes committed outbox events to a broker and records each one's
-// fate. It is built on Watermill: by default a subscriber over the outbox
-// table feeds Watermill's forwarder (components/forwarder), which unwraps
-// each envelope and publishes it with the given message.Publisher, through
-// the forwarder router's middlewares. With RelayConfig.Publish set to
-// PublishDirect the same messages go through the middlewares to the
-// Publisher without the envelope.
+// fate. It is built on Watermill: each event becomes a Watermill message
+// (the event id as UUID, its metadata) published by the given
+// message.Publisher through Watermill handler middlewares; with
+// RelayConfig.Publish set to PublishForwarder the events go through
+// Watermill's forwarder (components/forwarder) and its envelope instead.
 //
-// Several relays may run against the same table (in one process or many):
-// claims are serialized in the database, so per-key order holds.
+// Inside, one claimer claims batches (up to Concurrency open at once), one
+// per-key scheduler publishes them (one event in flight per key, different
+// keys and batches in parallel), and each batch's outcomes are written in
+// one statement per kind of outcome as soon as its own events have
+// settled. Several relays may run against the same table (in one process
+// or many): the driver's claim protocol keeps a key in one open batch at a
+// time, so per-key order holds.
 type Relay struct {
 	driver    outboxdriver.Driver
 	publisher message.Publisher
 	cfg       RelayConfig
 	backoff   backoff.Policy
 	log       *slog.Logger
+
+	held   outboxdriver.HeldClaimer
+	leased outboxdriver.LeasedClaimer
 
 	runMu sync.Mutex
 	ran   bool
@@ -265,6 +284,11 @@ func NewRelay(driver outboxdriver.Driver, publisher message.Publisher, cfg Relay
 	if publisher == nil {
 		return nil, configError("publisher must not be nil")
 	}
+	held, _ := driver.(outboxdriver.HeldClaimer)
+	leased, _ := driver.(outboxdriver.LeasedClaimer)
+	if held == nil && leased == nil {
+		return nil, configError("driver %T implements no claim protocol (outboxdriver.HeldClaimer or outboxdriver.LeasedClaimer)", driver)
+	}
 	cfg = cfg.withDefaults()
 	if err := cfg.validate(); err != nil {
 		return nil, err
@@ -275,16 +299,20 @@ func NewRelay(driver outboxdriver.Driver, publisher message.Publisher, cfg Relay
 		cfg:       cfg,
 		backoff:   backoff.Policy{Min: cfg.BackoffMin, Max: cfg.BackoffMax},
 		log:       cfg.Logger.With("relay", cfg.ID, "table", driver.Table()),
+		held:      held,
+		leased:    leased,
 	}, nil
 }
 
 // ID returns the relay's id as recorded in leases.
 func (r *Relay) ID() string { return r.cfg.ID }
 
-// Run relays events until ctx is cancelled, then stops claiming, waits up to
-// ShutdownTimeout for in-flight publishes, records their outcome, releases
-// the events it did not attempt and returns nil. Database and broker outages
-// are logged and retried, never returned. Run may be called once.
+// Run relays events until ctx is cancelled, then stops claiming, waits for
+// in-flight publishes, records their outcome, and returns nil. The whole
+// stop takes at most ShutdownTimeout: in-flight publishes get three
+// quarters of it (those still unanswered then are released, to be published
+// again), recording the outcomes the rest. Database and broker outages are
+// logged and retried, never returned. Run may be called once.
 func (r *Relay) Run(ctx context.Context) error {
 	r.runMu.Lock()
 	if r.ran {
@@ -294,12 +322,25 @@ func (r *Relay) Run(ctx context.Context) error {
 	r.ran = true
 	r.runMu.Unlock()
 
-	send, stopPublishing, err := r.startPublishing(ctx)
-	if err != nil || send == nil {
+	// hardCtx ends in-flight publishes, stopCtx the recording of outcomes.
+	hardCtx, cancelHard := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelHard()
+	stopCtx, cancelStop := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelStop()
+	stopWatch := context.AfterFunc(ctx, func() {
+		r.log.Info("relay stopping", "shutdown_timeout", r.cfg.ShutdownTimeout.String())
+		time.AfterFunc(r.cfg.ShutdownTimeout*3/4, cancelHard)
+		time.AfterFunc(r.cfg.ShutdownTimeout, cancelStop)
+	})
+	defer stopWatch()
+
+	path, stopPublishing, err := r.startPublishing(ctx)
+	if err != nil || path == nil {
 		return err
 	}
-	_, async := send.(*asyncSender)
-	r.log.Info("relay started", "batch_size", r.cfg.BatchSize, "lease", r.cfg.LeaseDuration, "publish", r.cfg.Publish, "async_publisher", async)
+	_, async := path.(*asyncPath)
+	r.log.Info("relay started", "batch_size", r.cfg.BatchSize, "concurrency", r.cfg.Concurrency,
+		"publish", r.cfg.Publish, "async_publisher", async, "claim", r.protocol())
 
 	var wake <-chan struct{}
 	if n, ok := r.driver.(outboxdriver.Notifier); ok {
@@ -308,36 +349,61 @@ func (r *Relay) Run(ctx context.Context) error {
 			wake = nil
 		}
 	}
-	var wg sync.WaitGroup
-	for range r.cfg.Concurrency {
-		nudged, unsubscribe := nudges.subscribe(nudgeKey(r.driver))
-		wg.Go(func() {
-			defer unsubscribe()
-			(&worker{Relay: r, send: send, wake: wake, nudged: nudged}).loop(ctx)
-		})
-	}
-	wg.Wait()
-	stopPublishing()
+	nudged, unsubscribe := nudges.subscribe(nudgeKey(r.driver))
+	defer unsubscribe()
+
+	sched := newScheduler(r, path, r.window())
+	c := &claimer{Relay: r, sched: sched, slots: make(chan struct{}, r.cfg.Concurrency), stopCtx: stopCtx, wake: wake, nudged: nudged}
+	var scheduling sync.WaitGroup
+	scheduling.Go(func() { sched.run(ctx, hardCtx) })
+	c.loop(ctx)
+	scheduling.Wait()
+	// The batches' outcomes are being recorded; the publishing path stops
+	// meanwhile (the forwarder's router waits for handlers still stuck in
+	// a Publish, up to the shutdown deadline).
+	var stopping sync.WaitGroup
+	stopping.Go(func() { stopPublishing(stopCtx) })
+	c.records.Wait()
+	stopping.Wait()
 	r.log.Info("relay stopped")
 	return nil
 }
 
-// startPublishing sets up the configured PublishPath. It returns a nil
-// sender, and no error, when ctx ends while the forwarder starts.
-func (r *Relay) startPublishing(ctx context.Context) (sender, func(), error) {
+// protocol names the driver's claim protocol, for logs.
+func (r *Relay) protocol() string {
+	if r.held != nil {
+		return "held"
+	}
+	return "leased"
+}
+
+// window is how many publishes the scheduler keeps in flight at most:
+// every event of the open batches.
+func (r *Relay) window() int { return min(r.cfg.BatchSize*r.cfg.Concurrency, maxWindow) }
+
+// maxWindow bounds the publishes in flight (and the goroutines waiting
+// for them) whatever BatchSize and Concurrency are.
+const maxWindow = 8192
+
+// startPublishing sets up the configured PublishPath and returns it with
+// the func that stops it. It returns a nil path, and no error, when ctx
+// ends while the forwarder starts.
+func (r *Relay) startPublishing(ctx context.Context) (publishPath, func(context.Context), error) {
 	if r.cfg.Publish == PublishDirect {
+		var p publishPath
 		if ap, ok := r.publisher.(AsyncPublisher); ok && len(r.cfg.Middlewares) == 0 {
-			return &asyncSender{pub: ap, timeout: r.cfg.PublishTimeout}, func() {}, nil
+			p = &asyncPath{pub: ap, timeout: r.cfg.PublishTimeout, waiters: newPool(r.window())}
+		} else {
+			p = newDirectPath(r.publisher, r.cfg.Middlewares, r.cfg.PublishTimeout, r.window())
 		}
-		s := newDirectSender(r.publisher, r.cfg.Middlewares, r.cfg.PublishTimeout)
-		return s, s.close, nil
+		return p, func(context.Context) { p.close() }, nil
 	}
 	sub := newTableSubscriber()
 	middlewares := append([]message.HandlerMiddleware{captureError}, r.cfg.Middlewares...)
 	fwd, err := forwarder.NewForwarder(sub, slotPublisher{r.publisher}, quietRouterLogger{watermill.NewSlogLogger(r.cfg.Logger)}, forwarder.Config{
 		ForwarderTopic: r.driver.Table(),
 		Middlewares:    middlewares,
-		CloseTimeout:   r.cfg.ShutdownTimeout,
+		CloseTimeout:   r.cfg.ShutdownTimeout / 4,
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("outbox: start forwarder: %w", err)
@@ -355,478 +421,27 @@ func (r *Relay) startPublishing(ctx context.Context) (sender, func(), error) {
 		<-fwdDone
 		return nil, nil, nil
 	}
-	stop := func() {
-		if err := fwd.Close(); err != nil {
-			r.log.Warn("closing forwarder", "err", err)
-		}
-		<-fwdDone
-	}
-	return &forwarderSender{sub: sub, timeout: r.cfg.PublishTimeout}, stop, nil
-}
-
-// worker is one Run's claim/publish/mark loop.
-type worker struct {
-	*Relay
-	send   sender
-	wake   <-chan struct{} // insert notifications (nil: poll only)
-	nudged <-chan struct{} // inserts by an Outbox of this process
-}
-
-func (w *worker) loop(ctx context.Context) {
-	dbBackoff := backoff.Policy{Min: 100 * time.Millisecond, Max: 5 * time.Second}
-	dbFailures := 0
-	idle := w.cfg.MinPollInterval
-	var lastWork time.Time
-	held, _ := w.driver.(outboxdriver.HeldClaimer)
-	params := &outboxdriver.EventClaimBatchParams{RelayID: w.cfg.ID, Limit: w.cfg.BatchSize, Lease: w.cfg.LeaseDuration}
-	var hint scanHint
-	for ctx.Err() == nil {
-		var n int
-		var first int64
-		var err error
-		params.FromSeq = hint.from()
-		claimStart := time.Now()
-		if held != nil {
-			n, first, err = w.heldBatch(ctx, held, params)
-		} else {
-			n, first, err = w.leasedBatch(ctx, params)
-		}
-		if err == nil {
-			hint.claimed(params.FromSeq, n, first)
-		}
-		if w.cfg.ClaimObserver != nil && (err == nil || ctx.Err() == nil) {
-			w.cfg.ClaimObserver(ClaimOutcome{Events: n, Err: err, Duration: time.Since(claimStart)})
-		}
-		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			dbFailures++
-			w.log.Warn("claim failed, retrying", "err", err, "failures", dbFailures)
-			sleep(ctx, dbBackoff.Delay(dbFailures))
-			continue
-		}
-		dbFailures = 0
-		if n == 0 {
-			woken, nudged := w.idle(ctx, idle)
-			if woken {
-				continue // woken by a commit: claim at once
-			}
-			if nudged {
-				// An insert of this process (committed soon, if not yet):
-				// claim, then poll as while events flow.
-				idle, lastWork = w.cfg.MinPollInterval, time.Now()
-				continue
-			}
-			if time.Since(lastWork) > w.cfg.PollInterval {
-				idle = min(idle*2, w.cfg.PollInterval)
-			}
-			continue
-		}
-		idle, lastWork = w.cfg.MinPollInterval, time.Now()
-	}
-}
-
-// leasedBatch claims a batch with leases (EventClaimBatch), publishes it
-// while a heartbeat extends the leases, and records the outcome.
-func (w *worker) leasedBatch(ctx context.Context, params *outboxdriver.EventClaimBatchParams) (n int, first int64, err error) {
-	rows, err := w.driver.EventClaimBatch(ctx, params)
-	if err != nil || len(rows) == 0 {
-		return 0, 0, err
-	}
-	ids := make([]string, len(rows))
-	for i, r := range rows {
-		ids[i] = r.ID
-	}
-	heartbeatCtx, stopHeartbeat := context.WithCancel(context.WithoutCancel(ctx))
-	go w.heartbeat(heartbeatCtx, ids)
-	res := w.publish(ctx, rows)
-	stopHeartbeat()
-	w.record(ctx, res)
-	return len(rows), rows[0].Seq, nil
-}
-
-// heldBatch claims a batch whose rows stay locked in the driver's
-// transaction while they are published, then records the outcome and
-// commits in that transaction. Released events need no write: they stay
-// pending when the transaction ends.
-func (w *worker) heldBatch(ctx context.Context, held outboxdriver.HeldClaimer, params *outboxdriver.EventClaimBatchParams) (n int, first int64, err error) {
-	// The transaction must outlive ctx's cancellation so that a graceful
-	// shutdown can still commit what was published.
-	batch, err := held.EventClaimHeld(context.WithoutCancel(ctx), params)
-	if err != nil {
-		return 0, 0, err
-	}
-	rows := batch.Rows()
-	if len(rows) == 0 {
-		return 0, 0, batch.Abort()
-	}
-	res := w.publish(ctx, rows)
-	finishCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.cfg.ShutdownTimeout)
-	defer cancel()
-	if err := batch.Finish(finishCtx, res.delivered, res.failed); err != nil {
-		// Nothing was recorded; the rows are unlocked and pending again, so
-		// they are published again (duplicates, never loss).
-		w.log.Error("recording outcomes failed; the batch will be published again", "events", len(rows), "err", err)
-		_ = batch.Abort()
-	}
-	return len(rows), rows[0].Seq, nil
-}
-
-// rescanEvery is how long a worker may claim from its scan hint before it
-// claims from the start again.
-const rescanEvery = time.Second
-
-// scanHint is a worker's EventClaimBatchParams.FromSeq: while a backlog
-// drains, the next claim may start where the previous batch started, so
-// that it does not step again over the index entries of everything
-// delivered before (they stay in the index until vacuum or purge). Events
-// left below it (released after a failure, committed late with a smaller
-// Seq, held by another relay that then gave them back) are found by the
-// claim from the start that comes at least every rescanEvery. New events
-// have larger Seqs, so an idle relay polls from the hint too and steps over
-// the delivered backlog's index entries only once a second.
-type scanHint struct {
-	seq      int64     // first Seq of the previous batch; 0: none
-	fromZero time.Time // last claim from the start
-}
-
-// from returns the FromSeq of the next claim.
-func (h *scanHint) from() int64 {
-	if h.seq > 0 && time.Since(h.fromZero) < rescanEvery {
-		return h.seq
-	}
-	return 0
-}
-
-// claimed records a claim made from fromSeq that returned n events, the
-// first at Seq first.
-func (h *scanHint) claimed(fromSeq int64, n int, first int64) {
-	if fromSeq == 0 {
-		h.fromZero = time.Now()
-	}
-	if n > 0 {
-		h.seq = first
-	}
-}
-
-// batchResult collects the outcome of one claimed batch.
-type batchResult struct {
-	mu        sync.Mutex
-	delivered []string
-	failed    []outboxdriver.FailedAttempt
-	released  []string
-}
-
-// publish publishes one claimed batch: keys in parallel, each key's events
-// one at a time in Seq order. It returns every outcome.
-func (w *worker) publish(ctx context.Context, rows []*outboxdriver.EventRow) *batchResult {
-	var groups [][]*outboxdriver.EventRow
-	byKey := map[string]int{}
-	for _, row := range rows {
-		if row.Key == "" {
-			groups = append(groups, []*outboxdriver.EventRow{row})
-			continue
-		}
-		i, ok := byKey[row.Key]
-		if !ok {
-			i = len(groups)
-			byKey[row.Key] = i
-			groups = append(groups, nil)
-		}
-		groups[i] = append(groups[i], row)
-	}
-
-	// hardStop ends waiting for acks ShutdownTimeout after ctx is cancelled.
-	hardCtx, cancelHard := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancelHard()
-	stopWatch := context.AfterFunc(ctx, func() {
-		t := time.AfterFunc(w.cfg.ShutdownTimeout, cancelHard)
-		context.AfterFunc(hardCtx, func() { t.Stop() })
-	})
-	defer stopWatch()
-
-	res := &batchResult{}
-	if s, ok := w.send.(*asyncSender); ok {
-		w.publishPipelined(ctx, hardCtx, s, groups, res)
-		return res
-	}
-	var wg sync.WaitGroup
-	for _, g := range groups {
-		wg.Add(1)
+	p := &forwarderPath{sub: sub, timeout: r.cfg.PublishTimeout, waiters: newPool(r.window())}
+	stop := func(stopCtx context.Context) {
+		p.close()
+		closed := make(chan struct{})
 		go func() {
-			defer wg.Done()
-			w.publishGroup(ctx, hardCtx, g, res)
+			if err := fwd.Close(); err != nil {
+				r.log.Warn("closing forwarder", "err", err)
+			}
+			<-fwdDone
+			close(closed)
 		}()
-	}
-	wg.Wait()
-	return res
-}
-
-// heartbeat extends the leases of ids every LeaseDuration/3 until ctx ends.
-func (w *worker) heartbeat(ctx context.Context, ids []string) {
-	t := time.NewTicker(w.cfg.LeaseDuration / 3)
-	defer t.Stop()
-	for {
 		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if _, err := w.driver.EventExtendLeases(ctx, &outboxdriver.EventExtendLeasesParams{
-				RelayID: w.cfg.ID, IDs: ids, Lease: w.cfg.LeaseDuration,
-			}); err != nil {
-				w.log.Warn("extending leases failed", "err", err)
-			}
+		case <-closed:
+		case <-stopCtx.Done():
+			r.log.Warn("forwarder still closing at the shutdown deadline; not waiting for it")
 		}
 	}
-}
-
-// publishGroup publishes one key's events in order. A failure that leaves
-// the event pending releases the rest of the group, so later events of that
-// key wait behind it (per-key order); a dead event does not hold them back.
-func (w *worker) publishGroup(ctx, hardCtx context.Context, group []*outboxdriver.EventRow, res *batchResult) {
-	for i, row := range group {
-		if ctx.Err() != nil {
-			res.release(group[i:])
-			return
-		}
-		msg, err := w.send.message(row)
-		if err != nil {
-			w.unreadable(row, err, res)
-			continue
-		}
-		start := time.Now()
-		err = w.send.publish(hardCtx, row.Topic, msg)
-		if errors.Is(err, errAborted) {
-			// Outcome unknown (shutdown while in flight): release; the event
-			// will be published again, possibly a duplicate.
-			res.release(group[i:])
-			return
-		}
-		if !w.settle(row, err, time.Since(start), res) {
-			res.release(group[i+1:])
-			return
-		}
-	}
-}
-
-// asyncWindow bounds the publishes of one batch that publishPipelined keeps
-// in flight at once.
-const asyncWindow = 1024
-
-// inFlight is one event publishPipelined started and has not settled.
-type inFlight struct {
-	group []*outboxdriver.EventRow // the event, then its key's later events
-	wait  func(context.Context) error
-	start time.Time
-}
-
-// publishPipelined is publish over an AsyncPublisher, on the worker's own
-// goroutine: it starts the first event of every key (at most asyncWindow
-// in flight), then settles outcomes in the order their publishes started,
-// and each settled event that lets its key go on starts the key's next
-// event. Per-key order and failure handling are publishGroup's: a key's
-// next event starts only after the previous one's outcome, and a failure
-// that leaves an event pending releases the key's later events.
-func (w *worker) publishPipelined(ctx, hardCtx context.Context, s *asyncSender, groups [][]*outboxdriver.EventRow, res *batchResult) {
-	var queue []inFlight
-	// startHead starts the first readable event of group, or settles the
-	// group without a publish in flight.
-	startHead := func(group []*outboxdriver.EventRow) {
-		for i, row := range group {
-			if ctx.Err() != nil {
-				res.release(group[i:])
-				return
-			}
-			msg, err := s.message(row)
-			if err != nil {
-				w.unreadable(row, err, res)
-				continue
-			}
-			start := time.Now()
-			wait, err := s.start(hardCtx, row.Topic, msg)
-			if err == nil {
-				queue = append(queue, inFlight{group: group[i:], wait: wait, start: start})
-				return
-			}
-			if !w.settle(row, err, time.Since(start), res) {
-				res.release(group[i+1:])
-				return
-			}
-		}
-	}
-	for len(groups) > 0 || len(queue) > 0 {
-		for len(groups) > 0 && len(queue) < asyncWindow {
-			startHead(groups[0])
-			groups = groups[1:]
-		}
-		if len(queue) == 0 {
-			continue
-		}
-		f := queue[0]
-		queue = queue[1:]
-		err := s.wait(hardCtx, f.start, f.wait)
-		switch {
-		case errors.Is(err, errAborted):
-			res.release(f.group)
-		case w.settle(f.group[0], err, time.Since(f.start), res):
-			startHead(f.group[1:])
-		default:
-			res.release(f.group[1:])
-		}
-	}
-}
-
-// unreadable marks a row that cannot become a message dead.
-func (w *worker) unreadable(row *outboxdriver.EventRow, err error, res *batchResult) {
-	w.log.Error("unreadable outbox row marked dead", "event_id", row.ID, "err", err)
-	res.fail(outboxdriver.FailedAttempt{ID: row.ID, Error: "unreadable row: " + err.Error(), Dead: true})
-	w.observe(row, err, true, 0)
-}
-
-// settle records the outcome of publishing row (err nil: acknowledged),
-// which took d. It reports whether the key's later events may follow: not
-// when the event stays pending for a retry.
-func (w *worker) settle(row *outboxdriver.EventRow, err error, d time.Duration, res *batchResult) bool {
-	if err == nil {
-		res.deliver(row.ID)
-		w.observe(row, nil, false, d)
-		return true
-	}
-	attempt := row.Attempts + 1
-	dead := attempt >= w.cfg.MaxAttempts
-	fa := outboxdriver.FailedAttempt{ID: row.ID, Error: truncate(err.Error(), 2000), Dead: dead}
-	if !dead {
-		fa.Delay = w.backoff.Delay(attempt)
-	}
-	res.fail(fa)
-	w.observe(row, err, dead, d)
-	if dead {
-		w.log.Error("event is dead", "event_id", row.ID, "type", row.Type, "attempts", attempt, "err", err)
-		return true
-	}
-	w.log.Warn("publish failed, will retry", "event_id", row.ID, "type", row.Type, "attempt", attempt, "retry_in", fa.Delay, "err", err)
-	return false
+	return p, stop, nil
 }
 
 var errAborted = errors.New("outbox: relay stopped while the event was in flight")
-
-// sender is a PublishPath: it turns a claimed row into the message to hand
-// over, then publishes it and waits for the outcome.
-type sender interface {
-	// message builds the message for row; an error means the row cannot be
-	// published at all (it is marked dead).
-	message(row *outboxdriver.EventRow) (*message.Message, error)
-	// publish sends msg to topic. It returns nil once the broker
-	// acknowledged it, errAborted when hardCtx ended first (outcome
-	// unknown), or the attempt's error.
-	publish(hardCtx context.Context, topic string, msg *message.Message) error
-}
-
-func (w *worker) observe(row *outboxdriver.EventRow, err error, dead bool, d time.Duration) {
-	if w.cfg.Observer == nil {
-		return
-	}
-	w.cfg.Observer(Outcome{EventID: row.ID, Type: row.Type, Topic: row.Topic, CreatedAt: row.CreatedAt,
-		Err: err, Attempt: row.Attempts + 1, Dead: dead, Duration: d})
-}
-
-// record writes the batch's outcomes. It retries through database outages;
-// once ShutdownTimeout has passed after ctx was cancelled it gives up, and
-// the leases expire so that the events are published again (duplicates, never
-// loss).
-func (w *worker) record(ctx context.Context, res *batchResult) {
-	stopCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancel()
-	stop := context.AfterFunc(ctx, func() { time.AfterFunc(w.cfg.ShutdownTimeout, cancel) })
-	defer stop()
-
-	steps := []struct {
-		name string
-		n    int
-		run  func(context.Context) error
-	}{
-		{"mark delivered", len(res.delivered), func(c context.Context) error {
-			_, err := w.driver.EventMarkDelivered(c, &outboxdriver.EventMarkDeliveredParams{RelayID: w.cfg.ID, IDs: res.delivered})
-			return err
-		}},
-		{"mark failed", len(res.failed), func(c context.Context) error {
-			_, err := w.driver.EventMarkFailed(c, &outboxdriver.EventMarkFailedParams{RelayID: w.cfg.ID, Failures: res.failed})
-			return err
-		}},
-		{"release", len(res.released), func(c context.Context) error {
-			_, err := w.driver.EventRelease(c, &outboxdriver.EventReleaseParams{RelayID: w.cfg.ID, IDs: res.released})
-			return err
-		}},
-	}
-	pol := backoff.Policy{Min: 100 * time.Millisecond, Max: 5 * time.Second}
-	for _, s := range steps {
-		if s.n == 0 {
-			continue
-		}
-		for attempt := 1; ; attempt++ {
-			err := s.run(stopCtx)
-			if err == nil {
-				break
-			}
-			if stopCtx.Err() != nil {
-				w.log.Error("giving up recording outcomes at shutdown; events will be published again after their lease expires",
-					"step", s.name, "events", s.n, "err", err)
-				return
-			}
-			w.log.Warn("recording outcomes failed, retrying", "step", s.name, "events", s.n, "attempt", attempt, "err", err)
-			sleep(stopCtx, pol.Delay(attempt))
-		}
-	}
-}
-
-func (b *batchResult) deliver(id string) {
-	b.mu.Lock()
-	b.delivered = append(b.delivered, id)
-	b.mu.Unlock()
-}
-
-func (b *batchResult) fail(f outboxdriver.FailedAttempt) {
-	b.mu.Lock()
-	b.failed = append(b.failed, f)
-	b.mu.Unlock()
-}
-
-func (b *batchResult) release(rows []*outboxdriver.EventRow) {
-	if len(rows) == 0 {
-		return
-	}
-	b.mu.Lock()
-	for _, r := range rows {
-		b.released = append(b.released, r.ID)
-	}
-	b.mu.Unlock()
-}
-
-// idle waits d, or until an insert notification (woken) or a nudge from an
-// Outbox of this process (nudged) arrives.
-func (w *worker) idle(ctx context.Context, d time.Duration) (woken, nudged bool) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	case _, ok := <-w.wake:
-		return ok, false
-	case <-w.nudged:
-		return false, true
-	}
-	return false, false
-}
-
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
-}
 
 func truncate(s string, n int) string {
 	if len(s) <= n {

@@ -39,33 +39,29 @@ func (s Status) Valid() bool {
 	return s == StatusPending || s == StatusDelivered || s == StatusDead
 }
 
-// Driver is what a SQL dialect implements. Implementations must be safe for
-// concurrent use by several goroutines and several processes.
+// Driver is what a SQL dialect implements: storage, insert and
+// administration of events. Implementations must be safe for concurrent use
+// by several goroutines and several processes.
 //
-// Contract every implementation keeps (the conformance suite checks it):
+// A driver also implements exactly one claim protocol, which the relay
+// discovers with a type assertion: HeldClaimer (rows stay locked in an open
+// transaction while they are published; PostgreSQL, MySQL) or LeasedClaimer
+// (rows are leased by a short transaction, then marked; SQLite, or any
+// database that cannot keep a transaction open cheaply).
+//
+// Contract every implementation keeps (the conformance suite and
+// outboxdrivertest check it):
 //   - EventInsert writes only through the given transaction and takes no lock
-//     that EventClaimBatch or any other relay-side method can hold for longer
-//     than one short statement: an application INSERT never waits for a relay.
-//   - EventClaimBatch never skips a committed pending event, whatever order
+//     that a claim or any other relay-side method can hold for longer than
+//     one short statement: an application INSERT never waits for a relay.
+//   - A claim never skips a committed pending event, whatever order
 //     transactions committed in (no offset/high-water-mark scheme).
-//   - EventClaimBatch returns an event with a non-empty key only if no earlier
-//     (lower Seq) pending event of the same key is leased by anyone or waiting
-//     for a retry, and claims serialize between relays, so per-key order holds
-//     with any number of relays.
-//   - Mark and release methods only touch events still leased by the given
-//     RelayID (fencing: a relay whose lease expired cannot overwrite the
-//     outcome recorded by the relay that took over).
+//   - A claim returns an event with a non-empty key only if no earlier
+//     (lower Seq) pending event of the same key is claimed by anyone or
+//     waiting for a retry, so per-key order holds with any number of relays.
 type Driver interface {
 	// DB returns the database handle the driver runs relay and admin queries on.
 	DB() *sql.DB
-
-	// EventClaimBatch leases up to Limit ready events to RelayID for Lease and
-	// returns them ordered by Seq.
-	EventClaimBatch(ctx context.Context, params *EventClaimBatchParams) ([]*EventRow, error)
-
-	// EventExtendLeases pushes the lease of the given pending events still
-	// leased by RelayID to now+Lease and returns how many were extended.
-	EventExtendLeases(ctx context.Context, params *EventExtendLeasesParams) (int64, error)
 
 	// EventGet returns one event by id, or ErrNotFound.
 	EventGet(ctx context.Context, params *EventGetParams) (*EventRow, error)
@@ -78,21 +74,9 @@ type Driver interface {
 	// EventList returns events matching a filter, ordered by Seq, after a cursor.
 	EventList(ctx context.Context, params *EventListParams) ([]*EventRow, error)
 
-	// EventMarkDelivered records a successful publish of events leased by
-	// RelayID and returns how many rows were updated.
-	EventMarkDelivered(ctx context.Context, params *EventMarkDeliveredParams) (int64, error)
-
-	// EventMarkFailed records failed attempts (backoff or dead) of events
-	// leased by RelayID and returns how many rows were updated.
-	EventMarkFailed(ctx context.Context, params *EventMarkFailedParams) (int64, error)
-
 	// EventPurge deletes at most Limit delivered events older than Before and
 	// returns how many it deleted. Pending and dead events are never purged.
 	EventPurge(ctx context.Context, params *EventPurgeParams) (int64, error)
-
-	// EventRelease gives back the leases of events RelayID claimed but did not
-	// attempt, leaving attempts untouched.
-	EventRelease(ctx context.Context, params *EventReleaseParams) (int64, error)
 
 	// EventRetry makes dead (or, by id, delivered) events pending again with a
 	// fresh attempt budget and returns how many rows changed.
@@ -113,6 +97,34 @@ type Driver interface {
 
 	// Table returns the quoted, fully qualified outbox table name, for messages.
 	Table() string
+}
+
+// LeasedClaimer is the claim protocol of drivers that do not hold a
+// transaction open while a batch is published (SQLite: one writer at a
+// time). A claim leases rows to a relay for a while in a short transaction;
+// the relay extends the lease while it works and records each outcome with
+// a statement fenced by the lease, so a relay whose lease expired cannot
+// overwrite the outcome recorded by the relay that took over.
+type LeasedClaimer interface {
+	// EventClaimBatch leases up to Limit ready events to RelayID for Lease and
+	// returns them ordered by Seq. Claims serialize between relays.
+	EventClaimBatch(ctx context.Context, params *EventClaimBatchParams) ([]*EventRow, error)
+
+	// EventExtendLeases pushes the lease of the given pending events still
+	// leased by RelayID to now+Lease and returns how many were extended.
+	EventExtendLeases(ctx context.Context, params *EventExtendLeasesParams) (int64, error)
+
+	// EventMarkDelivered records a successful publish of events leased by
+	// RelayID and returns how many rows were updated.
+	EventMarkDelivered(ctx context.Context, params *EventMarkDeliveredParams) (int64, error)
+
+	// EventMarkFailed records failed attempts (backoff or dead) of events
+	// leased by RelayID and returns how many rows were updated.
+	EventMarkFailed(ctx context.Context, params *EventMarkFailedParams) (int64, error)
+
+	// EventRelease gives back the leases of events RelayID claimed but did not
+	// attempt, leaving attempts untouched.
+	EventRelease(ctx context.Context, params *EventReleaseParams) (int64, error)
 }
 
 // EventRow is an outbox event as stored, including its delivery state.
@@ -145,8 +157,8 @@ type InsertEvent struct {
 	CreatedAt time.Time
 }
 
-// EventClaimBatchParams are the parameters of Driver.EventClaimBatch and
-// HeldClaimer.EventClaimHeld.
+// EventClaimBatchParams are the parameters of LeasedClaimer.EventClaimBatch
+// and HeldClaimer.EventClaimHeld.
 type EventClaimBatchParams struct {
 	RelayID string
 	Limit   int
@@ -161,7 +173,7 @@ type EventClaimBatchParams struct {
 	FromSeq int64
 }
 
-// EventExtendLeasesParams are the parameters of Driver.EventExtendLeases.
+// EventExtendLeasesParams are the parameters of LeasedClaimer.EventExtendLeases.
 type EventExtendLeasesParams struct {
 	RelayID string
 	IDs     []string
@@ -189,9 +201,15 @@ type EventListParams struct {
 	Until    time.Time // created_at < Until
 	AfterSeq int64     // cursor: only events with Seq > AfterSeq
 	Limit    int
+
+	// Topic keeps events of this topic.
+	Topic string
+	// LastError keeps events whose last error is exactly this text (the
+	// web console's "retry these" over one group of dead events).
+	LastError string
 }
 
-// EventMarkDeliveredParams are the parameters of Driver.EventMarkDelivered.
+// EventMarkDeliveredParams are the parameters of LeasedClaimer.EventMarkDelivered.
 type EventMarkDeliveredParams struct {
 	RelayID string
 	IDs     []string
@@ -207,7 +225,7 @@ type FailedAttempt struct {
 	Dead bool
 }
 
-// EventMarkFailedParams are the parameters of Driver.EventMarkFailed.
+// EventMarkFailedParams are the parameters of LeasedClaimer.EventMarkFailed.
 type EventMarkFailedParams struct {
 	RelayID  string
 	Failures []FailedAttempt
@@ -219,7 +237,7 @@ type EventPurgeParams struct {
 	Limit  int
 }
 
-// EventReleaseParams are the parameters of Driver.EventRelease.
+// EventReleaseParams are the parameters of LeasedClaimer.EventRelease.
 type EventReleaseParams struct {
 	RelayID string
 	IDs     []string

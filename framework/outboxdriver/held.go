@@ -2,13 +2,13 @@ package outboxdriver
 
 import "context"
 
-// HeldClaimer is an optional interface. A driver that implements it claims a
-// batch by locking the rows inside a transaction that stays open while the
-// relay publishes, and records the outcome in that same transaction. The
-// relay then prefers it over EventClaimBatch: each event is written once
-// (its outcome) instead of twice (lease, then outcome), and a crashed relay's
-// rows are free again as soon as its connection drops, without waiting for a
-// lease to expire.
+// HeldClaimer is the claim protocol of drivers that can keep a transaction
+// open cheaply (PostgreSQL, MySQL). A claim locks the rows inside a
+// transaction that stays open while the relay publishes, and the outcome is
+// recorded in that same transaction: each event is written once (its
+// outcome) instead of twice (lease, then outcome), and a crashed relay's
+// rows are free again as soon as its connection drops, without waiting for
+// a lease to expire.
 //
 // Contract, in addition to the Driver's: while a HeldBatch is open, no other
 // claim returns its rows nor any later pending row of the same non-empty keys

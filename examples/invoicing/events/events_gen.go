@@ -3,6 +3,7 @@
 package events
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -197,8 +198,7 @@ type InvoiceIssued struct {
 
 	// Note is the "note" field.
 	//
-	// Optional: nil (or empty) is encoded as an absent field. At most 500
-	// characters.
+	// Optional: nil is encoded as an absent field. At most 500 characters.
 	Note *string `json:"note,omitempty"`
 }
 
@@ -257,6 +257,11 @@ func (v InvoiceIssued) validate(prefix string) (errs []error) {
 			Path:   prefix + "issued_at",
 			Reason: "must be set",
 		})
+	} else if y := v.IssuedAt.UTC().Year(); y < 0 || y > 9999 {
+		errs = append(errs, &FieldError{
+			Path:   prefix + "issued_at",
+			Reason: "must be between years 0000 and 9999 in UTC (RFC 3339)",
+		})
 	}
 	if v.Lines == nil {
 		errs = append(errs, &FieldError{
@@ -310,7 +315,7 @@ func (ev InvoiceIssued) OutboxEvent() (*outbox.Event, error) {
 	}
 	payload, err := json.Marshal(ev)
 	if err != nil {
-		return nil, fmt.Errorf("encode %s v%d: %w", InvoiceIssuedType, InvoiceIssuedVersion, err)
+		return nil, fmt.Errorf("%w: encode %s v%d: %w", outbox.ErrInvalidEvent, InvoiceIssuedType, InvoiceIssuedVersion, err)
 	}
 	return &outbox.Event{
 		Headers: map[string]string{
@@ -385,8 +390,8 @@ type DecoderConfig struct {
 //
 //	router.AddNoPublisherHandler("billing", topic, sub, dec.Handle)
 type Decoder struct {
-	cfg           DecoderConfig
-	invoiceIssued func(context.Context, *message.Message, InvoiceIssued) error
+	cfg             DecoderConfig
+	onInvoiceIssued func(context.Context, *message.Message, InvoiceIssued) error
 }
 
 var _ message.NoPublishHandlerFunc = (*Decoder)(nil).Handle
@@ -402,7 +407,7 @@ func NewDecoder(cfg DecoderConfig) (*Decoder, error) {
 // OnInvoiceIssued sets the handler of care.invoice.issued events and returns
 // d.
 func (d *Decoder) OnInvoiceIssued(h func(ctx context.Context, msg *message.Message, ev InvoiceIssued) error) *Decoder {
-	d.invoiceIssued = h
+	d.onInvoiceIssued = h
 	return d
 }
 
@@ -418,7 +423,7 @@ func (d *Decoder) Handle(msg *message.Message) error {
 	ctx := msg.Context()
 	switch typ {
 	case InvoiceIssuedType:
-		if d.invoiceIssued == nil {
+		if d.onInvoiceIssued == nil {
 			return d.unknown(msg, fmt.Errorf("%w: no handler for %s", ErrUnknownEvent, typ))
 		}
 		switch ver {
@@ -427,7 +432,7 @@ func (d *Decoder) Handle(msg *message.Message) error {
 			if err := outboxgenDecode(msg, &ev1); err != nil {
 				return err
 			}
-			return d.invoiceIssued(ctx, msg, ev1)
+			return d.onInvoiceIssued(ctx, msg, ev1)
 		}
 	}
 	return d.unknown(msg, fmt.Errorf("%w: type %q version %s", ErrUnknownEvent, typ, ver))
@@ -443,8 +448,14 @@ func (d *Decoder) unknown(msg *message.Message, reason error) error {
 	return nil
 }
 
+// outboxgenDecode decodes a payload that must be a JSON object: null would
+// give the handler a zero event.
 func outboxgenDecode(msg *message.Message, v any) error {
-	if err := json.Unmarshal(msg.Payload, v); err != nil {
+	err := errors.New("payload is not a JSON object")
+	if p := bytes.TrimLeft(msg.Payload, " \t\r\n"); len(p) > 0 && p[0] == '{' {
+		err = json.Unmarshal(msg.Payload, v)
+	}
+	if err != nil {
 		return fmt.Errorf("%w: %s v%s message %s: %w", ErrMalformedEvent, msg.Metadata.Get(outbox.MetadataEventType), msg.Metadata.Get(HeaderEventVersion), msg.UUID, err)
 	}
 	return nil

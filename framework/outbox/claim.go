@@ -1,0 +1,304 @@
+package outbox
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/outboxkit/outboxkit/framework/internal/backoff"
+	"github.com/outboxkit/outboxkit/framework/outboxdriver"
+)
+
+// claimer is a Run's claim loop: it claims a batch whenever fewer than
+// Concurrency batches are open, so the next claim overlaps the publishes of
+// the batches before it, and hands each batch to the scheduler. A batch
+// stays open (its slot taken) until its outcomes are recorded.
+type claimer struct {
+	*Relay
+	sched   *scheduler
+	slots   chan struct{} // one per open batch
+	records sync.WaitGroup
+	stopCtx context.Context // ends ShutdownTimeout after Run's context
+	wake    <-chan struct{} // insert notifications (nil: poll only)
+	nudged  <-chan struct{} // inserts by an Outbox of this process
+}
+
+// loop claims until ctx ends, then closes the scheduler's input.
+func (c *claimer) loop(ctx context.Context) {
+	defer close(c.sched.in)
+	dbBackoff := backoff.Policy{Min: 100 * time.Millisecond, Max: 5 * time.Second}
+	dbFailures := 0
+	idle := c.cfg.MinPollInterval
+	var lastWork time.Time
+	params := &outboxdriver.EventClaimBatchParams{RelayID: c.cfg.ID, Limit: c.cfg.BatchSize, Lease: c.cfg.LeaseDuration}
+	var hint scanHint
+	for {
+		select {
+		case c.slots <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		params.FromSeq = hint.from()
+		start := time.Now()
+		b, err := c.claim(ctx, params)
+		n := 0
+		if b != nil {
+			n = len(b.rows)
+		}
+		if c.cfg.ClaimObserver != nil && (err == nil || ctx.Err() == nil) {
+			c.observeClaim(ClaimOutcome{Events: n, Err: err, Duration: time.Since(start)})
+		}
+		if err != nil {
+			<-c.slots
+			if ctx.Err() != nil {
+				return
+			}
+			dbFailures++
+			c.log.Warn("claim failed, retrying", "err", err, "failures", dbFailures)
+			sleep(ctx, dbBackoff.Delay(dbFailures))
+			continue
+		}
+		dbFailures = 0
+		if n == 0 {
+			hint.claimed(params.FromSeq, 0)
+			<-c.slots
+			woken, nudged := c.idle(ctx, idle)
+			switch {
+			case woken: // a commit: claim at once
+			case nudged:
+				// An insert of this process (committed soon, if not yet):
+				// claim, then poll as while events flow.
+				idle, lastWork = c.cfg.MinPollInterval, time.Now()
+			case time.Since(lastWork) > c.cfg.PollInterval:
+				idle = min(idle*2, c.cfg.PollInterval)
+			}
+			continue
+		}
+		hint.claimed(params.FromSeq, b.rows[n-1].Seq)
+		idle, lastWork = c.cfg.MinPollInterval, time.Now()
+		c.sched.in <- b
+	}
+}
+
+// observeClaim calls RelayConfig.ClaimObserver; a panic in it is logged.
+func (c *claimer) observeClaim(o ClaimOutcome) {
+	defer func() {
+		if p := recover(); p != nil {
+			c.log.Error("RelayConfig.ClaimObserver panicked", "panic", p)
+		}
+	}()
+	c.cfg.ClaimObserver(o)
+}
+
+// claim claims one batch with the driver's protocol; nil when nothing is
+// ready.
+func (c *claimer) claim(ctx context.Context, params *outboxdriver.EventClaimBatchParams) (*claimedBatch, error) {
+	if c.held != nil {
+		return c.claimHeld(ctx, params)
+	}
+	return c.claimLeased(ctx, params)
+}
+
+// heldLimit bounds the life of a held claim's transaction: every publish
+// has an outcome PublishTimeout after it began, and the outcome is then
+// written in one statement per kind. A claim or a Finish that a hung
+// database does not answer ends with it (the transaction rolls back: the
+// events are published again), so a hung database cannot stall the relay
+// nor its shutdown.
+func (r *Relay) heldLimit() time.Duration {
+	return r.cfg.PublishTimeout + max(r.cfg.ShutdownTimeout, 10*time.Second)
+}
+
+// claimHeld claims a batch whose rows stay locked in the driver's
+// transaction while they are published; the outcome is recorded and
+// committed in that transaction. Released events need no write: they stay
+// pending when the transaction ends.
+func (c *claimer) claimHeld(ctx context.Context, params *outboxdriver.EventClaimBatchParams) (*claimedBatch, error) {
+	// The transaction outlives ctx's cancellation, so that a graceful
+	// shutdown can still commit what was published, but not the shutdown.
+	txCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.heldLimit())
+	stop := context.AfterFunc(c.stopCtx, cancel)
+	end := func() { stop(); cancel() }
+	hb, err := c.held.EventClaimHeld(txCtx, params)
+	if err != nil {
+		end()
+		return nil, err
+	}
+	rows := hb.Rows()
+	if len(rows) == 0 {
+		err := hb.Abort()
+		end()
+		return nil, err
+	}
+	b := &claimedBatch{rows: rows}
+	b.done = func(b *claimedBatch) {
+		c.records.Go(func() {
+			defer func() { <-c.slots }()
+			defer end()
+			if err := hb.Finish(txCtx, b.delivered, b.failed); err != nil {
+				// Nothing was recorded; the rows are unlocked and pending
+				// again, so they are published again (duplicates, never loss).
+				c.log.Error("recording outcomes failed; the batch will be published again", "events", len(b.rows), "err", err)
+				_ = hb.Abort()
+			}
+		})
+	}
+	return b, nil
+}
+
+// claimLeased claims a batch with leases, extends them while the batch is
+// published, and records the outcomes with statements fenced by the lease.
+func (c *claimer) claimLeased(ctx context.Context, params *outboxdriver.EventClaimBatchParams) (*claimedBatch, error) {
+	rows, err := c.leased.EventClaimBatch(ctx, params)
+	if err != nil || len(rows) == 0 {
+		return nil, err
+	}
+	ids := make([]string, len(rows))
+	for i, r := range rows {
+		ids[i] = r.ID
+	}
+	hbCtx, stopHeartbeat := context.WithCancel(context.WithoutCancel(ctx))
+	c.records.Go(func() { c.heartbeat(hbCtx, ids) })
+	b := &claimedBatch{rows: rows}
+	b.done = func(b *claimedBatch) {
+		c.records.Go(func() {
+			defer func() { <-c.slots }()
+			// The leases stay extended until the outcomes are written: a
+			// lease that ran out while they were being written would let a
+			// claim (this relay's next one too) publish the events again.
+			defer stopHeartbeat()
+			c.recordLeased(b)
+		})
+	}
+	return b, nil
+}
+
+// heartbeat extends the leases of ids every LeaseDuration/3 until ctx ends.
+func (c *claimer) heartbeat(ctx context.Context, ids []string) {
+	t := time.NewTicker(c.cfg.LeaseDuration / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if _, err := c.leased.EventExtendLeases(ctx, &outboxdriver.EventExtendLeasesParams{
+				RelayID: c.cfg.ID, IDs: ids, Lease: c.cfg.LeaseDuration,
+			}); err != nil && ctx.Err() == nil {
+				c.log.Warn("extending leases failed", "err", err)
+			}
+		}
+	}
+}
+
+// recordLeased writes a leased batch's outcomes: one statement per kind
+// of outcome. It retries through database outages until the shutdown
+// deadline; then it gives up, and the leases expire so that the events
+// are published again (duplicates, never loss).
+func (c *claimer) recordLeased(b *claimedBatch) {
+	steps := []struct {
+		name string
+		n    int
+		run  func(context.Context) error
+	}{
+		{"mark delivered", len(b.delivered), func(ctx context.Context) error {
+			_, err := c.leased.EventMarkDelivered(ctx, &outboxdriver.EventMarkDeliveredParams{RelayID: c.cfg.ID, IDs: b.delivered})
+			return err
+		}},
+		{"mark failed", len(b.failed), func(ctx context.Context) error {
+			_, err := c.leased.EventMarkFailed(ctx, &outboxdriver.EventMarkFailedParams{RelayID: c.cfg.ID, Failures: b.failed})
+			return err
+		}},
+		{"release", len(b.released), func(ctx context.Context) error {
+			_, err := c.leased.EventRelease(ctx, &outboxdriver.EventReleaseParams{RelayID: c.cfg.ID, IDs: b.released})
+			return err
+		}},
+	}
+	pol := backoff.Policy{Min: 100 * time.Millisecond, Max: 5 * time.Second}
+	for _, s := range steps {
+		if s.n == 0 {
+			continue
+		}
+		for attempt := 1; ; attempt++ {
+			err := s.run(c.stopCtx)
+			if err == nil {
+				break
+			}
+			if c.stopCtx.Err() != nil {
+				c.log.Error("giving up recording outcomes at shutdown; events will be published again after their lease expires",
+					"step", s.name, "events", s.n, "err", err)
+				return
+			}
+			c.log.Warn("recording outcomes failed, retrying", "step", s.name, "events", s.n, "attempt", attempt, "err", err)
+			sleep(c.stopCtx, pol.Delay(attempt))
+		}
+	}
+}
+
+// rescanEvery is how long the claimer may claim from its scan hint before
+// it claims from the start again.
+const rescanEvery = time.Second
+
+// hintSlack is how far below the last claimed Seq the next claim starts:
+// transactions that commit at about the same time commit a little out of
+// Seq order, and the events of the one committing last are then found at
+// once rather than at the next claim from the start.
+const hintSlack = 64
+
+// scanHint is the claimer's EventClaimBatchParams.FromSeq: while events
+// flow, the next claim starts just below where the previous one ended, so
+// that it does not step again over the index entries of everything
+// delivered before (they stay in the index until vacuum or purge), nor
+// over the rows of the batches still open. Events left further below (a
+// key given back after a failure, a row held by another relay that then
+// gave it back, a transaction that committed long after taking its Seq)
+// are found by the claim from the start that comes at least every
+// rescanEvery. Per-key order does not rest on the hint.
+type scanHint struct {
+	seq      int64     // where the next claim may start; 0: from the start
+	fromZero time.Time // last claim from the start
+}
+
+// from returns the FromSeq of the next claim.
+func (h *scanHint) from() int64 {
+	if h.seq > 0 && time.Since(h.fromZero) < rescanEvery {
+		return h.seq
+	}
+	return 0
+}
+
+// claimed records a claim made from fromSeq whose last event had Seq last
+// (0: the claim was empty).
+func (h *scanHint) claimed(fromSeq, last int64) {
+	if fromSeq == 0 {
+		h.fromZero = time.Now()
+	}
+	if last > 0 {
+		h.seq = max(h.seq, last+1-hintSlack, 1)
+	}
+}
+
+// idle waits d, or until an insert notification (woken) or a nudge from an
+// Outbox of this process (nudged) arrives.
+func (c *claimer) idle(ctx context.Context, d time.Duration) (woken, nudged bool) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	case _, ok := <-c.wake:
+		return ok, false
+	case <-c.nudged:
+		return false, true
+	}
+	return false, false
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
