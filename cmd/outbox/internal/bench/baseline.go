@@ -17,24 +17,24 @@ import (
 )
 
 // rawBroker publishes cfg.Events messages straight to the broker with as
-// many in flight as the relay has within a batch (one goroutine per key of
-// a batch: min(batch size, keys)). Each worker publishes one message at a
+// many in flight as the relay has (see inFlight). Each worker publishes one message at a
 // time and waits for its acknowledgement, with PublishAsync when the
 // publisher implements outbox.AsyncPublisher (its fastest way, the one the
 // relay's direct path uses), else with Publish; workers do not wait for
 // each other between batches, so this is the broker's ceiling at that
 // concurrency.
-func (r *run) rawBroker(ctx context.Context) (RawBroker, error) {
+func (r *run) rawBroker(ctx context.Context, topic string) (*RawBroker, error) {
 	n := r.cfg.Events
-	conc := min(r.cfg.relayBatch(), r.cfg.Keys, n)
-	r.progress("%s: raw publish of %d messages, %d in flight", brokerScheme(r.cell.BrokerURL), n, conc)
+	conc, source := r.inFlight()
+	conc = min(conc, n)
+	r.progress("%s: raw publish of %d messages, %d in flight", r.scheme, n, conc)
 	payload := r.payload()
-	publish := func(msg *message.Message) error { return r.broker.Publisher.Publish(r.topics.raw, msg) }
+	publish := func(msg *message.Message) error { return r.broker.Publisher.Publish(topic, msg) }
 	method := "Publish"
 	if ap, ok := r.broker.Publisher.(outbox.AsyncPublisher); ok {
 		method = "PublishAsync"
 		publish = func(msg *message.Message) error {
-			wait, err := ap.PublishAsync(r.topics.raw, msg)
+			wait, err := ap.PublishAsync(topic, msg)
 			if err != nil {
 				return err
 			}
@@ -70,12 +70,12 @@ func (r *run) rawBroker(ctx context.Context) (RawBroker, error) {
 	wg.Wait()
 	d := time.Since(start)
 	if firstErr != nil {
-		return RawBroker{}, firstErr
+		return nil, firstErr
 	}
 	if err := ctx.Err(); err != nil {
-		return RawBroker{}, err
+		return nil, err
 	}
-	return RawBroker{Events: n, Concurrency: conc, Method: method, Seconds: d.Seconds(), EventsPerSec: float64(n) / d.Seconds()}, nil
+	return &RawBroker{Events: n, InFlight: conc, InFlightSource: source, Method: method, Seconds: d.Seconds(), EventsPerSec: float64(n) / d.Seconds()}, nil
 }
 
 // countingPublisher counts acknowledged publishes. Close does nothing: the
@@ -103,9 +103,16 @@ func (p *countingPublisher) Close() error { return nil }
 // the dialect and default subscriber settings, wrapped by Watermill's
 // forwarder. It seeds cfg.Events enveloped messages into a fresh topic table,
 // then times forwarder.NewForwarder draining them to the same broker.
-func (r *run) watermillForwarder(ctx context.Context) (Forwarder, error) {
-	db := r.db
-	sqlTopic := "outboxbench_" + r.id + "_fwd"
+func (r *run) watermillForwarder(ctx context.Context, rep int, topic string) (f *Forwarder, err error) {
+	sqlTopic := fmt.Sprintf("outboxbench_%s_fwd%d", r.id, rep)
+	// A database handle of the cell's URL; the table it names is never
+	// created.
+	h, err := r.cfg.Open(ctx, r.cell.DBURL, sqlTopic)
+	if err != nil {
+		return nil, err
+	}
+	defer h.Close()
+	db := h.Driver.DB()
 	var schema wmsql.SchemaAdapter
 	var offsets wmsql.OffsetsAdapter
 	switch r.dialect {
@@ -114,18 +121,16 @@ func (r *run) watermillForwarder(ctx context.Context) (Forwarder, error) {
 	case "mysql":
 		schema, offsets = wmsql.DefaultMySQLSchema{}, wmsql.DefaultMySQLOffsetsAdapter{}
 	default:
-		return Forwarder{}, fmt.Errorf("watermill-sql v3 has no default schema for %s", r.dialect)
+		return nil, fmt.Errorf("watermill-sql v3 has no default schema for %s", r.dialect)
 	}
-	r.cleanups = append(r.cleanups, func() {
-		dropTables(r.dialect, db, "watermill_"+sqlTopic, "watermill_offsets_"+sqlTopic)
-	})
+	defer dropTables(r.dialect, db, "watermill_"+sqlTopic, "watermill_offsets_"+sqlTopic)
 	logger := watermill.NopLogger{}
 
 	n := r.cfg.Events
 	r.progress("%s: seeding %d messages through watermill-sql's publisher", r.dialect, n)
 	sqlPub, err := wmsql.NewPublisher(db, wmsql.PublisherConfig{SchemaAdapter: schema, AutoInitializeSchema: true}, logger)
 	if err != nil {
-		return Forwarder{}, err
+		return nil, err
 	}
 	pub := forwarder.NewPublisher(sqlPub, forwarder.PublisherConfig{ForwarderTopic: sqlTopic})
 	payload := r.payload()
@@ -136,8 +141,8 @@ func (r *run) watermillForwarder(ctx context.Context) (Forwarder, error) {
 			m.Metadata.Set("outbox_key", "key-"+strconv.Itoa(i%r.cfg.Keys))
 			msgs = append(msgs, m)
 		}
-		if err := pub.Publish(r.topics.forwarded, msgs...); err != nil {
-			return Forwarder{}, err
+		if err := pub.Publish(topic, msgs...); err != nil {
+			return nil, err
 		}
 	}
 
@@ -145,14 +150,14 @@ func (r *run) watermillForwarder(ctx context.Context) (Forwarder, error) {
 		ConsumerGroup: "outboxbench", SchemaAdapter: schema, OffsetsAdapter: offsets, InitializeSchema: true,
 	}, logger)
 	if err != nil {
-		return Forwarder{}, err
+		return nil, err
 	}
 	out := &countingPublisher{Publisher: r.broker.Publisher}
 	fwd, err := forwarder.NewForwarder(sub, out, logger, forwarder.Config{ForwarderTopic: sqlTopic})
 	if err != nil {
-		return Forwarder{}, err
+		return nil, err
 	}
-	r.progress("%s: draining with Watermill's forwarder", r.dialect)
+	r.progress("%s × %s: draining with Watermill's forwarder", r.dialect, r.scheme)
 	done := make(chan error, 1)
 	go func() { done <- fwd.Run(context.WithoutCancel(ctx)) }()
 	defer func() {
@@ -162,19 +167,19 @@ func (r *run) watermillForwarder(ctx context.Context) (Forwarder, error) {
 	select {
 	case <-fwd.Running():
 	case err := <-done:
-		return Forwarder{}, fmt.Errorf("forwarder stopped at start: %w", err)
+		return nil, fmt.Errorf("forwarder stopped at start: %w", err)
 	}
 	start := time.Now()
 	deadline := start.Add(5*time.Minute + time.Duration(n)*time.Second/100)
 	for out.n.Load() < int64(n) {
 		if time.Now().After(deadline) {
-			return Forwarder{}, fmt.Errorf("forwarder drained %d of %d in %s", out.n.Load(), n, time.Since(start).Round(time.Second))
+			return nil, fmt.Errorf("forwarder drained %d of %d in %s", out.n.Load(), n, time.Since(start).Round(time.Second))
 		}
 		if err := sleep(ctx, 10*time.Millisecond); err != nil {
-			return Forwarder{}, err
+			return nil, err
 		}
 	}
 	d := time.Since(start)
-	return Forwarder{Events: n, Seconds: d.Seconds(), EventsPerSec: float64(n) / d.Seconds(),
+	return &Forwarder{Events: n, Seconds: d.Seconds(), EventsPerSec: float64(n) / d.Seconds(),
 		Settings: "watermill-sql v3.1.0 default schema and offsets adapter, default subscriber (batch 100, poll 1s)"}, nil
 }

@@ -21,6 +21,10 @@ import (
 	"net/url"
 	"os/exec"
 	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/outboxkit/outboxkit/framework/outbox"
@@ -48,18 +52,33 @@ type Target struct {
 	Close func()
 }
 
+// Baseline names for Config.Baselines.
+const (
+	// BaselineMinimal is the minimal hand-written relay (minimal.go).
+	BaselineMinimal = "minimal"
+	// BaselineForwarder is Watermill's default SQL forwarder.
+	BaselineForwarder = "forwarder"
+	// BaselineRaw is the broker's raw async publish rate.
+	BaselineRaw = "raw"
+)
+
 // Config configures Run. Zero fields take the defaults their comments give.
 type Config struct {
 	// Cells are the database × broker combinations, measured one after
 	// the other. At least one is required.
 	Cells []Cell
 
+	// Reps is how many times each measurement is repeated, interleaved:
+	// relay, minimal relay, forwarder, raw publish, then the relay again...
+	// Zero means 1.
+	Reps int
+
 	// Events is the backlog size drained by the relay and by each
 	// baseline. Zero means 10000.
 	Events int
 
 	// BatchSize is passed to the relay as --batch-size. Zero means the
-	// relay's default (100).
+	// relay's default.
 	BatchSize int
 
 	// Keys is how many distinct event keys the backlog cycles through.
@@ -80,32 +99,65 @@ type Config struct {
 	// and the trickle. Zero means 2s; negative skips the measurement.
 	Idle time.Duration
 
-	// Relays, when above 1, adds a second drain of a fresh backlog by that
-	// many relay processes at once.
+	// Relays, when above 1, adds a drain of a fresh backlog by that many
+	// relay processes at once to every rep.
 	Relays int
+
+	// LargeEvents, when positive, adds to every rep a drain of a backlog
+	// of that size by one relay, right after the Events drain, and reports
+	// its rate divided by the Events drain's.
+	LargeEvents int
+
+	// Poison, when positive, replaces the drains by the poison scenario:
+	// that many events (one per key) that the broker refuses on every
+	// attempt, while other keys trickle at Rate for PoisonDuration. NATS
+	// only (a subject outside the bench's stream).
+	Poison int
+
+	// PoisonDuration is the poison scenario's trickle length. Zero means
+	// 10s.
+	PoisonDuration time.Duration
 
 	// Open opens the outbox table named table on the database at dbURL,
 	// creating nothing. Required.
 	Open func(ctx context.Context, dbURL, table string) (*Target, error)
 
 	// RelayCommand returns the `outbox relay` command line (JSON logs on
-	// stderr, at least at info level) for one relay process on table.
-	// Required.
+	// stderr, at least at info level, with a "relay started" line) for one
+	// relay process on table. Required.
 	RelayCommand func(ctx context.Context, dbURL, brokerURL, table string, batchSize int) *exec.Cmd
 
-	// NoBaselines skips the Watermill forwarder and raw broker baselines
-	// (e.g. for a backlog the forwarder would take many minutes to drain).
+	// MinimalCommand returns the command line of the minimal-relay
+	// baseline's process on table (see MinimalRelay). Required unless
+	// the minimal baseline is skipped.
+	MinimalCommand func(ctx context.Context, dbURL, brokerURL, table string) *exec.Cmd
+
+	// NoBaselines skips every baseline.
 	NoBaselines bool
+
+	// Baselines picks the baselines (BaselineMinimal, BaselineForwarder,
+	// BaselineRaw). Nil means all three.
+	Baselines []string
+
+	// InFlight is how many publishes the raw baseline keeps in flight.
+	// Zero means as many as the relay: the "max_in_flight" field of its
+	// "relay started" log line when it logs one, else its batch_size ×
+	// concurrency, at most Keys.
+	InFlight int
 
 	// RelayFlags are the extra flags RelayCommand gives every relay, for
 	// the report only.
 	RelayFlags []string
+
+	// CommandLine is the bench's own command line, for the report only.
+	CommandLine string
 
 	// Progress receives one line per phase. Nil discards them.
 	Progress io.Writer
 }
 
 func (c Config) withDefaults() Config {
+	c.Reps = max(c.Reps, 1)
 	c.Events = cmp.Or(c.Events, 10000)
 	c.Keys = cmp.Or(c.Keys, 1000)
 	c.PayloadBytes = cmp.Or(c.PayloadBytes, 300)
@@ -113,6 +165,13 @@ func (c Config) withDefaults() Config {
 	c.Duration = cmp.Or(c.Duration, 5*time.Second)
 	c.Idle = cmp.Or(c.Idle, 2*time.Second)
 	c.Relays = max(c.Relays, 1)
+	c.PoisonDuration = cmp.Or(c.PoisonDuration, 10*time.Second)
+	if c.Baselines == nil {
+		c.Baselines = []string{BaselineMinimal, BaselineForwarder, BaselineRaw}
+	}
+	if c.NoBaselines || c.Poison > 0 {
+		c.Baselines = []string{}
+	}
 	if c.Progress == nil {
 		c.Progress = io.Discard
 	}
@@ -123,6 +182,8 @@ func (c Config) validate() error {
 	switch {
 	case len(c.Cells) == 0:
 		return errors.New("bench: invalid config: Cells is empty")
+	case c.Reps > 100:
+		return fmt.Errorf("bench: invalid config: Reps %d out of range 1..100", c.Reps)
 	case c.Events < 1:
 		return fmt.Errorf("bench: invalid config: Events %d must be positive", c.Events)
 	case c.BatchSize < 0 || c.BatchSize > 10000:
@@ -133,16 +194,24 @@ func (c Config) validate() error {
 		return fmt.Errorf("bench: invalid config: PayloadBytes %d must not be negative", c.PayloadBytes)
 	case c.Rate < 1 || c.Rate > 100000:
 		return fmt.Errorf("bench: invalid config: Rate %d out of range 1..100000", c.Rate)
-	case c.Duration < 0:
-		return fmt.Errorf("bench: invalid config: Duration %s must not be negative", c.Duration)
+	case c.Duration < 0 || c.PoisonDuration < 0:
+		return fmt.Errorf("bench: invalid config: Duration %s and PoisonDuration %s must not be negative", c.Duration, c.PoisonDuration)
+	case c.InFlight < 0 || c.LargeEvents < 0 || c.Poison < 0:
+		return errors.New("bench: invalid config: InFlight, LargeEvents and Poison must not be negative")
 	case c.Open == nil || c.RelayCommand == nil:
 		return errors.New("bench: invalid config: Open and RelayCommand are required")
+	case c.wants(BaselineMinimal) && c.MinimalCommand == nil:
+		return errors.New("bench: invalid config: MinimalCommand is required for the minimal baseline")
+	}
+	for _, b := range c.Baselines {
+		if b != BaselineMinimal && b != BaselineForwarder && b != BaselineRaw {
+			return fmt.Errorf("bench: invalid config: unknown baseline %q (want %s, %s or %s)", b, BaselineMinimal, BaselineForwarder, BaselineRaw)
+		}
 	}
 	return nil
 }
 
-// relayBatch is the batch size the relay actually uses.
-func (c Config) relayBatch() int { return cmp.Or(c.BatchSize, 100) }
+func (c Config) wants(baseline string) bool { return slices.Contains(c.Baselines, baseline) }
 
 // Run measures every cell and returns the report. It stops at the first
 // cell that fails, returning the cells measured so far with the error.
@@ -154,19 +223,30 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	rep := &Report{
-		Machine: Machine{CPUs: runtime.NumCPU(), OS: runtime.GOOS, Arch: runtime.GOARCH, Go: runtime.Version()},
+		Machine:     Machine{CPUs: runtime.NumCPU(), OS: runtime.GOOS, Arch: runtime.GOARCH, Go: runtime.Version()},
+		Reps:        cfg.Reps,
+		CommandLine: cfg.CommandLine,
 		Settings: Settings{
-			Events: cfg.Events, BatchSize: cfg.relayBatch(), Keys: cfg.Keys, PayloadBytes: cfg.PayloadBytes,
-			Rate: cfg.Rate, TrickleSeconds: cfg.Duration.Seconds(), Relays: cfg.Relays, RelayFlags: cfg.RelayFlags, NoBaselines: cfg.NoBaselines,
+			Events: cfg.Events, BatchSize: cfg.BatchSize, Keys: cfg.Keys, PayloadBytes: cfg.PayloadBytes,
+			Rate: cfg.Rate, TrickleSeconds: cfg.Duration.Seconds(), Relays: cfg.Relays, RelayFlags: cfg.RelayFlags,
+			Baselines: cfg.Baselines, LargeEvents: cfg.LargeEvents, Poison: cfg.Poison, PoisonSeconds: cfg.PoisonDuration.Seconds(),
 		},
 	}
+	if cfg.Poison == 0 {
+		rep.Settings.PoisonSeconds = 0
+	}
+	start := time.Now()
 	for _, cell := range cfg.Cells {
-		r, err := runCell(ctx, cfg, cell)
+		r, err := runCell(ctx, cfg, cell, start)
 		if err != nil {
 			return rep, fmt.Errorf("%s × %s: %w", outboxbroker.Redact(cell.DBURL), outboxbroker.Redact(cell.BrokerURL), err)
 		}
+		if rep.RelaySettings == nil {
+			rep.RelaySettings = r.RelaySettings
+		}
 		rep.Cells = append(rep.Cells, *r)
 	}
+	rep.ElapsedSeconds = time.Since(start).Seconds()
 	return rep, nil
 }
 
@@ -178,18 +258,23 @@ type run struct {
 	dialect   string
 	relayURL  string // cell.DBURL tagged with an application name (PostgreSQL)
 	appName   string
-	brokerURL string // cell.BrokerURL with this run's stream (NATS)
-	topics    topics
+	brokerURL string   // cell.BrokerURL with this run's stream (NATS)
+	scheme    string   // the broker URL's scheme
+	prefix    string   // topic prefix: every topic of the run starts with it
+	poisonTo  string   // a topic the broker refuses (poison scenario)
+	purge     func()   // empties the run's stream or topics between reps
+	topics    []string // topics used since the last purge (AMQP, Redis)
+	settings  map[string]any
+	repN      int // the rep being measured
 	broker    *outboxbroker.Broker
-	db        *sql.DB // the first table's handle, also used by the baselines
 	progress  func(format string, args ...any)
 	cleanups  []func()
 }
 
-func runCell(ctx context.Context, cfg Config, cell Cell) (rep *CellReport, err error) {
+func runCell(ctx context.Context, cfg Config, cell Cell, start time.Time) (rep *CellReport, err error) {
 	r := &run{cfg: cfg, cell: cell, id: randomID()}
 	r.progress = func(format string, args ...any) {
-		fmt.Fprintf(cfg.Progress, "bench: "+format+"\n", args...)
+		fmt.Fprintf(cfg.Progress, "bench: %6.1fs rep %d/%d: "+format+"\n", append([]any{time.Since(start).Seconds(), r.repN, cfg.Reps}, args...)...)
 	}
 	defer func() {
 		for i := len(r.cleanups) - 1; i >= 0; i-- {
@@ -214,9 +299,11 @@ func runCell(ctx context.Context, cfg Config, cell Cell) (rep *CellReport, err e
 			r.relayURL = u.String()
 		}
 	}
-	r.brokerURL, r.topics, err = r.prepareBroker()
-	if err != nil {
+	if err := r.prepareBroker(ctx); err != nil {
 		return nil, err
+	}
+	if cfg.Poison > 0 && r.poisonTo == "" {
+		return nil, fmt.Errorf("the poison scenario needs a broker that refuses a topic (nats://: a subject outside the bench's stream); %s has none", r.scheme)
 	}
 	r.broker, err = outboxbroker.Open(ctx, r.brokerURL, outboxbroker.Options{})
 	if err != nil {
@@ -227,41 +314,86 @@ func runCell(ctx context.Context, cfg Config, cell Cell) (rep *CellReport, err e
 		return nil, errors.New("the broker has no subscriber: the latency phase needs one")
 	}
 
-	rep = &CellReport{ID: r.id, Database: r.dialect, Broker: brokerScheme(cell.BrokerURL),
+	rep = &CellReport{ID: r.id, Database: r.dialect, Broker: r.scheme,
 		DBURL: outboxbroker.Redact(cell.DBURL), BrokerURL: outboxbroker.Redact(cell.BrokerURL)}
+	for n := 1; n <= cfg.Reps; n++ {
+		rr, err := r.rep(ctx, n)
+		if err != nil {
+			return nil, fmt.Errorf("rep %d: %w", n, err)
+		}
+		rep.PerRep = append(rep.PerRep, *rr)
+	}
+	rep.RelaySettings = r.settings
+	rep.summarize()
+	return rep, nil
+}
 
-	// 1. Drain a backlog with one relay, then idle, then the trickle, with
-	// the same relay process.
-	if err := r.drainAndLatency(ctx, rep); err != nil {
+// rep runs one repetition: the relay's drain, idle and trickle, then each
+// baseline, in that order (or the poison scenario alone).
+func (r *run) rep(ctx context.Context, n int) (*Rep, error) {
+	rr := &Rep{Rep: n}
+	r.repN = n
+	if r.purge != nil {
+		r.purge()
+	}
+	tag := func(name string) string { return r.topic(name + strconv.Itoa(n)) }
+	if r.cfg.Poison > 0 {
+		p, err := r.poison(ctx, n, tag("trickle"))
+		rr.Poison = p
+		return rr, err
+	}
+	if err := r.drainAndLatency(ctx, n, tag("drain"), tag("latency"), rr); err != nil {
 		return nil, err
 	}
-	// 2. The same backlog drained by several relays at once.
-	if cfg.Relays > 1 {
-		d, err := r.drainMulti(ctx, cfg.Relays)
+	if r.cfg.LargeEvents > 0 {
+		d, err := r.relayDrain(ctx, fmt.Sprintf("_l%d", n), tag("large"), r.cfg.LargeEvents, 1)
+		if err != nil {
+			return nil, fmt.Errorf("large backlog: %w", err)
+		}
+		rr.Large = d
+	}
+	if r.cfg.Relays > 1 {
+		d, err := r.relayDrain(ctx, fmt.Sprintf("_m%d", n), tag("multi"), r.cfg.Events, r.cfg.Relays)
 		if err != nil {
 			return nil, err
 		}
-		rep.DrainMulti = d
+		rr.DrainMulti = d
 	}
-	// 3. Baselines on the same database and broker.
-	if cfg.NoBaselines {
-		return rep, nil
+	if r.cfg.wants(BaselineMinimal) {
+		d, err := r.minimalDrain(ctx, n, tag("minimal"))
+		if err != nil {
+			return nil, fmt.Errorf("minimal relay baseline: %w", err)
+		}
+		rr.MinimalRelay = d
 	}
-	raw, err := r.rawBroker(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("raw broker baseline: %w", err)
+	if r.cfg.wants(BaselineForwarder) {
+		f, err := r.watermillForwarder(ctx, n, tag("forwarded"))
+		if err != nil {
+			return nil, fmt.Errorf("watermill forwarder baseline: %w", err)
+		}
+		rr.WatermillForwarder = f
 	}
-	rep.Baselines.RawBroker = raw
-	fwd, err := r.watermillForwarder(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("watermill forwarder baseline: %w", err)
+	if r.cfg.wants(BaselineRaw) {
+		raw, err := r.rawBroker(ctx, tag("raw"))
+		if err != nil {
+			return nil, fmt.Errorf("raw broker baseline: %w", err)
+		}
+		rr.RawAsync = raw
 	}
-	rep.Baselines.WatermillForwarder = fwd
-	rep.Ratios = Ratios{
-		VsWatermillForwarder: ratio(rep.Drain.EventsPerSec, fwd.EventsPerSec),
-		VsRawBroker:          ratio(rep.Drain.EventsPerSec, raw.EventsPerSec),
+	rate := rr.Drain.EventsPerSec
+	if rr.MinimalRelay != nil {
+		rr.Ratios.VsMinimalRelay = ratio(rate, rr.MinimalRelay.EventsPerSec)
 	}
-	return rep, nil
+	if rr.WatermillForwarder != nil {
+		rr.Ratios.VsForwarder = ratio(rate, rr.WatermillForwarder.EventsPerSec)
+	}
+	if rr.RawAsync != nil {
+		rr.Ratios.VsRawAsync = ratio(rate, rr.RawAsync.EventsPerSec)
+	}
+	if rr.Large != nil {
+		rr.Ratios.LargeVsEvents = ratio(rr.Large.EventsPerSec, rate)
+	}
+	return rr, nil
 }
 
 func ratio(a, b float64) float64 {
@@ -277,31 +409,45 @@ func randomID() string {
 	return hex.EncodeToString(b)
 }
 
-func brokerScheme(raw string) string {
-	if u, err := url.Parse(raw); err == nil && u.Scheme != "" {
-		return u.Scheme
+// openTable opens and migrates a fresh table. done drops it and closes
+// its handle (also run at the end of the cell if not called before).
+func (r *run) openTable(ctx context.Context, suffix string) (t *Target, table string, done func(), err error) {
+	table = "outboxbench_" + r.id + suffix
+	t, err = r.cfg.Open(ctx, r.cell.DBURL, table)
+	if err != nil {
+		return nil, "", nil, err
 	}
-	return "broker"
+	var once sync.Once
+	done = func() {
+		once.Do(func() {
+			dropTables(r.dialect, t.Driver.DB(), table, table+"_migrations", table+"_relay_lock", table+"_inbox")
+			t.Close()
+		})
+	}
+	r.cleanups = append(r.cleanups, done)
+	if err := t.Outbox.Migrate(ctx); err != nil {
+		done()
+		return nil, "", nil, fmt.Errorf("migrate %s: %w", table, err)
+	}
+	return t, table, done, nil
 }
 
-// openTable opens, migrates and registers the cleanup of a fresh table.
-func (r *run) openTable(ctx context.Context, suffix string) (*Target, string, error) {
-	table := "outboxbench_" + r.id + suffix
-	t, err := r.cfg.Open(ctx, r.cell.DBURL, table)
+// analyze refreshes the planner statistics of a freshly seeded table, as
+// autovacuum would have for a backlog that built up over time: without
+// them PostgreSQL plans a claim on a just-filled table as on an empty one
+// (a bitmap scan and a sort of every pending row per claim instead of an
+// ordered index scan), and autovacuum's own ANALYZE would land at a random
+// point of the drain. The relay and the minimal relay get the same.
+func analyze(ctx context.Context, dialect string, db *sql.DB, table string) error {
+	q := `ANALYZE "` + table + `"`
+	if dialect == "mysql" {
+		q = "ANALYZE TABLE `" + table + "`"
+	}
+	rows, err := db.QueryContext(ctx, q) // MySQL returns a result set
 	if err != nil {
-		return nil, "", err
+		return err
 	}
-	r.cleanups = append(r.cleanups, func() {
-		dropTables(r.dialect, t.Driver.DB(), table, table+"_migrations", table+"_relay_lock", table+"_inbox")
-		t.Close()
-	})
-	if err := t.Outbox.Migrate(ctx); err != nil {
-		return nil, "", fmt.Errorf("migrate %s: %w", table, err)
-	}
-	if r.db == nil {
-		r.db = t.Driver.DB()
-	}
-	return t, table, nil
+	return rows.Close()
 }
 
 // dropTables removes the bench's own tables (names this package generated,
@@ -358,10 +504,24 @@ func (r *run) seed(ctx context.Context, t *Target, topic string, n int) error {
 // startRelays starts n relay processes on table and returns them with the
 // time the first one started claiming.
 func (r *run) startRelays(ctx context.Context, table string, n int) ([]*relayProc, time.Time, error) {
+	cmds := make([]*exec.Cmd, n)
+	for i := range cmds {
+		cmds[i] = r.cfg.RelayCommand(ctx, r.relayURL, r.brokerURL, table, r.cfg.BatchSize)
+	}
+	procs, first, err := r.startProcs(ctx, cmds)
+	if err == nil && r.settings == nil {
+		r.settings = procs[0].settings()
+	}
+	return procs, first, err
+}
+
+// startProcs starts relay-like processes (a "relay started" JSON log line
+// on stderr once they claim) and returns them with the time the first one
+// announced itself. They are stopped at the end of the cell at the latest.
+func (r *run) startProcs(ctx context.Context, cmds []*exec.Cmd) ([]*relayProc, time.Time, error) {
 	var procs []*relayProc
 	var first time.Time
-	for range n {
-		cmd := r.cfg.RelayCommand(ctx, r.relayURL, r.brokerURL, table, r.cfg.BatchSize)
+	for _, cmd := range cmds {
 		p, at, err := startRelay(ctx, cmd)
 		if err != nil {
 			stopAll(procs)
@@ -495,83 +655,140 @@ func (m *procMeter) peakRSS() float64 {
 
 // drainAndLatency runs the one-relay drain, the idle measurement and the
 // latency trickle on one table with one relay process.
-func (r *run) drainAndLatency(ctx context.Context, rep *CellReport) error {
-	t, table, err := r.openTable(ctx, "")
+func (r *run) drainAndLatency(ctx context.Context, rep int, drainTopic, latencyTopic string, rr *Rep) error {
+	start := func(table string) ([]*relayProc, time.Time, error) { return r.startRelays(ctx, table, 1) }
+	d, err := r.seededDrain(ctx, fmt.Sprintf("_r%d", rep), drainTopic, r.cfg.Events, "1 relay", start,
+		func(t *Target, m *procMeter) error {
+			if r.cfg.Idle > 0 {
+				r.progress("%s × %s: idle relay for %s", r.dialect, r.scheme, r.cfg.Idle)
+				m.reset(ctx)
+				if err := sleep(ctx, r.cfg.Idle); err != nil {
+					return err
+				}
+				cpu, _, _ := m.read(ctx)
+				rr.IdleRelayCPUPercent = &cpu
+			}
+			r.progress("%s × %s: trickle at %d events/s for %s", r.dialect, r.scheme, r.cfg.Rate, r.cfg.Duration)
+			m.reset(ctx)
+			lat, err := r.latency(ctx, t, latencyTopic, r.cfg.Duration)
+			if err != nil {
+				return err
+			}
+			lat.RelayCPUPercent, lat.DBCPUPercent, lat.DBCPUScope = m.read(ctx)
+			lat.RelayPeakRSSMB = m.peakRSS()
+			rr.Latency = lat
+			return nil
+		})
+	rr.Drain = d
+	return err
+}
+
+// seededDrain seeds n events to topic in a fresh table (named with
+// suffix), starts the processes start returns on it and times their drain,
+// metered as one. then, when not nil, runs with the processes still up.
+func (r *run) seededDrain(ctx context.Context, suffix, topic string, n int, who string,
+	start func(table string) ([]*relayProc, time.Time, error), then func(*Target, *procMeter) error,
+) (*Drain, error) {
+	t, table, done, err := r.openTable(ctx, suffix)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	n := r.cfg.Events
-	r.progress("%s × %s: seeding %d events", r.dialect, rep.Broker, n)
-	if err := r.seed(ctx, t, r.topics.drain, n); err != nil {
-		return fmt.Errorf("seed: %w", err)
+	defer done()
+	r.progress("%s × %s: seeding %d events for %s", r.dialect, r.scheme, n, who)
+	if err := r.seed(ctx, t, topic, n); err != nil {
+		return nil, fmt.Errorf("seed: %w", err)
 	}
-	r.progress("%s × %s: draining with 1 relay", r.dialect, rep.Broker)
-	procs, start, err := r.startRelays(ctx, table, 1)
+	if err := analyze(ctx, r.dialect, t.Driver.DB(), table); err != nil {
+		return nil, fmt.Errorf("analyze %s: %w", table, err)
+	}
+	r.progress("%s × %s: draining %d events with %s", r.dialect, r.scheme, n, who)
+	procs, began, err := start(table)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	defer stopAll(procs)
 	m := r.meter(ctx, t.Driver.DB(), procs)
 	end, err := r.waitDrained(ctx, t, procs, n)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	rep.Drain = r.drainReport(ctx, m, 1, n, end.Sub(start))
-
-	if r.cfg.Idle > 0 {
-		r.progress("%s × %s: idle relay for %s", r.dialect, rep.Broker, r.cfg.Idle)
-		m.reset(ctx)
-		if err := sleep(ctx, r.cfg.Idle); err != nil {
-			return err
-		}
-		cpu, _, _ := m.read(ctx)
-		rep.IdleRelayCPUPercent = &cpu
+	d := r.drainReport(ctx, m, len(procs), n, end.Sub(began))
+	if then != nil {
+		return &d, then(t, m)
 	}
-
-	r.progress("%s × %s: trickle at %d events/s for %s", r.dialect, rep.Broker, r.cfg.Rate, r.cfg.Duration)
-	m.reset(ctx)
-	lat, err := r.latency(ctx, t)
-	if err != nil {
-		return err
-	}
-	lat.RelayCPUPercent, lat.DBCPUPercent, lat.DBCPUScope = m.read(ctx)
-	lat.RelayPeakRSSMB = m.peakRSS()
-	rep.Latency = *lat
-	stopAll(procs)
-	return nil
+	return &d, nil
 }
 
 func (r *run) drainReport(ctx context.Context, m *procMeter, relays, n int, d time.Duration) Drain {
 	cpu, db, what := m.read(ctx)
-	return Drain{
+	dr := Drain{
 		Relays: relays, Events: n, Seconds: d.Seconds(), EventsPerSec: float64(n) / d.Seconds(),
 		RelayCPUPercent: cpu, RelayPeakRSSMB: m.peakRSS(), DBCPUPercent: db, DBCPUScope: what,
 	}
+	// CPU percent of one core × seconds = CPU seconds; per event in µs.
+	dr.RelayCPUMicrosPerEvent = cpu / 100 * d.Seconds() / float64(n) * 1e6
+	return dr
 }
 
-// drainMulti drains a fresh backlog with k relay processes.
-func (r *run) drainMulti(ctx context.Context, k int) (*Drain, error) {
-	t, table, err := r.openTable(ctx, "_m")
-	if err != nil {
-		return nil, err
+// relayDrain drains a fresh backlog of n events with k relay processes.
+func (r *run) relayDrain(ctx context.Context, suffix, topic string, n, k int) (*Drain, error) {
+	start := func(table string) ([]*relayProc, time.Time, error) { return r.startRelays(ctx, table, k) }
+	return r.seededDrain(ctx, suffix, topic, n, fmt.Sprintf("%d relay(s)", k), start, nil)
+}
+
+// minimalDrain drains a fresh backlog with the minimal-relay baseline's
+// process, measured exactly as the relay's drain.
+func (r *run) minimalDrain(ctx context.Context, rep int, topic string) (*Drain, error) {
+	start := func(table string) ([]*relayProc, time.Time, error) {
+		return r.startProcs(ctx, []*exec.Cmd{r.cfg.MinimalCommand(ctx, r.relayURL, r.brokerURL, table)})
 	}
-	n := r.cfg.Events
-	r.progress("%s: seeding %d events for %d relays", r.dialect, n, k)
-	if err := r.seed(ctx, t, r.topics.multi, n); err != nil {
-		return nil, fmt.Errorf("seed: %w", err)
+	return r.seededDrain(ctx, fmt.Sprintf("_n%d", rep), topic, r.cfg.Events, "the minimal relay", start, nil)
+}
+
+// inFlight returns how many publishes the raw baseline keeps in flight,
+// and where that number comes from.
+func (r *run) inFlight() (int, string) {
+	if r.cfg.InFlight > 0 {
+		return r.cfg.InFlight, "--in-flight"
 	}
-	r.progress("%s: draining with %d relays", r.dialect, k)
-	procs, start, err := r.startRelays(ctx, table, k)
-	if err != nil {
-		return nil, err
+	num := func(key string) int {
+		if v, ok := r.settings[key].(float64); ok && v >= 1 && v <= 1e6 {
+			return int(v)
+		}
+		return 0
 	}
-	m := r.meter(ctx, t.Driver.DB(), procs)
-	end, err := r.waitDrained(ctx, t, procs, n)
-	if err != nil {
-		return nil, err
+	for _, k := range []string{"max_in_flight", "in_flight"} {
+		if v := num(k); v > 0 {
+			return v, "the relay's " + k + " (its \"relay started\" log line)"
+		}
 	}
-	d := r.drainReport(ctx, m, k, n, end.Sub(start))
-	stopAll(procs)
-	return &d, nil
+	batch, src := num("batch_size"), "the relay's batch_size"
+	if batch == 0 {
+		batch, src = cmp.Or(r.cfg.BatchSize, 100), "--batch-size (the relay logged none)"
+	}
+	conc, csrc := num("concurrency"), "its concurrency"
+	if conc == 0 {
+		conc, csrc = cmp.Or(flagInt(r.cfg.RelayFlags, "concurrency"), 1), "its --concurrency flag (1 if none; the relay logged none)"
+	}
+	return min(batch*conc, r.cfg.Keys), src + " × " + csrc + ", at most the number of keys"
+}
+
+// flagInt returns the integer value of --name in flags (--name=v or
+// --name v), zero when absent or not an integer.
+func flagInt(flags []string, name string) int {
+	for i, f := range flags {
+		var v string
+		if after, ok := strings.CutPrefix(f, "--"+name+"="); ok {
+			v = after
+		} else if f == "--"+name && i+1 < len(flags) {
+			v = flags[i+1]
+		} else {
+			continue
+		}
+		n, _ := strconv.Atoi(v)
+		return n
+	}
+	return 0
 }
 
 func sleep(ctx context.Context, d time.Duration) error {

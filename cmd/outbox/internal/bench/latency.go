@@ -17,14 +17,14 @@ const latencyMethod = "commit → receipt by a durable consumer of the broker (t
 	"(an upper bound). The trickle starts with the relay idle: the events committed before the first one " +
 	"arrived measure its wake-up and are reported apart; the percentiles are those of the others."
 
-// latency runs the trickle: one event per transaction at cfg.Rate for
-// cfg.Duration, with a relay already running on t.
-func (r *run) latency(ctx context.Context, t *Target) (*Latency, error) {
+// latency runs the trickle: one event per transaction to topic at
+// cfg.Rate for duration, with a relay already running on t.
+func (r *run) latency(ctx context.Context, t *Target, topic string, duration time.Duration) (*Latency, error) {
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	msgs, err := r.broker.Subscriber.Subscribe(sctx, r.topics.latency)
+	msgs, err := r.broker.Subscriber.Subscribe(sctx, topic)
 	if err != nil {
-		return nil, fmt.Errorf("subscribe to %s: %w", r.topics.latency, err)
+		return nil, fmt.Errorf("subscribe to %s: %w", topic, err)
 	}
 	var (
 		mu       sync.Mutex
@@ -58,13 +58,13 @@ func (r *run) latency(ctx context.Context, t *Target) (*Latency, error) {
 	tick := time.NewTicker(time.Second / time.Duration(r.cfg.Rate))
 	defer tick.Stop()
 	start := time.Now()
-	for i := 0; time.Since(start) < r.cfg.Duration; i++ {
+	for i := 0; time.Since(start) < duration; i++ {
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		case <-tick.C:
 		}
-		e := r.event(r.topics.latency, i, payload)
+		e := r.event(topic, i, payload)
 		tx, err := db.BeginTx(ctx, nil)
 		if err != nil {
 			return nil, err

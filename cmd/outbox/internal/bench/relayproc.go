@@ -3,6 +3,7 @@ package bench
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os/exec"
@@ -22,9 +23,10 @@ type relayProc struct {
 	started chan time.Time
 	exited  chan struct{}
 
-	mu   sync.Mutex
-	tail []string // last stderr lines, for error messages
-	err  error
+	mu        sync.Mutex
+	tail      []string // last stderr lines, for error messages
+	startLine string   // the "relay started" log line
+	err       error
 }
 
 // startRelay starts cmd (an `outbox relay` command line with JSON logs on
@@ -70,6 +72,9 @@ func (p *relayProc) readLog(r io.Reader) {
 		line := sc.Text()
 		if !announced && strings.Contains(line, startedMarker) {
 			announced = true
+			p.mu.Lock()
+			p.startLine = line
+			p.mu.Unlock()
 			p.started <- time.Now()
 		}
 		p.mu.Lock()
@@ -89,6 +94,25 @@ func (p *relayProc) lastLines() string {
 		return "no output"
 	}
 	return strings.Join(p.tail, " | ")
+}
+
+// settings returns the fields of the process's "relay started" JSON log
+// line (the settings it runs with), without time, level, msg, and the
+// relay's id and table, which differ from run to run.
+func (p *relayProc) settings() map[string]any {
+	p.mu.Lock()
+	line := p.startLine
+	p.mu.Unlock()
+	var m map[string]any
+	if json.Unmarshal([]byte(line), &m) != nil {
+		return nil
+	}
+	delete(m, "time")
+	delete(m, "level")
+	delete(m, "msg")
+	delete(m, "relay")
+	delete(m, "table")
+	return m
 }
 
 func (p *relayProc) pid() int { return p.cmd.Process.Pid }

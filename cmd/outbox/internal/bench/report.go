@@ -2,18 +2,25 @@ package bench
 
 import (
 	"encoding/json"
-	"fmt"
 	"io"
-	"strings"
-	"text/tabwriter"
 )
 
 // Report is the result of Run, printed as tables or as JSON (--json).
 type Report struct {
+	// CommandLine is the bench's command line.
+	CommandLine string `json:"command_line,omitempty"`
 	// Machine describes where the bench ran.
 	Machine Machine `json:"machine"`
 	// Settings are the bench parameters every cell used.
 	Settings Settings `json:"settings"`
+	// ElapsedSeconds is how long the whole run took.
+	ElapsedSeconds float64 `json:"elapsed_seconds"`
+	// Reps is how many interleaved repetitions every figure has.
+	Reps int `json:"reps"`
+	// RelaySettings are the settings the first relay process of the run
+	// logged in its "relay started" line: what it ran with, defaults
+	// included.
+	RelaySettings map[string]any `json:"relay_settings"`
 	// Cells holds one result per database × broker cell, in run order.
 	Cells []CellReport `json:"cells"`
 }
@@ -33,7 +40,8 @@ type Machine struct {
 type Settings struct {
 	// Events is the backlog size of every drain and baseline.
 	Events int `json:"events"`
-	// BatchSize is the relay's batch size.
+	// BatchSize is the --batch-size given to the relay; 0: its default
+	// (RelaySettings says which).
 	BatchSize int `json:"batch_size"`
 	// Keys is the number of distinct event keys.
 	Keys int `json:"keys"`
@@ -45,11 +53,28 @@ type Settings struct {
 	TrickleSeconds float64 `json:"trickle_seconds"`
 	// Relays is the relay count of the extra drain (1: none).
 	Relays int `json:"relays"`
-	// NoBaselines is true when the baselines were skipped (their figures
-	// and the ratios are then zero).
-	NoBaselines bool `json:"no_baselines,omitempty"`
+	// Baselines are the baselines measured (minimal, forwarder, raw).
+	Baselines []string `json:"baselines"`
+	// LargeEvents is the backlog of the backlog-scale drain (0: none).
+	LargeEvents int `json:"large_events,omitempty"`
+	// Poison is the poison scenario's number of poison keys (0: the
+	// scenario did not run); PoisonSeconds its trickle length.
+	Poison        int     `json:"poison,omitempty"`
+	PoisonSeconds float64 `json:"poison_seconds,omitempty"`
 	// RelayFlags are the extra flags every relay process ran with.
 	RelayFlags []string `json:"relay_flags,omitempty"`
+}
+
+// Stat summarizes one figure over the reps.
+type Stat struct {
+	// Median is the middle value (the mean of the two middle values for
+	// an even count).
+	Median float64 `json:"median"`
+	// Min and Max are the spread.
+	Min float64 `json:"min"`
+	Max float64 `json:"max"`
+	// Values are the reps' values in run order.
+	Values []float64 `json:"values"`
 }
 
 // CellReport is the result of one database × broker cell.
@@ -64,20 +89,151 @@ type CellReport struct {
 	// DBURL and BrokerURL are the cell's URLs, passwords redacted.
 	DBURL     string `json:"db_url"`
 	BrokerURL string `json:"broker_url"`
-	// Drain is the backlog drain by one relay process.
-	Drain Drain `json:"drain"`
-	// DrainMulti is the drain by Settings.Relays relay processes, when
-	// asked for.
-	DrainMulti *Drain `json:"drain_multi,omitempty"`
+	// RelaySettings are what this cell's first relay logged it runs with.
+	RelaySettings map[string]any `json:"relay_settings"`
+	// Drain summarizes the reps' backlog drains by one relay process.
+	Drain *DrainStats `json:"drain,omitempty"`
+	// DrainMulti summarizes the drains by Settings.Relays processes.
+	DrainMulti *DrainStats `json:"drain_multi,omitempty"`
+	// Large summarizes the drains of Settings.LargeEvents events.
+	Large *DrainStats `json:"large,omitempty"`
 	// IdleRelayCPUPercent is the relay's CPU, in percent of one core,
-	// while no event is pending; nil when not measured.
-	IdleRelayCPUPercent *float64 `json:"idle_relay_cpu_percent,omitempty"`
-	// Latency is the trickle's commit → broker latency.
+	// while no event is pending.
+	IdleRelayCPUPercent *Stat `json:"idle_relay_cpu_percent,omitempty"`
+	// Latency summarizes the trickles' commit → broker latency.
+	Latency *LatencyStats `json:"latency,omitempty"`
+	// Baselines summarize the baselines, measured in the same reps.
+	Baselines BaselineStats `json:"baselines"`
+	// Ratios are the relay's drain rate over each baseline's, computed
+	// per rep and summarized.
+	Ratios RatioStats `json:"ratios"`
+	// Poison summarizes the poison scenario.
+	Poison *PoisonStats `json:"poison,omitempty"`
+	// PerRep holds every rep's own figures, in run order.
+	PerRep []Rep `json:"per_rep"`
+}
+
+// Rep is one repetition's figures.
+type Rep struct {
+	// Rep numbers the repetition from 1.
+	Rep                 int        `json:"rep"`
+	Drain               *Drain     `json:"drain,omitempty"`
+	IdleRelayCPUPercent *float64   `json:"idle_relay_cpu_percent,omitempty"`
+	Latency             *Latency   `json:"latency,omitempty"`
+	Large               *Drain     `json:"large,omitempty"`
+	DrainMulti          *Drain     `json:"drain_multi,omitempty"`
+	MinimalRelay        *Drain     `json:"minimal_relay,omitempty"`
+	WatermillForwarder  *Forwarder `json:"watermill_forwarder,omitempty"`
+	RawAsync            *RawBroker `json:"raw_async,omitempty"`
+	Ratios              RepRatios  `json:"ratios"`
+	Poison              *Poison    `json:"poison,omitempty"`
+}
+
+// RepRatios are one rep's ratios (zero: not measured).
+type RepRatios struct {
+	VsMinimalRelay float64 `json:"vs_minimal_relay,omitempty"`
+	VsForwarder    float64 `json:"vs_forwarder,omitempty"`
+	VsRawAsync     float64 `json:"vs_raw_async,omitempty"`
+	// LargeVsEvents is the large backlog's drain rate over the Events
+	// backlog's, same rep.
+	LargeVsEvents float64 `json:"large_vs_events,omitempty"`
+}
+
+// DrainStats summarizes drains over the reps.
+type DrainStats struct {
+	Relays                 int    `json:"relays"`
+	Events                 int    `json:"events"`
+	EventsPerSec           *Stat  `json:"events_per_sec"`
+	Seconds                *Stat  `json:"seconds"`
+	RelayCPUPercent        *Stat  `json:"relay_cpu_percent"`
+	RelayCPUMicrosPerEvent *Stat  `json:"relay_cpu_us_per_event"`
+	RelayPeakRSSMB         *Stat  `json:"relay_peak_rss_mb"`
+	DBCPUPercent           *Stat  `json:"db_cpu_percent,omitempty"`
+	DBCPUScope             string `json:"db_cpu_scope,omitempty"`
+	// Definition says what ran (the minimal relay's exact loop).
+	Definition string `json:"definition,omitempty"`
+}
+
+// LatencyStats summarizes trickles over the reps.
+type LatencyStats struct {
+	TargetRate      int    `json:"target_rate"`
+	P50Ms           *Stat  `json:"p50_ms"`
+	P90Ms           *Stat  `json:"p90_ms"`
+	P99Ms           *Stat  `json:"p99_ms"`
+	MaxMs           *Stat  `json:"max_ms"`
+	WakeMs          *Stat  `json:"wake_ms"`
+	AchievedRate    *Stat  `json:"achieved_rate"`
+	RelayCPUPercent *Stat  `json:"relay_cpu_percent"`
+	RelayPeakRSSMB  *Stat  `json:"relay_peak_rss_mb"`
+	DBCPUPercent    *Stat  `json:"db_cpu_percent,omitempty"`
+	DBCPUScope      string `json:"db_cpu_scope,omitempty"`
+	Method          string `json:"method"`
+}
+
+// BaselineStats summarize the baselines over the reps; nil when not
+// measured.
+type BaselineStats struct {
+	// MinimalRelay is the minimal hand-written relay (Definition says
+	// exactly what it does), measured as the relay is.
+	MinimalRelay *DrainStats `json:"minimal_relay,omitempty"`
+	// WatermillForwarder is Watermill's default SQL forwarder.
+	WatermillForwarder *ForwarderStats `json:"watermill_forwarder,omitempty"`
+	// RawAsync is the broker's raw publish rate at InFlight publishes in
+	// flight.
+	RawAsync *RawStats `json:"raw_async,omitempty"`
+}
+
+// ForwarderStats summarize the forwarder baseline.
+type ForwarderStats struct {
+	Events       int    `json:"events"`
+	EventsPerSec *Stat  `json:"events_per_sec"`
+	Seconds      *Stat  `json:"seconds"`
+	Settings     string `json:"settings"`
+}
+
+// RawStats summarize the raw publish baseline.
+type RawStats struct {
+	Events       int   `json:"events"`
+	EventsPerSec *Stat `json:"events_per_sec"`
+	Seconds      *Stat `json:"seconds"`
+	// InFlight is how many publishes were in flight; InFlightSource says
+	// how that number was chosen.
+	InFlight       int    `json:"in_flight"`
+	InFlightSource string `json:"in_flight_source"`
+	// Method is "PublishAsync" (outbox.AsyncPublisher) or "Publish".
+	Method string `json:"method"`
+}
+
+// RatioStats are the relay's drain rate over each baseline's, per rep,
+// summarized; nil when the baseline was not measured.
+type RatioStats struct {
+	VsMinimalRelay *Stat `json:"vs_minimal_relay,omitempty"`
+	VsForwarder    *Stat `json:"vs_forwarder,omitempty"`
+	VsRawAsync     *Stat `json:"vs_raw_async,omitempty"`
+	// LargeVsEvents is the large backlog's drain rate over the Events
+	// backlog's (backlog scale).
+	LargeVsEvents *Stat `json:"large_vs_events,omitempty"`
+}
+
+// Poison is one rep of the poison scenario.
+type Poison struct {
+	// Keys is the number of poison events (one per key); Topic the topic
+	// the broker refuses.
+	Keys  int    `json:"keys"`
+	Topic string `json:"topic"`
+	// Attempts is the poison events' failed attempts by the end of the
+	// trickle; LastError the last one's error as the relay recorded it.
+	Attempts  int    `json:"attempts"`
+	LastError string `json:"last_error"`
+	// Latency is the other keys' trickle.
 	Latency Latency `json:"latency"`
-	// Baselines are measured in the same run on the same services.
-	Baselines Baselines `json:"baselines"`
-	// Ratios compare Drain with the baselines.
-	Ratios Ratios `json:"ratios"`
+}
+
+// PoisonStats summarizes the poison scenario over the reps.
+type PoisonStats struct {
+	Keys     int           `json:"keys"`
+	Attempts *Stat         `json:"attempts"`
+	Latency  *LatencyStats `json:"latency"`
 }
 
 // Drain is one timed drain of a backlog by relay processes.
@@ -94,6 +250,9 @@ type Drain struct {
 	// RelayCPUPercent is the relay processes' CPU during the drain, in
 	// percent of one core (summed over relays).
 	RelayCPUPercent float64 `json:"relay_cpu_percent"`
+	// RelayCPUMicrosPerEvent is the relay processes' CPU time per
+	// drained event, in µs.
+	RelayCPUMicrosPerEvent float64 `json:"relay_cpu_us_per_event"`
 	// RelayPeakRSSMB is the relay processes' peak resident memory (VmHWM,
 	// summed over relays), in MiB.
 	RelayPeakRSSMB float64 `json:"relay_peak_rss_mb"`
@@ -138,14 +297,6 @@ type Latency struct {
 	Method string `json:"method"`
 }
 
-// Baselines are the reference rates measured in the same run.
-type Baselines struct {
-	// WatermillForwarder is Watermill's default SQL forwarder.
-	WatermillForwarder Forwarder `json:"watermill_forwarder"`
-	// RawBroker is the broker's own publish rate.
-	RawBroker RawBroker `json:"raw_broker"`
-}
-
 // Forwarder is the Watermill forwarder baseline.
 type Forwarder struct {
 	// Events, Seconds and EventsPerSec are as in Drain.
@@ -162,19 +313,13 @@ type RawBroker struct {
 	Events       int     `json:"events"`
 	Seconds      float64 `json:"seconds"`
 	EventsPerSec float64 `json:"events_per_sec"`
-	// Concurrency is how many publishes were in flight.
-	Concurrency int `json:"concurrency"`
+	// InFlight is how many publishes were in flight; InFlightSource says
+	// how that number was chosen.
+	InFlight       int    `json:"in_flight"`
+	InFlightSource string `json:"in_flight_source"`
 	// Method is the publisher method used: "Publish", or "PublishAsync"
 	// for a publisher that implements outbox.AsyncPublisher.
 	Method string `json:"method"`
-}
-
-// Ratios compare the one-relay drain rate with the baselines.
-type Ratios struct {
-	// VsWatermillForwarder is Drain.EventsPerSec / the forwarder's.
-	VsWatermillForwarder float64 `json:"vs_watermill_forwarder"`
-	// VsRawBroker is Drain.EventsPerSec / the raw broker's.
-	VsRawBroker float64 `json:"vs_raw_broker"`
 }
 
 // WriteJSON writes the report as indented JSON.
@@ -182,65 +327,4 @@ func (r *Report) WriteJSON(w io.Writer) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(r)
-}
-
-// WriteTable writes one table per cell, for humans.
-func (r *Report) WriteTable(w io.Writer) error {
-	s := r.Settings
-	fmt.Fprintf(w, "outbox bench: %d events of %d bytes over %d keys, relay batch %d; trickle %d events/s for %gs; %d CPUs, %s/%s, %s\n",
-		s.Events, s.PayloadBytes, s.Keys, s.BatchSize, s.Rate, s.TrickleSeconds, r.Machine.CPUs, r.Machine.OS, r.Machine.Arch, r.Machine.Go)
-	if len(s.RelayFlags) > 0 {
-		fmt.Fprintf(w, "relay flags: %s\n", strings.Join(s.RelayFlags, " "))
-	}
-	for _, c := range r.Cells {
-		fmt.Fprintf(w, "\n## %s × %s\n", c.Database, c.Broker)
-		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		row := func(k, format string, args ...any) { fmt.Fprintf(tw, "%s\t"+format+"\n", append([]any{k}, args...)...) }
-		row("metric", "value")
-		row("drain, 1 relay", "%.0f events/s (%.2f s)", c.Drain.EventsPerSec, c.Drain.Seconds)
-		if d := c.DrainMulti; d != nil {
-			row(fmt.Sprintf("drain, %d relays", d.Relays), "%.0f events/s (%.2f s)", d.EventsPerSec, d.Seconds)
-		}
-		l := c.Latency
-		row(fmt.Sprintf("latency at %d/s, p50 / p90 / p99", l.TargetRate), "%.1f / %.1f / %.1f ms (max %.1f ms, %d of %d events, %.0f/s achieved)",
-			l.P50Ms, l.P90Ms, l.P99Ms, l.MaxMs, l.Received-l.WakeEvents, l.Committed, l.AchievedRate)
-		row("latency, first event after idle", "%.1f ms (%d events committed before it arrived, not in the percentiles)", l.WakeMs, l.WakeEvents)
-		row("relay CPU, drain", "%.0f %% of a core", c.Drain.RelayCPUPercent)
-		row("relay CPU, trickle", "%.1f %% of a core", l.RelayCPUPercent)
-		if c.IdleRelayCPUPercent != nil {
-			row("relay CPU, idle", "%.1f %% of a core", *c.IdleRelayCPUPercent)
-		}
-		row("relay peak RSS", "%.1f MiB after the drain, %.1f MiB at the end", c.Drain.RelayPeakRSSMB, l.RelayPeakRSSMB)
-		if d := c.DrainMulti; d != nil {
-			row(fmt.Sprintf("relay CPU, drain, %d relays", d.Relays), "%.0f %% of a core (sum)", d.RelayCPUPercent)
-		}
-		if c.Drain.DBCPUPercent != nil {
-			row("DB CPU, drain", "%.0f %% of a core (%s)", *c.Drain.DBCPUPercent, c.Drain.DBCPUScope)
-		} else {
-			row("DB CPU, drain", "not readable")
-		}
-		if l.DBCPUPercent != nil {
-			row("DB CPU, trickle", "%.1f %% of a core (%s)", *l.DBCPUPercent, l.DBCPUScope)
-		}
-		if s.NoBaselines {
-			row("baselines", "skipped (--no-baselines)")
-			if err := tw.Flush(); err != nil {
-				return err
-			}
-			continue
-		}
-		f := c.Baselines.WatermillForwarder
-		row("baseline: Watermill SQL forwarder", "%.0f events/s (%.2f s; %s)", f.EventsPerSec, f.Seconds, f.Settings)
-		rb := c.Baselines.RawBroker
-		row(fmt.Sprintf("baseline: raw %s publish", c.Broker), "%.0f events/s (%.2f s; %d in flight, %s)", rb.EventsPerSec, rb.Seconds, rb.Concurrency, rb.Method)
-		row("ratio: relay / Watermill forwarder", "%.1f×", c.Ratios.VsWatermillForwarder)
-		row("ratio: relay / raw broker", "%.0f %%", 100*c.Ratios.VsRawBroker)
-		if err := tw.Flush(); err != nil {
-			return err
-		}
-	}
-	if len(r.Cells) > 0 {
-		fmt.Fprintf(w, "\nlatency: %s\n", r.Cells[0].Latency.Method)
-	}
-	return nil
 }
