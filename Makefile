@@ -7,7 +7,22 @@ SUMMARY := $(CURDIR)/.conformance-summary.md
 # -count=1: a cached result would not re-log its skips nor rewrite the conformance summary.
 GO_TEST_FLAGS ?= -count=1
 
-.PHONY: help test test-race fuzz lint verify generate bench demo build matrix
+.PHONY: help test test-race fuzz lint verify generate bench demo build matrix modproxy tidy deps install-check
+
+# Releases (docs/releasing.md): the modules require each other at RELEASE_VERSION; go.work wires the
+# workspace for development. Outside the workspace (GOWORK=off builds, tidy, install-check) the siblings
+# come from a local module proxy serving the working tree at RELEASE_VERSION (cmd/internal/modproxy).
+RELEASE_VERSION ?= v0.2.0
+MODULE_PREFIX := github.com/outboxkit/outboxkit
+CACHE := $(CURDIR)/.cache
+MODPROXY := $(CACHE)/bin/modproxy
+MODPROXY_DIR := $(CACHE)/modproxy
+# GOFLAGS of `go env` (a go env -w setting) would be shadowed by the variable: keep it.
+GOFLAGS_BASE := $(shell go env GOFLAGS)
+REAL_GOPROXY := $(shell go env GOPROXY)
+# The module cache's download directory is a valid GOPROXY: third-party modules come from it when present.
+MODPROXY_ENV = GOWORK=off GOPROXY=file://$(MODPROXY_DIR),file://$(shell go env GOMODCACHE)/cache/download,$(REAL_GOPROXY) \
+	GOMODCACHE=$(CACHE)/gomodcache MODPROXY_CACHE=$(CACHE)/gomodcache GONOSUMDB=$(MODULE_PREFIX) GOFLAGS="$(GOFLAGS_BASE) -modcacherw"
 # Count budgets, not durations: go1.26's fuzz coordinator can fail a target with a bare
 # "context deadline exceeded" when a -fuzztime duration expires mid-exec (go.dev/issue/75804,
 # fixed in Go 1.27). Minimization is bounded so one new input cannot eat the whole budget.
@@ -17,8 +32,23 @@ FUZZMINIMIZE ?= 100x
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
-build: ## build every module, also outside the workspace (GOWORK=off)
-	@set -e; for m in $(MODULES); do echo "== build $${m#$(CURDIR)/}"; (cd $$m && go build ./... && GOWORK=off go build ./...); done
+build: modproxy ## build every module, also alone (GOWORK=off, siblings from the local module proxy)
+	@set -e; for m in $(MODULES); do echo "== build $${m#$(CURDIR)/}"; (cd $$m && go build ./...); \
+	  $(MODPROXY_ENV) bash cmd/internal/modproxy/offline.sh build $$m; done
+
+modproxy: ## write the local module proxy: every module of go.work at RELEASE_VERSION, zipped from the working tree
+	@go build -o $(MODPROXY) ./cmd/internal/modproxy
+	@$(MODPROXY) build -root . -version $(RELEASE_VERSION) -out $(MODPROXY_DIR)
+
+deps: ## one version of every dependency across the modules, siblings at RELEASE_VERSION, no replace
+	@go build -o $(MODPROXY) ./cmd/internal/modproxy
+	@$(MODPROXY) deps -root .
+
+tidy: ## go mod tidy every module against the local module proxy (go.sum keeps no outboxkit line; rerun until stable)
+	@set -e; for round in 1 2 3; do before=$$(cat $$(find . -name go.mod -o -name go.sum | sort) | sha256sum); \
+	  $(MAKE) --no-print-directory modproxy; $(MODPROXY_ENV) bash cmd/internal/modproxy/offline.sh tidy $(MODULES); \
+	  [ "$$before" = "$$(cat $$(find . -name go.mod -o -name go.sum | sort) | sha256sum)" ] && exit 0; done; \
+	echo "tidy: go.mod files still changing after 3 rounds"; exit 1
 
 test: ## run every module's tests; cells whose service is down are skipped (OUTBOX_TEST_REQUIRE=all fails instead) and summarized
 	@rm -f $(SKIPLOG) $(SUMMARY); status=0; \
@@ -49,10 +79,10 @@ lint: ## gofmt, go vet, and staticcheck when installed
 generate: ## run go generate in every module
 	@set -e; for m in $(MODULES); do (cd $$m && go generate ./...); done
 
-verify: lint build ## generated code fresh, go.mod tidy, gofmt/vet clean, every module builds with GOWORK=off
+verify: lint deps build ## generated code fresh, go.mod tidy, one version per dependency, gofmt/vet clean, every module builds with GOWORK=off
 	@set -e; $(MAKE) --no-print-directory generate; \
-	for m in $(MODULES); do (cd $$m && go mod tidy); done; \
-	if [ -n "$$(git status --porcelain -- .)" ]; then echo "verify: generated code or go.mod/go.sum not up to date (or new files not committed):"; git status --short; exit 1; fi
+	$(MODPROXY_ENV) bash cmd/internal/modproxy/offline.sh tidy-check $(MODULES); \
+	if [ -n "$$(git status --porcelain -- .)" ]; then echo "verify: generated code not up to date (or new files not committed):"; git status --short; exit 1; fi
 
 bench: ## outbox bench on PostgreSQL and MariaDB x NATS: defaults, the direct publish path, then tuned (drain, latency, CPU, baselines measured in the same run), then the Go benchmarks
 	cd cmd/outbox && go run . bench --matrix --events 50000 --relays 3

@@ -4,8 +4,8 @@ go 1.26.0
 
 require (
 	github.com/ThreeDotsLabs/watermill v1.5.1
-	github.com/outboxkit/outboxkit/framework v0.0.0
-	github.com/rabbitmq/amqp091-go v1.10.0
+	github.com/outboxkit/outboxkit/framework v0.2.0
+	github.com/rabbitmq/amqp091-go v1.16.0
 )
 
 require (
@@ -18,5 +18,3 @@ require (
 	github.com/oklog/ulid v1.3.1 // indirect
 	github.com/pkg/errors v0.9.1 // indirect
 )
-
-replace github.com/outboxkit/outboxkit/framework => ../../framework
