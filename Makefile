@@ -56,10 +56,12 @@ test: ## run every module's tests; cells whose service is down are skipped (OUTB
 	  (cd $$m && OUTBOX_TEST_SKIPLOG=$(SKIPLOG) OUTBOX_CONFORMANCE_SUMMARY=$(SUMMARY) go test $(GO_TEST_FLAGS) ./...) || status=1; done; \
 	$(MAKE) --no-print-directory fuzz || status=1; \
 	if [ -s $(SUMMARY) ]; then echo; echo "== conformance matrix (make matrix copies it into README.md)"; cat $(SUMMARY); fi; \
-	if [ -s $(SKIPLOG) ]; then echo; echo "== skipped cells (service unreachable; set OUTBOX_TEST_REQUIRE=all to fail instead):"; \
-	  sort -u $(SKIPLOG) | awk -F'\t' '{ n[$$2]++; if (n[$$2] <= 4) ex[$$2] = ex[$$2] (n[$$2] > 1 ? ", " : "") $$1 } \
-	    END { for (r in n) printf "  %s: %d test(s), e.g. %s%s\n", r, n[r], ex[r], (n[r] > 4 ? ", ..." : "") }'; \
-	  echo "  (full list: $(SKIPLOG))"; else echo; echo "== no cell skipped"; fi; \
+	if [ -s $(SKIPLOG) ]; then echo; echo "== skipped (service unreachable; set OUTBOX_TEST_REQUIRE=all to fail instead):"; \
+	  sort -u $(SKIPLOG) | awk -F'\t' '{ pkg = ($$3 == "" ? "?" : $$3); sub("^$(MODULE_PREFIX)/", "", pkg); \
+	      n[$$2]++; if (!((pkg, $$2) in seen)) { seen[pkg, $$2] = 1; pk[$$2] = pk[$$2] (pk[$$2] == "" ? "" : ", ") pkg } \
+	      if (n[$$2] <= 3) ex[$$2] = ex[$$2] (n[$$2] > 1 ? ", " : "") pkg "." $$1 } \
+	    END { for (r in n) printf "  %s: %d test(s) in %s; e.g. %s%s\n", r, n[r], pk[r], ex[r], (n[r] > 3 ? ", ..." : "") }'; \
+	  echo "  (full list, test<TAB>reason<TAB>package: $(SKIPLOG))"; else echo; echo "== no test skipped for a missing service"; fi; \
 	exit $$status
 
 fuzz: ## fuzz outboxgen's schema parser and the generated decoder briefly (FUZZTIME executions each, default 50000x)
