@@ -22,7 +22,7 @@ GOFLAGS_BASE := $(shell go env GOFLAGS)
 REAL_GOPROXY := $(shell go env GOPROXY)
 # The module cache's download directory is a valid GOPROXY: third-party modules come from it when present.
 MODPROXY_ENV = GOWORK=off GOPROXY=file://$(MODPROXY_DIR),file://$(shell go env GOMODCACHE)/cache/download,$(REAL_GOPROXY) \
-	GOMODCACHE=$(CACHE)/gomodcache MODPROXY_CACHE=$(CACHE)/gomodcache GONOSUMDB=$(MODULE_PREFIX) GOFLAGS="$(GOFLAGS_BASE) -modcacherw"
+	GOMODCACHE=$(CACHE)/gomodcache MODPROXY_CACHE=$(CACHE)/gomodcache GONOSUMDB=$(MODULE_PREFIX) GOFLAGS="$(GOFLAGS_BASE) -modcacherw -trimpath"
 # Count budgets, not durations: go1.26's fuzz coordinator can fail a target with a bare
 # "context deadline exceeded" when a -fuzztime duration expires mid-exec (go.dev/issue/75804,
 # fixed in Go 1.27). Minimization is bounded so one new input cannot eat the whole budget.

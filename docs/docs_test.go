@@ -431,11 +431,12 @@ var allowedCommands = map[string]string{
 	"export": "sets the environment of the following commands (OUTBOX_* variables the CLI reads)",
 	"psql":   "PostgreSQL's own client, shown for inspecting the outbox table; not ours to check",
 	"curl":   "probes the relay's /metrics, /healthz and /readyz endpoints, which need a running relay",
+	"docker": "starts the test services of the README; make install-check runs no docker block",
 }
 
 // goCommands are the go subcommands a block may use; their package arguments
 // must exist in the repository.
-var goCommands = []string{"build", "generate", "get", "install", "run", "test", "vet"}
+var goCommands = []string{"build", "generate", "get", "install", "mod", "run", "test", "vet"}
 
 // checkShell checks every shell command: outbox and outboxgen lines against
 // the real programs, make targets against the Makefile, go and cd paths

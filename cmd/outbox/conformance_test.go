@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/twmb/franz-go/pkg/kfake"
+
 	"github.com/outboxkit/outboxkit/framework/outboxtest"
 )
 
@@ -142,6 +144,27 @@ func TestConformanceCommand(t *testing.T) {
 		r := runCLI(t, nil, "conformance", "--db-url", outboxtest.PostgresURL(), "--broker-url", "nats://127.0.0.1:1", "--short")
 		if r.code != 1 || !strings.Contains(r.stderr, "broker unreachable at 127.0.0.1:1") || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
 			t.Fatalf("want one clear line and exit 1: %+v", r)
+		}
+	})
+
+	t.Run("sqlite_kafka_no_service", func(t *testing.T) {
+		t.Parallel()
+		// kfake on a TCP port stands in for the user's Kafka cluster.
+		c, err := kfake.NewCluster(kfake.NumBrokers(1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		db := filepath.Join(t.TempDir(), "conf.db")
+		r, md, doc := conformanceRun(t, "--db-url", "sqlite://"+db, "--broker-url", "kafka://"+c.ListenAddrs()[0], "--short", "--run", "C1|C2/broker_cut")
+		if r.code != 0 || !strings.Contains(md, "| sqlite × kafka |") || doc.Failures != 0 {
+			t.Fatalf("exit %d, report:\n%s\nstderr:\n%s", r.code, md, r.stderr)
+		}
+		if !strings.Contains(r.stderr, "PASS C2/broker_cut") {
+			t.Errorf("the broker-cut test should run (and pass) through the proxy in front of the advertised listener:\n%s", r.stderr)
+		}
+		if !strings.Contains(md, "1 cell;") {
+			t.Errorf("the report should count 1 cell:\n%s", md)
 		}
 	})
 
