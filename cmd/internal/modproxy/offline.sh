@@ -14,8 +14,8 @@
 #
 # Modes:
 #   build       go build ./...
-#   tidy-check  go mod tidy on the copy; fail when go.mod or go.sum (without
-#               outboxkit lines) differs from the committed one
+#   tidy-check  go mod tidy on the copy; fail when go.mod, or go.sum without
+#               outboxkit lines, differs from the committed one
 #   tidy        go mod tidy, written back without the outboxkit go.sum lines
 set -euo pipefail
 mode=$1; shift
@@ -45,7 +45,9 @@ for m in "$@"; do
 					echo "$m/go.mod is not tidy: run make tidy" >&2
 					status=1
 				fi
-				if ! diff -u "$m/go.sum" "$tmp/go.sum.clean" 2>/dev/null && { [ -f "$m/go.sum" ] || [ -s "$tmp/go.sum.clean" ]; }; then
+				# A release commit may hold the published hashes of siblings (docs/releasing.md): compare without them.
+				if [ -f "$m/go.sum" ]; then grep -v '^github.com/outboxkit/outboxkit/' "$m/go.sum" >"$tmp/committed.sum" || true; else : >"$tmp/committed.sum"; fi
+				if ! diff -u "$tmp/committed.sum" "$tmp/go.sum.clean"; then
 					echo "$m/go.sum is not tidy: run make tidy" >&2
 					status=1
 				fi
