@@ -49,9 +49,9 @@ install-check: modproxy ## go install the CLIs at RELEASE_VERSION from the local
 	  REAL_GOPROXY=$(REAL_GOPROXY) GOFLAGS_BASE="$(GOFLAGS_BASE)" SKIPLOG=$(INSTALL_CHECK_SKIPLOG) bash cmd/internal/modproxy/install-check.sh
 
 tidy: ## go mod tidy every module against the local module proxy (go.sum keeps no outboxkit line; rerun until stable)
-	@set -e; for round in 1 2 3; do before=$$(cat $$(find . -name go.mod -o -name go.sum | sort) | sha256sum); \
+	@set -e; for round in 1 2 3; do before=$$(cat $$(git ls-files --cached --others --exclude-standard "*go.mod" "*go.sum") | sha256sum); \
 	  $(MAKE) --no-print-directory modproxy; $(MODPROXY_ENV) bash cmd/internal/modproxy/offline.sh tidy $(MODULES); \
-	  [ "$$before" = "$$(cat $$(find . -name go.mod -o -name go.sum | sort) | sha256sum)" ] && exit 0; done; \
+	  [ "$$before" = "$$(cat $$(git ls-files --cached --others --exclude-standard "*go.mod" "*go.sum") | sha256sum)" ] && exit 0; done; \
 	echo "tidy: go.mod files still changing after 3 rounds"; exit 1
 
 test: ## run every module's tests; cells whose service is down are skipped (OUTBOX_TEST_REQUIRE=all fails instead) and summarized
