@@ -117,6 +117,10 @@ no test).`,
 			// other users of the machine can read.
 			c.Env = append(os.Environ(), "OUTBOX_DB_URL="+a.cfg.DBURL, "OUTBOX_BROKER_URL="+a.cfg.BrokerURL)
 			c.Stdin, c.Stdout, c.Stderr = a.stdin, a.stdout, a.stderr
+			// Interrupted: pass the signal on, so that the runner still
+			// writes the reports of what ran; kill it if it does not end.
+			c.Cancel = func() error { return c.Process.Signal(os.Interrupt) }
+			c.WaitDelay = time.Minute
 			err = c.Run()
 			var ee *exec.ExitError
 			if errors.As(err, &ee) {
