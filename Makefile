@@ -14,7 +14,9 @@ GO_TEST_FLAGS ?= -count=1
 # come from a local module proxy serving the working tree at RELEASE_VERSION (cmd/internal/modproxy).
 RELEASE_VERSION ?= v0.2.0
 MODULE_PREFIX := github.com/outboxkit/outboxkit
-CACHE := $(CURDIR)/.cache
+# Outside the checkout (a module cache holds third-party go.mod files, some with replace directives),
+# one directory per checkout: the proxy serves that checkout's tree.
+CACHE := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/outboxkit-release/$(shell printf %s "$(CURDIR)" | sha256sum | cut -c1-16)
 MODPROXY := $(CACHE)/bin/modproxy
 MODPROXY_DIR := $(CACHE)/modproxy
 # GOFLAGS of `go env` (a go env -w setting) would be shadowed by the variable: keep it.
