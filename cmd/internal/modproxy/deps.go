@@ -71,8 +71,11 @@ func checkDeps(mods []*workModule) error {
 			}
 			parts = append(parts, fmt.Sprintf("%s in %s", v, strings.Join(users, ", ")))
 		}
-		errs = append(errs, fmt.Errorf("%s: %d versions: %s (align them on the newest: go get %s@%s in the others, then make tidy)",
-			dep, len(versions), strings.Join(parts, "; "), dep, versions[len(versions)-1]))
+		hint := fmt.Sprintf("align them on the newest: go get %s@%s in the others, then make tidy", dep, versions[len(versions)-1])
+		if dep == "the workspace modules" {
+			hint = "require every sibling at the release version (RELEASE_VERSION in the Makefile, go.work's replace block)"
+		}
+		errs = append(errs, fmt.Errorf("%s: %d versions: %s (%s)", dep, len(versions), strings.Join(parts, "; "), hint))
 	}
 	return errors.Join(errs...)
 }
