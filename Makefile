@@ -7,7 +7,24 @@ SUMMARY := $(CURDIR)/.conformance-summary.md
 # -count=1: a cached result would not re-log its skips nor rewrite the conformance summary.
 GO_TEST_FLAGS ?= -count=1
 
-.PHONY: help test test-race fuzz lint verify generate bench bench-backlog demo build matrix
+.PHONY: help test test-race fuzz lint verify generate bench bench-backlog demo build matrix modproxy tidy deps install-check
+
+# Releases (docs/releasing.md): the modules require each other at RELEASE_VERSION; go.work wires the
+# workspace for development. Outside the workspace (GOWORK=off builds, tidy, install-check) the siblings
+# come from a local module proxy serving the working tree at RELEASE_VERSION (cmd/internal/modproxy).
+RELEASE_VERSION ?= v0.2.0
+MODULE_PREFIX := github.com/outboxkit/outboxkit
+# Outside the checkout (a module cache holds third-party go.mod files, some with replace directives),
+# one directory per checkout: the proxy serves that checkout's tree.
+CACHE := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/outboxkit-release/$(shell printf %s "$(CURDIR)" | sha256sum | cut -c1-16)
+MODPROXY := $(CACHE)/bin/modproxy
+MODPROXY_DIR := $(CACHE)/modproxy
+# GOFLAGS of `go env` (a go env -w setting) would be shadowed by the variable: keep it.
+GOFLAGS_BASE := $(shell go env GOFLAGS)
+REAL_GOPROXY := $(shell go env GOPROXY)
+# The module cache's download directory is a valid GOPROXY: third-party modules come from it when present.
+MODPROXY_ENV = GOWORK=off GOPROXY=file://$(MODPROXY_DIR),file://$(shell go env GOMODCACHE)/cache/download,$(REAL_GOPROXY) \
+	GOMODCACHE=$(CACHE)/gomodcache MODPROXY_CACHE=$(CACHE)/gomodcache GONOSUMDB=$(MODULE_PREFIX) GOFLAGS="$(GOFLAGS_BASE) -modcacherw -trimpath"
 # Count budgets, not durations: go1.26's fuzz coordinator can fail a target with a bare
 # "context deadline exceeded" when a -fuzztime duration expires mid-exec (go.dev/issue/75804,
 # fixed in Go 1.27). Minimization is bounded so one new input cannot eat the whole budget.
@@ -15,21 +32,43 @@ FUZZTIME ?= 50000x
 FUZZMINIMIZE ?= 100x
 
 help: ## list the targets
-	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
-build: ## build every module, also outside the workspace (GOWORK=off)
-	@set -e; for m in $(MODULES); do echo "== build $${m#$(CURDIR)/}"; (cd $$m && go build ./... && GOWORK=off go build ./...); done
+build: modproxy ## build every module, also alone (GOWORK=off, siblings from the local module proxy)
+	@set -e; for m in $(MODULES); do echo "== build $${m#$(CURDIR)/}"; (cd $$m && go build ./...); \
+	  $(MODPROXY_ENV) bash cmd/internal/modproxy/offline.sh build $$m; done
+
+modproxy: ## write the local module proxy: every module of go.work at RELEASE_VERSION, zipped from the working tree
+	@go build -o $(MODPROXY) ./cmd/internal/modproxy
+	@$(MODPROXY) build -root . -version $(RELEASE_VERSION) -out $(MODPROXY_DIR)
+
+deps: ## one version of every dependency across the modules, siblings at RELEASE_VERSION, no replace
+	@go build -o $(MODPROXY) ./cmd/internal/modproxy
+	@$(MODPROXY) deps -root .
+
+install-check: modproxy ## go install the CLIs at RELEASE_VERSION from the local module proxy in a fresh GOPATH, then replay docs/getting-started.md and docs/codegen.md in a scratch module
+	@MODPROXY=$(MODPROXY) MODPROXY_DIR=$(MODPROXY_DIR) RELEASE_VERSION=$(RELEASE_VERSION) MODULE_PREFIX=$(MODULE_PREFIX) \
+	  REAL_GOPROXY=$(REAL_GOPROXY) GOFLAGS_BASE="$(GOFLAGS_BASE)" SKIPLOG=$(INSTALL_CHECK_SKIPLOG) bash cmd/internal/modproxy/install-check.sh
+
+tidy: ## go mod tidy every module against the local module proxy (go.sum keeps no outboxkit line; rerun until stable)
+	@set -e; for round in 1 2 3; do before=$$(cat $$(git ls-files --cached --others --exclude-standard "*go.mod" "*go.sum") | sha256sum); \
+	  $(MAKE) --no-print-directory modproxy; $(MODPROXY_ENV) bash cmd/internal/modproxy/offline.sh tidy $(MODULES); \
+	  [ "$$before" = "$$(cat $$(git ls-files --cached --others --exclude-standard "*go.mod" "*go.sum") | sha256sum)" ] && exit 0; done; \
+	echo "tidy: go.mod files still changing after 3 rounds"; exit 1
 
 test: ## run every module's tests; cells whose service is down are skipped (OUTBOX_TEST_REQUIRE=all fails instead) and summarized
 	@rm -f $(SKIPLOG) $(SUMMARY); status=0; \
 	for m in $(MODULES); do echo "== test $${m#$(CURDIR)/}"; \
 	  (cd $$m && OUTBOX_TEST_SKIPLOG=$(SKIPLOG) OUTBOX_CONFORMANCE_SUMMARY=$(SUMMARY) go test $(GO_TEST_FLAGS) ./...) || status=1; done; \
 	$(MAKE) --no-print-directory fuzz || status=1; \
+	$(MAKE) --no-print-directory install-check INSTALL_CHECK_SKIPLOG=$(SKIPLOG) || status=1; \
 	if [ -s $(SUMMARY) ]; then echo; echo "== conformance matrix (make matrix copies it into README.md)"; cat $(SUMMARY); fi; \
-	if [ -s $(SKIPLOG) ]; then echo; echo "== skipped cells (service unreachable; set OUTBOX_TEST_REQUIRE=all to fail instead):"; \
-	  sort -u $(SKIPLOG) | awk -F'\t' '{ n[$$2]++; if (n[$$2] <= 4) ex[$$2] = ex[$$2] (n[$$2] > 1 ? ", " : "") $$1 } \
-	    END { for (r in n) printf "  %s: %d test(s), e.g. %s%s\n", r, n[r], ex[r], (n[r] > 4 ? ", ..." : "") }'; \
-	  echo "  (full list: $(SKIPLOG))"; else echo; echo "== no cell skipped"; fi; \
+	if [ -s $(SKIPLOG) ]; then echo; echo "== skipped (service unreachable; set OUTBOX_TEST_REQUIRE=all to fail instead):"; \
+	  sort -u $(SKIPLOG) | awk -F'\t' '{ pkg = ($$3 == "" ? "?" : $$3); sub("^$(MODULE_PREFIX)/", "", pkg); \
+	      n[$$2]++; if (!((pkg, $$2) in seen)) { seen[pkg, $$2] = 1; pk[$$2] = pk[$$2] (pk[$$2] == "" ? "" : ", ") pkg } \
+	      if (n[$$2] <= 3) ex[$$2] = ex[$$2] (n[$$2] > 1 ? ", " : "") pkg "." $$1 } \
+	    END { for (r in n) printf "  %s: %d test(s) in %s; e.g. %s%s\n", r, n[r], pk[r], ex[r], (n[r] > 3 ? ", ..." : "") }'; \
+	  echo "  (full list, test<TAB>reason<TAB>package: $(SKIPLOG))"; else echo; echo "== no test skipped for a missing service"; fi; \
 	exit $$status
 
 fuzz: ## fuzz outboxgen's schema parser and the generated decoder briefly (FUZZTIME executions each, default 50000x)
@@ -49,10 +88,10 @@ lint: ## gofmt, go vet, and staticcheck when installed
 generate: ## run go generate in every module
 	@set -e; for m in $(MODULES); do (cd $$m && go generate ./...); done
 
-verify: lint build ## generated code fresh, go.mod tidy, gofmt/vet clean, every module builds with GOWORK=off
+verify: lint deps build ## generated code fresh, go.mod tidy, one version per dependency, gofmt/vet clean, every module builds with GOWORK=off
 	@set -e; $(MAKE) --no-print-directory generate; \
-	for m in $(MODULES); do (cd $$m && go mod tidy); done; \
-	if [ -n "$$(git status --porcelain -- .)" ]; then echo "verify: generated code or go.mod/go.sum not up to date (or new files not committed):"; git status --short; exit 1; fi
+	$(MODPROXY_ENV) bash cmd/internal/modproxy/offline.sh tidy-check $(MODULES); \
+	if [ -n "$$(git status --porcelain -- .)" ]; then echo "verify: generated code not up to date (or new files not committed):"; git status --short; exit 1; fi
 
 # make bench takes about 45 minutes on the shared 2-core machine under load (load average ~20): the
 # PostgreSQL half of the 100k comparison took 15 min there (3 reps of ~5 min, Watermill's forwarder

@@ -194,6 +194,13 @@ type Proxied interface {
 	Proxy() *tcpproxy.Proxy
 }
 
+// notProxied is an optional interface of BrokerInstance, for a broker the
+// instance cannot route through one proxy (an external Kafka cluster of
+// several brokers): the broker-cut tests are skipped with its reason.
+type notProxied interface {
+	WhyNotProxied() string
+}
+
 // Received is one message read back from the broker.
 type Received struct {
 	// UUID is the Watermill message UUID: it must equal the event id.
@@ -216,6 +223,9 @@ func (e *env) brokerProxy(t *testing.T) *tcpproxy.Proxy {
 	t.Helper()
 	if pi, ok := e.broker.(Proxied); ok {
 		return pi.Proxy()
+	}
+	if np, ok := e.broker.(notProxied); ok {
+		skipf(t, "%s", np.WhyNotProxied())
 	}
 	if e.h.Broker.Addr == "" {
 		skipf(t, "broker %s: no Addr, cannot route it through a proxy", e.h.Broker.Name)

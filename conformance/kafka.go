@@ -31,6 +31,7 @@ const kafkaPartitions = 3
 // watermill-kafka, acks=all, idempotent producer, event key = record key)
 // against an in-process franz-go kfake cluster started per test: no service
 // is needed. Production uses a real Kafka; kfake is the accepted stand-in.
+// KafkaAt is the same side for an external cluster.
 //
 // Kafka clients connect to the addresses the cluster advertises, not to the
 // bootstrap address they were given, so a proxy in front of the bootstrap
@@ -144,12 +145,19 @@ func (k *kafkaInstance) NewPublisher(t testing.TB, addr string) message.Publishe
 
 func (k *kafkaInstance) Consume(t testing.TB) <-chan Received {
 	t.Helper()
-	cl, err := kgo.NewClient(
-		kgo.SeedBrokers(k.addr),
-		kgo.ConsumeTopics(k.topic),
+	return consumeKafka(t, k.topic, kgo.SeedBrokers(k.addr))
+}
+
+// consumeKafka reads every partition of topic from the start with franz-go
+// (a client independent of the publisher's sarama), with opts naming the
+// cluster, until the test ends.
+func consumeKafka(t testing.TB, topic string, opts ...kgo.Opt) <-chan Received {
+	t.Helper()
+	cl, err := kgo.NewClient(append([]kgo.Opt{
+		kgo.ConsumeTopics(topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.RetryBackoffFn(func(int) time.Duration { return 100 * time.Millisecond }),
-	)
+	}, opts...)...)
 	if err != nil {
 		t.Fatalf("Kafka reader: %v", err)
 	}
@@ -164,7 +172,7 @@ func (k *kafkaInstance) Consume(t testing.TB) <-chan Received {
 			fs.EachRecord(func(r *kgo.Record) {
 				msg, err := unm.Unmarshal(toSarama(r))
 				if err != nil {
-					t.Errorf("unreadable record on %s: %v", k.topic, err)
+					t.Errorf("unreadable record on %s: %v", topic, err)
 					return
 				}
 				rec := Received{UUID: msg.UUID, Payload: msg.Payload, Metadata: msg.Metadata}

@@ -268,7 +268,7 @@ func summaryTable(all []Result, cs []CellInfo) string {
 		}
 		b.WriteString("\n")
 	}
-	fmt.Fprintf(&b, "\n%d cells; %d tests passed, %d failed, %d skipped.\n", len(cs), pass, fail, skip)
+	b.WriteString("\n" + countLine(cs, pass, fail, skip) + "\n")
 	if len(notes) > 0 {
 		b.WriteString("\n")
 		for i, n := range notes {
@@ -276,6 +276,30 @@ func summaryTable(all []Result, cs []CellInfo) string {
 		}
 	}
 	return b.String()
+}
+
+// countLine is the summary's last line: cells (and how many were skipped
+// whole, their tests then not counted), then tests.
+func countLine(cs []CellInfo, pass, fail, skip int) string {
+	skippedCells := 0
+	for _, c := range cs {
+		if c.Skipped != "" {
+			skippedCells++
+		}
+	}
+	cells := plural(len(cs), "cell")
+	if skippedCells > 0 {
+		cells += fmt.Sprintf(" (%d skipped whole, service unreachable: their tests are not counted)", skippedCells)
+	}
+	return fmt.Sprintf("%s; %s passed, %d failed, %d skipped.", cells, plural(pass, "test"), fail, skip)
+}
+
+// plural returns "1 cell", "2 cells".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
 
 // promises renders a broker's Features in a few words.

@@ -20,14 +20,13 @@ var ErrUnsupportedURL = errors.New("conformance: unsupported URL")
 //	mysql://user:password@host:3306/db                      (MySQL 8, MariaDB >= 10.6)
 //	sqlite:///absolute/path.db or sqlite://relative/path.db
 //
-//	nats://host:4222   amqp://user:password@host:5672/vhost   redis://host:6379/0   memory://
+//	nats://host:4222   amqp://user:password@host:5672/vhost   redis://host:6379/0
+//	kafka://host:9092[,host:9092...]   memory://
 //
 // Broker query parameters are ignored: every test declares a stream,
-// exchange and queue, or Redis stream of its own, named after the test, and
-// deletes it at the end. Every test also creates and drops its own outbox
-// table (conf_...) in the database. kafka:// is not supported yet: the
-// suite's Kafka side starts an in-process cluster per test (see Kafka) and
-// has no form for an external cluster. The cell runs at full counts
+// exchange and queue, Redis stream or Kafka topic (KafkaAt) of its own, named
+// after the test, and deletes it at the end. Every test also creates and
+// drops its own outbox table (conf_...) in the database. The cell runs at full counts
 // (Light false); testing.Short() (-short) selects the small counts.
 //
 // The result names no Services: the caller checks reachability (Run would
@@ -93,9 +92,12 @@ func brokerFromURL(raw string) (Broker, error) {
 	case "memory":
 		return Memory(), nil
 	case "kafka":
-		return Broker{}, fmt.Errorf("%w: kafka:// (the suite's Kafka side runs an in-process cluster per test; run `go test github.com/outboxkit/outboxkit/conformance` for it)", ErrUnsupportedURL)
+		if u.Host == "" {
+			return Broker{}, fmt.Errorf("conformance: broker URL: want kafka://host:9092[,host:9092...]")
+		}
+		return KafkaAt(raw), nil
 	}
-	return Broker{}, fmt.Errorf("%w: broker scheme %q (want nats://, amqp://, redis:// or memory://)", ErrUnsupportedURL, u.Scheme)
+	return Broker{}, fmt.Errorf("%w: broker scheme %q (want nats://, amqp://, redis://, kafka:// or memory://)", ErrUnsupportedURL, u.Scheme)
 }
 
 // baseURL drops the query of a broker URL and returns it with the server's

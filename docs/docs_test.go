@@ -250,8 +250,10 @@ func vetGoBlocks(t *testing.T, blocks []block) {
 		return
 	}
 	// GOWORK=off: the blocks must build from docs/go.mod alone, as they would
-	// in a user's module.
-	cmd := exec.Command("go", append([]string{"vet"}, pkgs...)...)
+	// in a user's module. The outboxkit modules it requires at the release
+	// version are not published yet: a copy of docs/go.mod (-modfile) points
+	// them at the working tree, as go.work's replace block does.
+	cmd := exec.Command("go", append([]string{"vet", "-modfile=" + siblingModfile(t)}, pkgs...)...)
 	cmd.Env = append(os.Environ(), "GOWORK=off")
 	out, err := cmd.CombinedOutput()
 	if err == nil {
@@ -269,6 +271,48 @@ func vetGoBlocks(t *testing.T, blocks []block) {
 		return fmt.Sprintf("%s:%d", b.file, b.line+l)
 	})
 	t.Errorf("go vet of the documentation's Go blocks failed (%v):\n%s", err, text)
+}
+
+// siblingModfile returns a copy of docs/go.mod (with docs/go.sum beside it)
+// that replaces every module go.work's replace block names with its folder.
+func siblingModfile(t *testing.T) string {
+	t.Helper()
+	out, err := exec.Command("go", "work", "edit", "-json", filepath.Join(repoRoot, "go.work")).Output()
+	if err != nil {
+		t.Fatalf("go work edit -json: %v", err)
+	}
+	var work struct {
+		Replace []struct {
+			Old struct{ Path, Version string }
+			New struct{ Path string }
+		}
+	}
+	if err := json.Unmarshal(out, &work); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for _, f := range []string{"go.mod", "go.sum"} {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, f), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	modfile := filepath.Join(dir, "go.mod")
+	args := []string{"mod", "edit"}
+	for _, r := range work.Replace {
+		abs, err := filepath.Abs(filepath.Join(repoRoot, r.New.Path))
+		if err != nil {
+			t.Fatal(err)
+		}
+		args = append(args, "-replace="+r.Old.Path+"@"+r.Old.Version+"="+abs)
+	}
+	if out, err := exec.Command("go", append(args, modfile)...).CombinedOutput(); err != nil {
+		t.Fatalf("go mod edit: %v\n%s", err, out)
+	}
+	return modfile
 }
 
 // depsImports returns the import paths deps.go lists.
@@ -431,6 +475,7 @@ var allowedCommands = map[string]string{
 	"export": "sets the environment of the following commands (OUTBOX_* variables the CLI reads)",
 	"psql":   "PostgreSQL's own client, shown for inspecting the outbox table; not ours to check",
 	"curl":   "probes the relay's /metrics, /healthz and /readyz endpoints, which need a running relay",
+	"docker": "starts the test services of the README; make install-check runs no docker block",
 }
 
 // goCommands are the go subcommands a block may use; their package arguments

@@ -1,25 +1,51 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
-	"regexp"
-	"strings"
+	"os/exec"
+	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
-
-	"github.com/outboxkit/outboxkit/conformance"
-	"github.com/outboxkit/outboxkit/framework/outboxbroker"
 )
 
-// init hands the process to the conformance suite when `outbox conformance`
-// re-executed this binary as its suite process (conformance.ExecEnv set):
-// the suite runs through testing.Main and exits. It is an init function,
-// not a line in main, so that it runs before cobra (or anything else) reads
-// os.Args, which then hold -test.* flags only; without the variable it
-// returns at once.
-func init() { conformance.ExecMain() }
+// conformanceBin is the runner `outbox conformance` execs. The suite runs
+// through the testing package and an in-process Kafka; they live in that
+// binary (module github.com/outboxkit/outboxkit/conformance), not in the
+// operator's (TestOutboxLinksNoTestCode checks it).
+const conformanceBin = "outbox-conformance"
+
+// conformanceBinEnv names a runner to use instead of the lookup.
+const conformanceBinEnv = "OUTBOX_CONFORMANCE_BIN"
+
+// findConformanceBin returns the runner: $OUTBOX_CONFORMANCE_BIN, else
+// outbox-conformance next to this executable, else on PATH.
+func findConformanceBin() (string, error) {
+	if p := os.Getenv(conformanceBinEnv); p != "" {
+		return p, nil
+	}
+	if self, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(self), conformanceBin)
+		if st, err := os.Stat(p); err == nil && !st.IsDir() {
+			return p, nil
+		}
+	}
+	if p, err := exec.LookPath(conformanceBin); err == nil {
+		return p, nil
+	}
+	return "", fmt.Errorf("conformance: the suite runs in the %s binary, found neither next to outbox nor on PATH "+
+		"(set %s, or install it: go install github.com/outboxkit/outboxkit/conformance/cmd/%s@latest, "+
+		"or take it from the release archive beside outbox)", conformanceBin, conformanceBinEnv, conformanceBin)
+}
+
+// passExit ends outbox with the runner's exit status; the runner already
+// said why on stderr.
+type passExit struct{ code int }
+
+func (e *passExit) Error() string { return "exit status " + strconv.Itoa(e.code) }
 
 func (a *app) conformanceCommand() *cobra.Command {
 	var (
@@ -39,16 +65,19 @@ state, C7 bad input) against the database of --db-url and the broker of
 --broker-url: the cell your services form. It kills relays with SIGKILL,
 cuts connections through a loopback TCP proxy and commits out of order.
 
+The suite runs in a separate binary, outbox-conformance, which this
+command executes with the same flags (and the URLs in its environment):
+it is found next to the outbox binary, on PATH, or at $OUTBOX_CONFORMANCE_BIN.
+
 Every test creates and drops its own outbox table (conf_...) and its own
 stream, exchange and queue, or Redis stream; nothing else is touched, and
 --table and --schema are ignored. Use a database and a broker you may
-write to, not production. Brokers: nats://, amqp://, redis://, memory://
-(kafka:// is not supported: run go test github.com/outboxkit/outboxkit/conformance,
-which starts an in-process Kafka cluster). Databases: postgres://, mysql://,
-sqlite://.
+write to, not production. Brokers: nats://, amqp://, redis://, kafka://
+(topics of several partitions created by the suite), memory://. Databases:
+postgres://, mysql://, sqlite://.
 
-No Go toolchain is needed: the binary re-executes itself as the suite
-process (the SIGKILL test re-executes it again as the relay it kills).
+No Go toolchain is needed: outbox-conformance re-executes itself as the
+suite process (the SIGKILL test re-executes it again as the relay it kills).
 
 The contract-line table and every failure are printed on stdout and, with
 --report-md, written as Markdown; --report-junit writes JUnit XML (one
@@ -69,76 +98,36 @@ no test).`,
 				return usageError("no database: set --db-url or OUTBOX_DB_URL")
 			}
 			if a.cfg.BrokerURL == "" {
-				return usageError("no broker: set --broker-url or OUTBOX_BROKER_URL (nats://, amqp://, redis://, memory://)")
+				return usageError("no broker: set --broker-url or OUTBOX_BROKER_URL (nats://, amqp://, redis://, kafka://, memory://)")
 			}
-			if _, err := conformance.HarnessFromURLs(a.cfg.DBURL, a.cfg.BrokerURL); err != nil {
-				return usageError("%v", err)
-			}
-			if _, err := regexp.Compile(run); err != nil {
-				return usageError("--run %q: %v", run, err)
-			}
-			if parallel < 0 {
-				return usageError("--parallel must be positive")
-			}
-			for _, p := range []string{reportMD, reportXML} {
-				if p == "" {
-					continue
-				}
-				f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE, 0o644)
-				if err != nil {
-					return usageError("report file: %v", err)
-				}
-				f.Close()
-			}
-			ctx := cmd.Context()
-			// Reachability first: one clear line instead of every test
-			// failing with a connection error.
-			_, _, closeDB, err := a.openOutbox(ctx)
+			bin, err := findConformanceBin()
 			if err != nil {
 				return err
 			}
-			closeDB()
-			if err := brokerReachable(ctx, a.cfg.BrokerURL); err != nil {
-				return fmt.Errorf("%v (%s)", err, outboxbroker.Redact(a.cfg.BrokerURL))
-			}
-
-			cfg := conformance.ExecConfig{
-				DatabaseURL: a.cfg.DBURL, BrokerURL: a.cfg.BrokerURL,
-				Short: short, Run: run, Parallel: parallel, Timeout: suiteTimeout,
-				Progress: func(t conformance.TestResult) {
-					fmt.Fprintf(a.stderr, "%-4s %s/%s (%s)\n", strings.ToUpper(string(t.Status)), t.Line, t.Test, t.Duration.Round(10*time.Millisecond))
-				},
+			args := []string{"--run", run, "--report-md", reportMD, "--report-junit", reportXML,
+				"--parallel", strconv.Itoa(parallel), "--suite-timeout", suiteTimeout.String()}
+			if short {
+				args = append(args, "--short")
 			}
 			if verbose {
-				cfg.Log = a.stderr
+				args = append(args, "-v")
 			}
-			counts := "full counts"
-			if short {
-				counts = "short counts"
-			}
-			fmt.Fprintf(a.stderr, "conformance: %s × %s, %s\n", outboxbroker.Redact(a.cfg.DBURL), outboxbroker.Redact(a.cfg.BrokerURL), counts)
-			rep, err := conformance.Exec(ctx, cfg)
-			if err != nil && rep == nil {
-				return err
-			}
-			if werr := writeReports(rep, reportMD, reportXML); werr != nil {
-				return werr
-			}
-			if err := rep.WriteMarkdown(a.stdout); err != nil {
-				return err
+			c := exec.CommandContext(cmd.Context(), bin, args...)
+			// The URLs travel in the environment, not in the argument list
+			// other users of the machine can read.
+			c.Env = append(os.Environ(), "OUTBOX_DB_URL="+a.cfg.DBURL, "OUTBOX_BROKER_URL="+a.cfg.BrokerURL)
+			c.Stdin, c.Stdout, c.Stderr = a.stdin, a.stdout, a.stderr
+			// Interrupted: pass the signal on, so that the runner still
+			// writes the reports of what ran; kill it if it does not end.
+			c.Cancel = func() error { return c.Process.Signal(os.Interrupt) }
+			c.WaitDelay = time.Minute
+			err = c.Run()
+			var ee *exec.ExitError
+			if errors.As(err, &ee) {
+				return &passExit{max(ee.ExitCode(), 1)}
 			}
 			if err != nil {
-				return err // interrupted: the reports show what ran
-			}
-			pass, fail, skip := rep.Counts()
-			if len(rep.Tests) == 0 && !rep.Failed() {
-				return usageError("--run %q matched no contract test (forms: C1, 'C1|C7', C2/broker_cut)", run)
-			}
-			if rep.Failed() {
-				if fail == 0 {
-					return fmt.Errorf("conformance: the suite process failed (exit status %d) outside any contract test: see its output above", rep.ExitCode)
-				}
-				return fmt.Errorf("conformance: %d of %d tests failed", fail, pass+fail+skip)
+				return fmt.Errorf("conformance: running %s: %w", bin, err)
 			}
 			return nil
 		},
@@ -152,31 +141,4 @@ no test).`,
 	f.DurationVar(&suiteTimeout, "suite-timeout", 30*time.Minute, "limit of the whole run; tests still running then fail")
 	f.BoolVarP(&verbose, "verbose", "v", false, "stream every test's log (go test -v form) to stderr")
 	return cmd
-}
-
-// writeReports writes the Markdown and JUnit reports to the paths given.
-func writeReports(rep *conformance.Report, md, junit string) error {
-	for _, out := range []struct {
-		path  string
-		write func(f *os.File) error
-	}{
-		{md, func(f *os.File) error { return rep.WriteMarkdown(f) }},
-		{junit, func(f *os.File) error { return rep.WriteJUnit(f) }},
-	} {
-		if out.path == "" {
-			continue
-		}
-		f, err := os.Create(out.path)
-		if err != nil {
-			return err
-		}
-		if err := out.write(f); err != nil {
-			f.Close()
-			return err
-		}
-		if err := f.Close(); err != nil {
-			return err
-		}
-	}
-	return nil
 }

@@ -3,9 +3,12 @@ package main
 import (
 	"encoding/xml"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/outboxkit/outboxkit/framework/outboxtest"
 )
@@ -113,7 +116,7 @@ func TestConformanceCommand(t *testing.T) {
 		if r.code != 1 {
 			t.Fatalf("exit %d, want 1\nstderr:\n%s", r.code, r.stderr)
 		}
-		if !strings.Contains(r.stderr, "outbox: conformance: 3 of 3 tests failed") {
+		if !strings.Contains(r.stderr, "outbox-conformance: 3 of 3 tests failed") {
 			t.Errorf("stderr should end with one clear line:\n%s", r.stderr)
 		}
 		if !strings.Contains(md, "✗ commit_publishes, rollback_publishes_nothing, savepoint_rollback_publishes_nothing_of_it") ||
@@ -144,6 +147,36 @@ func TestConformanceCommand(t *testing.T) {
 		}
 	})
 
+	t.Run("sqlite_kafka_no_service", func(t *testing.T) {
+		t.Parallel()
+		// kfake on a TCP port stands in for the user's Kafka cluster.
+		c, err := kfake.NewCluster(kfake.NumBrokers(1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		db := filepath.Join(t.TempDir(), "conf.db")
+		r, md, doc := conformanceRun(t, "--db-url", "sqlite://"+db, "--broker-url", "kafka://"+c.ListenAddrs()[0], "--short", "--run", "C1|C2/broker_cut")
+		if r.code != 0 || !strings.Contains(md, "| sqlite × kafka |") || doc.Failures != 0 {
+			t.Fatalf("exit %d, report:\n%s\nstderr:\n%s", r.code, md, r.stderr)
+		}
+		if !strings.Contains(r.stderr, "PASS C2/broker_cut") {
+			t.Errorf("the broker-cut test should run (and pass) through the proxy in front of the advertised listener:\n%s", r.stderr)
+		}
+		if !strings.Contains(md, "1 cell;") {
+			t.Errorf("the report should count 1 cell:\n%s", md)
+		}
+	})
+
+	t.Run("runner_missing", func(t *testing.T) {
+		t.Parallel()
+		r := runCLI(t, map[string]string{conformanceBinEnv: filepath.Join(t.TempDir(), "absent")},
+			"conformance", "--db-url", "sqlite://"+filepath.Join(t.TempDir(), "conf.db"), "--broker-url", "memory://")
+		if r.code != 1 || !strings.Contains(r.stderr, "outbox: conformance: running") {
+			t.Fatalf("want exit 1 naming the runner: %+v", r)
+		}
+	})
+
 	t.Run("usage_errors", func(t *testing.T) {
 		t.Parallel()
 		sqlite := "sqlite://" + filepath.Join(t.TempDir(), "conf.db")
@@ -153,7 +186,7 @@ func TestConformanceCommand(t *testing.T) {
 		}{
 			{"no_db", "no database", []string{"--broker-url", "memory://"}},
 			{"no_broker", "no broker", []string{"--db-url", sqlite}},
-			{"kafka", "kafka://", []string{"--db-url", sqlite, "--broker-url", "kafka://127.0.0.1:9092"}},
+			{"unsupported_broker", "mqtt", []string{"--db-url", sqlite, "--broker-url", "mqtt://127.0.0.1:1883"}},
 			{"bad_run", "--run", []string{"--db-url", sqlite, "--broker-url", "memory://", "--run", "C1("}},
 			{"run_matches_nothing", "matched no contract test", []string{"--db-url", sqlite, "--broker-url", "memory://", "--run", "C9"}},
 		} {
@@ -165,4 +198,19 @@ func TestConformanceCommand(t *testing.T) {
 			})
 		}
 	})
+}
+
+// TestOutboxLinksNoTestCode: the operator binary links neither the testing
+// package nor the in-process Kafka (kfake) nor the conformance suite; the
+// suite is the outbox-conformance binary's.
+func TestOutboxLinksNoTestCode(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list -deps: %v\n%s", err, out)
+	}
+	for dep := range strings.FieldsSeq(string(out)) {
+		if dep == "testing" || strings.Contains(dep, "/kfake") || strings.HasPrefix(dep, "github.com/outboxkit/outboxkit/conformance") {
+			t.Errorf("the outbox binary links %s", dep)
+		}
+	}
 }

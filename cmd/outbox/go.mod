@@ -6,14 +6,14 @@ require (
 	github.com/ThreeDotsLabs/watermill-sql/v3 v3.1.0
 	github.com/chromedp/chromedp v0.24.0
 	github.com/go-sql-driver/mysql v1.10.1
-	github.com/outboxkit/outboxkit/brokers/amqp v0.0.0
-	github.com/outboxkit/outboxkit/brokers/kafka v0.0.0
-	github.com/outboxkit/outboxkit/brokers/memory v0.0.0
-	github.com/outboxkit/outboxkit/brokers/nats v0.0.0
-	github.com/outboxkit/outboxkit/brokers/redisstream v0.0.0
-	github.com/outboxkit/outboxkit/drivers/mysql v0.0.0
-	github.com/outboxkit/outboxkit/drivers/postgres v0.0.0
-	github.com/outboxkit/outboxkit/framework v0.0.0
+	github.com/outboxkit/outboxkit/brokers/amqp v0.2.0
+	github.com/outboxkit/outboxkit/brokers/kafka v0.2.0
+	github.com/outboxkit/outboxkit/brokers/memory v0.2.0
+	github.com/outboxkit/outboxkit/brokers/nats v0.2.0
+	github.com/outboxkit/outboxkit/brokers/redisstream v0.2.0
+	github.com/outboxkit/outboxkit/drivers/mysql v0.2.0
+	github.com/outboxkit/outboxkit/drivers/postgres v0.2.0
+	github.com/outboxkit/outboxkit/framework v0.2.0
 	github.com/prometheus/client_golang v1.25.0
 	github.com/spf13/cobra v1.10.2
 	github.com/twmb/franz-go/pkg/kfake v0.0.0-20260918054303-01f206a7e32c
@@ -30,8 +30,9 @@ require (
 	github.com/remyoudompheng/bigfft v0.0.0-20230129092748-24d4a6f8daec // indirect
 	github.com/twmb/franz-go v1.22.3 // indirect
 	github.com/twmb/franz-go/pkg/kmsg v1.15.1 // indirect
+	go.opentelemetry.io/auto/sdk v1.2.1 // indirect
+	go.opentelemetry.io/otel/log v1.47.0 // indirect
 	go.uber.org/atomic v1.12.0 // indirect
-	golang.org/x/text v0.42.0 // indirect
 	modernc.org/libc v1.80.1 // indirect
 	modernc.org/mathutil v1.7.1 // indirect
 	modernc.org/memory v1.12.1 // indirect
@@ -53,7 +54,7 @@ require (
 	github.com/davecgh/go-spew v1.1.1 // indirect
 	github.com/dnwe/otelsarama v0.0.0-20240308230250-9388d9d40bc0 // indirect
 	github.com/eapache/go-resiliency v1.7.0 // indirect
-	github.com/go-logr/logr v1.4.2 // indirect
+	github.com/go-logr/logr v1.4.4 // indirect
 	github.com/go-logr/stdr v1.2.2 // indirect
 	github.com/golang/protobuf v1.5.4 // indirect
 	github.com/google/uuid v1.6.0 // indirect
@@ -70,12 +71,11 @@ require (
 	github.com/lib/pq v1.12.3 // indirect
 	github.com/lithammer/shortuuid/v3 v3.0.7 // indirect
 	github.com/munnerz/goautoneg v0.0.0-20191010083416-a7dc8b61c822 // indirect
-	github.com/nats-io/nats.go v1.37.0
-	github.com/nats-io/nkeys v0.4.7 // indirect
+	github.com/nats-io/nats.go v1.53.1
+	github.com/nats-io/nkeys v0.4.16 // indirect
 	github.com/nats-io/nuid v1.0.1 // indirect
 	github.com/oklog/ulid v1.3.1 // indirect
-	github.com/outboxkit/outboxkit/conformance v0.0.0
-	github.com/outboxkit/outboxkit/drivers/sqlite v0.0.0
+	github.com/outboxkit/outboxkit/drivers/sqlite v0.2.0
 	github.com/pierrec/lz4/v4 v4.1.33 // indirect
 	github.com/pkg/errors v0.9.1 // indirect
 	github.com/prometheus/client_model v0.6.3 // indirect
@@ -86,27 +86,12 @@ require (
 	github.com/redis/go-redis/v9 v9.23.0
 	github.com/spf13/pflag v1.0.9
 	github.com/vmihailenco/msgpack v4.0.4+incompatible // indirect
-	go.opentelemetry.io/otel v1.29.0 // indirect
-	go.opentelemetry.io/otel/metric v1.29.0 // indirect
-	go.opentelemetry.io/otel/trace v1.29.0 // indirect
-	golang.org/x/crypto v0.57.0 // indirect
-	golang.org/x/net v0.59.0 // indirect
+	go.opentelemetry.io/otel v1.47.0 // indirect
+	go.opentelemetry.io/otel/metric v1.47.0 // indirect
+	go.opentelemetry.io/otel/trace v1.47.0 // indirect
+	golang.org/x/crypto v0.58.0 // indirect
+	golang.org/x/net v0.60.0 // indirect
 	golang.org/x/sys v0.50.0 // indirect
 	google.golang.org/appengine v1.6.8 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
 )
-
-replace (
-	github.com/outboxkit/outboxkit/brokers/amqp => ../../brokers/amqp
-	github.com/outboxkit/outboxkit/brokers/kafka => ../../brokers/kafka
-	github.com/outboxkit/outboxkit/brokers/memory => ../../brokers/memory
-	github.com/outboxkit/outboxkit/brokers/nats => ../../brokers/nats
-	github.com/outboxkit/outboxkit/brokers/redisstream => ../../brokers/redisstream
-	github.com/outboxkit/outboxkit/drivers/mysql => ../../drivers/mysql
-	github.com/outboxkit/outboxkit/drivers/postgres => ../../drivers/postgres
-	github.com/outboxkit/outboxkit/framework => ../../framework
-)
-
-replace github.com/outboxkit/outboxkit/drivers/sqlite => ../../drivers/sqlite
-
-replace github.com/outboxkit/outboxkit/conformance => ../../conformance

@@ -62,6 +62,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if err == nil {
 		return exitOK
 	}
+	if pe := (*passExit)(nil); errors.As(err, &pe) {
+		return pe.code // a program outbox ran (outbox-conformance) said why
+	}
 	fmt.Fprintln(stderr, "outbox: "+redactAll(oneLine(err.Error())))
 	var ce *codedError
 	if errors.As(err, &ce) {

@@ -40,6 +40,13 @@ func TestMain(m *testing.M) {
 		fmt.Fprintf(os.Stderr, "building the outbox binary: %v\n%s", err, out)
 		os.Exit(1)
 	}
+	// `outbox conformance` execs the runner found next to it, as in a
+	// release archive (the workspace resolves the conformance module).
+	runner := filepath.Join(dir, conformanceBin)
+	if out, err := exec.Command("go", "build", "-o", runner, "github.com/outboxkit/outboxkit/conformance/cmd/outbox-conformance").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "building the conformance runner: %v\n%s", err, out)
+		os.Exit(1)
+	}
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)

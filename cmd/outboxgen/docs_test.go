@@ -15,11 +15,11 @@ import (
 type mdBlock struct {
 	line int    // line of the opening fence
 	lang string // info string
-	file string // PATH of a preceding <!-- file: PATH --> marker, if any
+	file string // PATH of a preceding <!-- install-check: file PATH --> marker, if any
 	body string
 }
 
-var fileMarkerRE = regexp.MustCompile(`^<!-- file: (\S+) -->$`)
+var fileMarkerRE = regexp.MustCompile(`^<!-- install-check: file (\S+) -->$`)
 
 // markdownBlocks returns the fenced code blocks of src in order.
 func markdownBlocks(t *testing.T, src []byte) []mdBlock {
@@ -63,7 +63,7 @@ func markdownBlocks(t *testing.T, src []byte) []mdBlock {
 }
 
 // TestCodegenWalkthrough follows docs/codegen.md as a new user would, in a
-// fresh module: every block marked <!-- file: PATH --> is written to PATH
+// fresh module: every block marked <!-- install-check: file PATH --> is written to PATH
 // and every sh block is run, in the order of the page. The module points
 // at this checkout with replace directives of its own (and a local proxy
 // listing v0.0.0), so that `go get -tool` resolves the generator and the

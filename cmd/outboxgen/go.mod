@@ -5,7 +5,7 @@ go 1.26.0
 require (
 	github.com/ThreeDotsLabs/watermill v1.5.1
 	github.com/dave/jennifer v1.7.1
-	github.com/outboxkit/outboxkit/framework v0.0.0
+	github.com/outboxkit/outboxkit/framework v0.2.0
 	github.com/santhosh-tekuri/jsonschema/v6 v6.0.3
 	golang.org/x/text v0.44.0
 	gopkg.in/yaml.v3 v3.0.1
@@ -19,7 +19,5 @@ require (
 	github.com/pkg/errors v0.9.1 // indirect
 	gopkg.in/check.v1 v1.0.0-20201130134442-10cb98267c6c // indirect
 )
-
-replace github.com/outboxkit/outboxkit/framework => ../../framework
 
 tool github.com/outboxkit/outboxkit/cmd/outboxgen

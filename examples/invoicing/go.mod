@@ -4,23 +4,24 @@ go 1.26.0
 
 require (
 	github.com/ThreeDotsLabs/watermill v1.5.1
-	github.com/nats-io/nats.go v1.37.0
-	github.com/outboxkit/outboxkit/drivers/postgres v0.0.0
-	github.com/outboxkit/outboxkit/framework v0.0.0
+	github.com/nats-io/nats.go v1.53.1
+	github.com/outboxkit/outboxkit/drivers/postgres v0.2.0
+	github.com/outboxkit/outboxkit/framework v0.2.0
 )
 
 require (
 	filippo.io/edwards25519 v1.2.0 // indirect
 	github.com/ThreeDotsLabs/watermill-nats/v2 v2.1.3 // indirect
+	github.com/ThreeDotsLabs/watermill-sql/v3 v3.1.0 // indirect
 	github.com/dave/jennifer v1.7.1 // indirect
 	github.com/go-sql-driver/mysql v1.10.1 // indirect
-	github.com/klauspost/compress v1.18.0 // indirect
-	github.com/nats-io/nkeys v0.4.7 // indirect
+	github.com/klauspost/compress v1.20.3 // indirect
+	github.com/nats-io/nkeys v0.4.16 // indirect
 	github.com/nats-io/nuid v1.0.1 // indirect
 	github.com/rogpeppe/go-internal v1.16.0 // indirect
 	github.com/santhosh-tekuri/jsonschema/v6 v6.0.3 // indirect
-	golang.org/x/crypto v0.26.0 // indirect
-	golang.org/x/sys v0.35.0 // indirect
+	golang.org/x/crypto v0.58.0 // indirect
+	golang.org/x/sys v0.50.0 // indirect
 	golang.org/x/text v0.44.0 // indirect
 	gopkg.in/yaml.v3 v3.0.1 // indirect
 )
@@ -30,18 +31,10 @@ require (
 	github.com/lib/pq v1.12.3 // indirect
 	github.com/lithammer/shortuuid/v3 v3.0.7 // indirect
 	github.com/oklog/ulid v1.3.1 // indirect
-	github.com/outboxkit/outboxkit/brokers/nats v0.0.0
-	github.com/outboxkit/outboxkit/cmd/outboxgen v0.0.0 // indirect
-	github.com/outboxkit/outboxkit/drivers/mysql v0.0.0
+	github.com/outboxkit/outboxkit/brokers/nats v0.2.0
+	github.com/outboxkit/outboxkit/cmd/outboxgen v0.2.0 // indirect
+	github.com/outboxkit/outboxkit/drivers/mysql v0.2.0
 	github.com/pkg/errors v0.9.1 // indirect
-)
-
-replace (
-	github.com/outboxkit/outboxkit/brokers/nats => ../../brokers/nats
-	github.com/outboxkit/outboxkit/cmd/outboxgen => ../../cmd/outboxgen
-	github.com/outboxkit/outboxkit/drivers/mysql => ../../drivers/mysql
-	github.com/outboxkit/outboxkit/drivers/postgres => ../../drivers/postgres
-	github.com/outboxkit/outboxkit/framework => ../../framework
 )
 
 tool github.com/outboxkit/outboxkit/cmd/outboxgen

@@ -8,9 +8,9 @@ require (
 	github.com/go-sql-driver/mysql v1.10.1
 	github.com/nats-io/nats-server/v2 v2.15.2
 	github.com/nats-io/nats.go v1.53.1
-	github.com/outboxkit/outboxkit/drivers/postgres v0.0.0
-	github.com/outboxkit/outboxkit/drivers/sqlite v0.0.0
-	github.com/outboxkit/outboxkit/framework v0.0.0
+	github.com/outboxkit/outboxkit/drivers/postgres v0.2.0
+	github.com/outboxkit/outboxkit/drivers/sqlite v0.2.0
+	github.com/outboxkit/outboxkit/framework v0.2.0
 )
 
 require (
@@ -18,20 +18,21 @@ require (
 	github.com/Rican7/retry v0.3.1 // indirect
 	github.com/ThreeDotsLabs/watermill-amqp/v3 v3.0.2 // indirect
 	github.com/ThreeDotsLabs/watermill-redisstream v1.4.5 // indirect
+	github.com/ThreeDotsLabs/watermill-sql/v3 v3.1.0 // indirect
 	github.com/cenkalti/backoff/v3 v3.2.2 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/dave/jennifer v1.7.1 // indirect
-	github.com/dgryski/go-rendezvous v0.0.0-20200823014737-9f7001d12a5f // indirect
 	github.com/golang/protobuf v1.5.4 // indirect
 	github.com/hashicorp/errwrap v1.1.0 // indirect
 	github.com/hashicorp/go-multierror v1.1.1 // indirect
-	github.com/rabbitmq/amqp091-go v1.10.0 // indirect
-	github.com/redis/go-redis/v9 v9.12.1 // indirect
+	github.com/rabbitmq/amqp091-go v1.16.0 // indirect
+	github.com/redis/go-redis/v9 v9.23.0 // indirect
 	github.com/santhosh-tekuri/jsonschema/v6 v6.0.3 // indirect
 	github.com/vmihailenco/msgpack v4.0.4+incompatible // indirect
+	go.uber.org/atomic v1.12.0 // indirect
 	golang.org/x/text v0.44.0 // indirect
 	google.golang.org/appengine v1.6.8 // indirect
-	google.golang.org/protobuf v1.36.8 // indirect
+	google.golang.org/protobuf v1.36.12 // indirect
 	gopkg.in/yaml.v3 v3.0.1 // indirect
 )
 
@@ -50,14 +51,14 @@ require (
 	github.com/nats-io/nuid v1.0.1 // indirect
 	github.com/ncruces/go-strftime v1.1.0 // indirect
 	github.com/oklog/ulid v1.3.1 // indirect
-	github.com/outboxkit/outboxkit/brokers/amqp v0.0.0
-	github.com/outboxkit/outboxkit/brokers/redisstream v0.0.0
-	github.com/outboxkit/outboxkit/cmd/outboxgen v0.0.0 // indirect
-	github.com/outboxkit/outboxkit/drivers/mysql v0.0.0
+	github.com/outboxkit/outboxkit/brokers/amqp v0.2.0
+	github.com/outboxkit/outboxkit/brokers/redisstream v0.2.0
+	github.com/outboxkit/outboxkit/cmd/outboxgen v0.2.0 // indirect
+	github.com/outboxkit/outboxkit/drivers/mysql v0.2.0
 	github.com/pkg/errors v0.9.1 // indirect
 	github.com/remyoudompheng/bigfft v0.0.0-20230129092748-24d4a6f8daec // indirect
 	golang.org/x/crypto v0.58.0 // indirect
-	golang.org/x/sys v0.49.0 // indirect
+	golang.org/x/sys v0.50.0 // indirect
 	golang.org/x/time v0.16.0 // indirect
 	modernc.org/libc v1.80.1 // indirect
 	modernc.org/mathutil v1.7.1 // indirect
@@ -65,18 +66,4 @@ require (
 	modernc.org/sqlite v1.62.0 // indirect
 )
 
-replace (
-	github.com/outboxkit/outboxkit/drivers/postgres => ../../drivers/postgres
-	github.com/outboxkit/outboxkit/drivers/sqlite => ../../drivers/sqlite
-	github.com/outboxkit/outboxkit/framework => ../../framework
-)
-
-replace github.com/outboxkit/outboxkit/drivers/mysql => ../../drivers/mysql
-
-replace github.com/outboxkit/outboxkit/brokers/amqp => ../../brokers/amqp
-
-replace github.com/outboxkit/outboxkit/brokers/redisstream => ../../brokers/redisstream
-
 tool github.com/outboxkit/outboxkit/cmd/outboxgen
-
-replace github.com/outboxkit/outboxkit/cmd/outboxgen => ../../cmd/outboxgen

@@ -32,7 +32,7 @@ func RequireChromium(t testing.TB) string {
 	if Required(Chromium) {
 		t.Fatalf("required program missing (OUTBOX_TEST_REQUIRE=%s): %v", os.Getenv("OUTBOX_TEST_REQUIRE"), reason)
 	}
-	logSkip(t.Name(), reason)
+	logSkip(t.Name(), testPackage(), reason)
 	t.Skipf("skipped: %v (set OUTBOX_TEST_REQUIRE=all to fail instead)", reason)
 	return ""
 }

@@ -23,6 +23,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -140,12 +141,38 @@ func RequireService(t testing.TB, services ...string) {
 		if Required(s) {
 			t.Fatalf("required service missing (OUTBOX_TEST_REQUIRE=%s): %v", os.Getenv("OUTBOX_TEST_REQUIRE"), err)
 		}
-		logSkip(t.Name(), err)
+		logSkip(t.Name(), testPackage(), err)
 		t.Skipf("skipped: %v (set OUTBOX_TEST_REQUIRE=all to fail instead)", err)
 	}
 }
 
-func logSkip(name string, reason error) {
+// testPackage returns the import path of the package of the running test:
+// that of the outermost caller below the testing package (the Test function
+// or one of its subtests), without the _test suffix of an external test
+// package. Empty when there is none.
+func testPackage() string {
+	pcs := make([]uintptr, 64)
+	frames := runtime.CallersFrames(pcs[:runtime.Callers(2, pcs)])
+	pkg := ""
+	for {
+		f, more := frames.Next()
+		fn := f.Function
+		if strings.HasPrefix(fn, "testing.") || strings.HasPrefix(fn, "runtime.") {
+			break
+		}
+		slash := strings.LastIndex(fn, "/")
+		if dot := strings.Index(fn[slash+1:], "."); dot >= 0 {
+			pkg = strings.TrimSuffix(fn[:slash+1+dot], "_test")
+		}
+		if !more {
+			break
+		}
+	}
+	return pkg
+}
+
+// logSkip appends "test<TAB>reason<TAB>package" to OUTBOX_TEST_SKIPLOG.
+func logSkip(name, pkg string, reason error) {
 	path := os.Getenv("OUTBOX_TEST_SKIPLOG")
 	if path == "" {
 		return
@@ -155,7 +182,7 @@ func logSkip(name string, reason error) {
 		return
 	}
 	defer f.Close()
-	fmt.Fprintf(f, "%s\t%v\n", name, reason)
+	fmt.Fprintf(f, "%s\t%v\t%s\n", name, strings.ReplaceAll(reason.Error(), "\t", " "), pkg)
 }
 
 // UniqueName returns a fresh identifier-safe name with the given prefix for

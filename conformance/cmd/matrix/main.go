@@ -88,6 +88,11 @@ func run(readme, summary, dir string, short bool) (int, error) {
 		}
 	}
 	fmt.Fprintf(os.Stderr, "matrix: %s updated from the suite's summary\n", readme)
+	if i := bytes.Index(table, []byte(" skipped whole,")); i >= 0 {
+		line := table[bytes.LastIndexByte(table[:i], '\n')+1:]
+		line, _, _ = bytes.Cut(line, []byte("\n"))
+		fmt.Fprintf(os.Stderr, "matrix: some cells did not run (%s): start their services, or set OUTBOX_TEST_REQUIRE=all to fail instead\n", line)
+	}
 	return code, nil
 }
 

@@ -1,4 +1,4 @@
-package outboxotel_test
+package docs_test
 
 import (
 	"context"
@@ -20,7 +20,8 @@ import (
 	"github.com/outboxkit/outboxkit/framework/outboxtest"
 )
 
-// TestTraceContextFlowsFromWriterToConsumer: the consumer's span is in the
+// TestTraceContextFlowsFromWriterToConsumer (framework/outboxotel on PostgreSQL; here so that the
+// tracing module requires no driver): the consumer's span is in the
 // writer's trace, and the relay's publish span is the writer span's child.
 func TestTraceContextFlowsFromWriterToConsumer(t *testing.T) {
 	outboxtest.RequireService(t, outboxtest.Postgres)
