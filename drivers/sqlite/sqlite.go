@@ -176,7 +176,7 @@ const columns = `seq, id, type, topic, key, payload, headers, status, attempts, 
 func ids(param string) string { return `(SELECT value FROM json_each(` + param + `))` }
 
 type queries struct {
-	insertPrefix, insertRow, insertSuffix             string
+	insertPrefix, insertRow, insertSuffix, duplicates string
 	claim, extend, markDelivered, markFailed, release string
 	retryIDs, retryDead, purge, stats, get, list      string
 }
@@ -190,6 +190,7 @@ func newQueries(t string) queries {
 		insertPrefix: r.Replace(`INSERT INTO {T} (id, type, topic, key, payload, headers, created_at, next_attempt_at) VALUES `),
 		insertRow:    r.Replace(`(?,?,?,?,?,?,?,{NOW})`),
 		insertSuffix: ` ON CONFLICT (id) DO NOTHING`,
+		duplicates:   r.Replace(`SELECT id, type, topic, key, payload FROM {T} WHERE id IN {IDS}`),
 		claim: r.Replace(`
 UPDATE {T} SET locked_by = ?1, locked_until = {NOW} + ?2 * 1000
 WHERE seq IN (
@@ -269,8 +270,21 @@ func (d *Driver) EventInsert(ctx context.Context, p *outboxdriver.EventInsertPar
 			args = append(args, e.ID, e.Type, e.Topic, e.Key, payload, string(e.Headers), e.CreatedAt.UnixMicro())
 		}
 		b.WriteString(d.queries.insertSuffix)
-		if _, err := p.Tx.ExecContext(ctx, b.String(), args...); err != nil {
+		res, err := p.Tx.ExecContext(ctx, b.String(), args...)
+		if err != nil {
 			return interpretError(err)
+		}
+		// ON CONFLICT DO NOTHING counts inserted rows only: a short count
+		// alone costs the read-back that tells an idempotent retry from a
+		// reused id.
+		if n, err := res.RowsAffected(); err != nil || n < int64(len(chunk)) {
+			ids := make([]string, len(chunk))
+			for i, e := range chunk {
+				ids[i] = e.ID
+			}
+			if err := outboxdriver.CheckDuplicates(ctx, p.Tx, d.queries.duplicates, []any{idList(ids)}, chunk, start); err != nil {
+				return interpretError(err)
+			}
 		}
 	}
 	return nil
