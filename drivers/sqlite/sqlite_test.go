@@ -395,10 +395,10 @@ func TestInsert(t *testing.T) {
 		}
 	})
 
-	t.Run("same id twice is idempotent", func(t *testing.T) {
+	t.Run("same id and content twice is idempotent", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
-		e1, e2 := ev("k", 1), ev("k", 2)
+		e1, e2 := ev("k", 1), ev("k", 1)
 		e1.ID = "0194a1c2-0000-7000-8000-000000000001"
 		e2.ID = e1.ID
 		b.insert(t, e1)
