@@ -45,7 +45,7 @@ func (a *app) migrateCommand() *cobra.Command {
 				if err := ob.Migrate(ctx); err != nil {
 					return err
 				}
-				fmt.Fprintf(a.stdout, "migrated %s\n", drv.Table())
+				fmt.Fprintf(a.stdout, "migrated %s\n", tableName(drv))
 				return nil
 			})
 		},
@@ -61,7 +61,7 @@ func (a *app) migrateCommand() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				fmt.Fprintf(a.stdout, "table:   %s\napplied: %v\npending: %v\n", drv.Table(), st.Applied, st.Pending)
+				fmt.Fprintf(a.stdout, "table:   %s\napplied: %v\npending: %v\n", tableName(drv), st.Applied, st.Pending)
 				return nil
 			})
 		},
@@ -107,13 +107,13 @@ func (a *app) statusCommand() *cobra.Command {
 				}
 				if out.format == "json" {
 					return a.writeJSON(map[string]any{
-						"table": drv.Table(), "pending": s.Pending, "dead": s.Dead,
+						"table": tableName(drv), "pending": s.Pending, "dead": s.Dead,
 						"oldest_pending_age_seconds": s.OldestPendingAge.Seconds(),
 						"delivered_last_minute":      s.DeliveredLastMinute,
 					})
 				}
 				tw := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
-				fmt.Fprintf(tw, "table\t%s\n", drv.Table())
+				fmt.Fprintf(tw, "table\t%s\n", tableName(drv))
 				fmt.Fprintf(tw, "pending\t%d\n", s.Pending)
 				fmt.Fprintf(tw, "dead\t%d\n", s.Dead)
 				fmt.Fprintf(tw, "oldest pending\t%s\n", s.OldestPendingAge.Round(time.Millisecond))

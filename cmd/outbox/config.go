@@ -210,3 +210,10 @@ func parseTime(s string) (time.Time, error) {
 	}
 	return time.Now().Add(-d), nil
 }
+
+// tableName is the driver's table as operators write it (schema.table),
+// without the SQL quoting Driver.Table adds: for logs, metrics labels and
+// JSON output.
+func tableName(drv outboxdriver.Driver) string {
+	return strings.NewReplacer(`"`, "", "`", "").Replace(drv.Table())
+}
