@@ -17,6 +17,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -62,7 +64,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if err == nil {
 		return exitOK
 	}
-	fmt.Fprintln(stderr, "outbox: "+redactAll(oneLine(err.Error())))
+	// Sentinels start with "outbox: " too: say it once.
+	msg := strings.ReplaceAll(redactAll(oneLine(err.Error())), ": outbox: ", ": ")
+	fmt.Fprintln(stderr, "outbox: "+strings.TrimPrefix(msg, "outbox: "))
 	var ce *codedError
 	if errors.As(err, &ce) {
 		return ce.code
@@ -100,6 +104,7 @@ OUTBOX_TABLE, OUTBOX_SCHEMA, OUTBOX_CONFIG), then the YAML file given by
 
 Exit codes: 0 success, 1 runtime error, 2 usage or configuration error,
 3 event not found, 4 aborted at a confirmation prompt.`,
+		Version:       version(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
@@ -113,6 +118,22 @@ Exit codes: 0 success, 1 runtime error, 2 usage or configuration error,
 	root.AddCommand(a.benchCommand())
 	root.AddCommand(a.conformanceCommand())
 	return root
+}
+
+// version is the module version the binary was built from (go install
+// ...@v1.2.3), or "(devel)" with the VCS revision when built from a checkout.
+func version() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	v := bi.Main.Version
+	for _, s := range bi.Settings {
+		if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+			v += " " + s.Value[:12]
+		}
+	}
+	return strings.TrimSpace(v + " " + bi.GoVersion)
 }
 
 func isFlagError(err error) bool {

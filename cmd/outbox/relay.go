@@ -55,7 +55,7 @@ The default address is loopback only (` + defaultMetricsAddr + `).`,
 			if err != nil {
 				return err
 			}
-			logger := slog.New(slog.NewJSONHandler(a.stderr, &slog.HandlerOptions{Level: level}))
+			logger := slog.New(slog.NewJSONHandler(a.stderr, &slog.HandlerOptions{Level: level, ReplaceAttr: readableDurations}))
 			if cmd.Flags().Changed("metrics-addr") || metrics {
 				metricsAddr = cmp.Or(metricsAddr, a.cfg.MetricsAddr, defaultMetricsAddr)
 			} else {
@@ -104,6 +104,15 @@ func mergeRelay(flags, file relayConfig) relayConfig {
 	}
 }
 
+// readableDurations logs durations as "1.5s" instead of nanoseconds, also
+// Watermill's and the relay's own.
+func readableDurations(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		a.Value = slog.StringValue(a.Value.Duration().String())
+	}
+	return a
+}
+
 func parseLevel(s string) (slog.Level, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(s)); err != nil {
@@ -116,6 +125,14 @@ func (a *app) runRelay(ctx context.Context, logger *slog.Logger, rc relayConfig,
 	if a.cfg.BrokerURL == "" {
 		return usageError("no broker: set --broker-url or OUTBOX_BROKER_URL (schemes: %s)", strings.Join(outboxbroker.Schemes(), ", "))
 	}
+	if _, err := url.Parse(a.cfg.BrokerURL); err != nil {
+		// url.Error repeats the raw URL, secrets included: keep its reason only.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return usageError("--broker-url %s: %v", outboxbroker.Redact(a.cfg.BrokerURL), err)
+	}
 	drv, ob, closeDB, err := a.openOutbox(ctx)
 	if err != nil {
 		return err
@@ -123,8 +140,9 @@ func (a *app) runRelay(ctx context.Context, logger *slog.Logger, rc relayConfig,
 	defer closeDB()
 	broker, err := outboxbroker.Open(ctx, a.cfg.BrokerURL, outboxbroker.Options{Logger: logger})
 	if err != nil {
-		if errors.Is(err, outboxbroker.ErrUnknownScheme) {
-			return &codedError{exitUsage, err}
+		var pe *outboxbroker.ParamError
+		if errors.Is(err, outboxbroker.ErrUnknownScheme) || errors.As(err, &pe) {
+			return &codedError{exitUsage, fmt.Errorf("broker URL %s: %w", outboxbroker.Redact(a.cfg.BrokerURL), err)}
 		}
 		return fmt.Errorf("open broker %s: %w", outboxbroker.Redact(a.cfg.BrokerURL), err)
 	}
