@@ -68,7 +68,9 @@ type relayConfig struct {
 	PublishTimeout time.Duration `yaml:"publish_timeout"`
 	BackoffMin     time.Duration `yaml:"backoff_min"`
 	BackoffMax     time.Duration `yaml:"backoff_max"`
-	Publish        string        `yaml:"publish"`
+	// ShutdownTimeout is RelayConfig.ShutdownTimeout.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	Publish         string        `yaml:"publish"`
 	// DeleteDelivered is PostgreSQL's Config.DeleteDelivered.
 	DeleteDelivered bool `yaml:"delete_delivered"`
 }

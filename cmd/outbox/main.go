@@ -47,10 +47,43 @@ func usageError(format string, args ...any) error {
 }
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := withSignals(context.Background(), os.Stderr, os.Exit)
 	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
+}
+
+// errSignal is the cause of the context cancelled by the first SIGINT or
+// SIGTERM; commands log it (the relay as "stopping").
+var errSignal = errors.New("signal received")
+
+// withSignals returns a context cancelled, with a cause wrapping errSignal,
+// at the first SIGINT or SIGTERM. A second signal does not wait for the
+// graceful stop: it prints why and calls exit(1) at once.
+func withSignals(parent context.Context, stderr io.Writer, exit func(int)) (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(parent)
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case s := <-sigs:
+			cancel(fmt.Errorf("%w: %s", errSignal, s))
+		case <-done:
+			return
+		}
+		select {
+		case s := <-sigs:
+			fmt.Fprintf(stderr, "outbox: second signal (%s): exiting at once, without waiting for in-flight events (they are published again after their lease)\n", s)
+			exit(exitError)
+		case <-done:
+		}
+	}()
+	return ctx, func() {
+		signal.Stop(sigs)
+		close(done)
+		cancel(nil)
+	}
 }
 
 // run executes the CLI and returns the exit code; tests call it directly.

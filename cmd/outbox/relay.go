@@ -77,6 +77,7 @@ The default address is loopback only (` + defaultMetricsAddr + `).`,
 	f.DurationVar(&rc.PublishTimeout, "publish-timeout", 0, "broker acknowledgement timeout (default 15s)")
 	f.DurationVar(&rc.BackoffMin, "backoff-min", 0, "delay after the first failure (default 1s)")
 	f.DurationVar(&rc.BackoffMax, "backoff-max", 0, "retry delay cap (default 5m)")
+	f.DurationVar(&rc.ShutdownTimeout, "shutdown-timeout", 0, "after SIGTERM, how long to wait for in-flight publishes and their outcomes (default 10s; a second signal exits at once)")
 	f.BoolVar(&rc.DeleteDelivered, "delete-delivered", false, "PostgreSQL: delete each event once delivered instead of keeping it as history (much less database work; list/show/status then see no delivered events)")
 	f.StringVar(&rc.Publish, "publish", "", "publish path: forwarder (Watermill's forwarder and envelope) or direct (same messages, no envelope, less CPU) (default forwarder)")
 	f.BoolVar(&metrics, "metrics", false, "serve /metrics, /healthz, /readyz on "+defaultMetricsAddr)
@@ -99,6 +100,7 @@ func mergeRelay(flags, file relayConfig) relayConfig {
 		PublishTimeout:  cmp.Or(flags.PublishTimeout, file.PublishTimeout),
 		BackoffMin:      cmp.Or(flags.BackoffMin, file.BackoffMin),
 		BackoffMax:      cmp.Or(flags.BackoffMax, file.BackoffMax),
+		ShutdownTimeout: cmp.Or(flags.ShutdownTimeout, file.ShutdownTimeout),
 		Publish:         cmp.Or(flags.Publish, file.Publish),
 		DeleteDelivered: flags.DeleteDelivered || file.DeleteDelivered,
 	}
@@ -152,7 +154,7 @@ func (a *app) runRelay(ctx context.Context, logger *slog.Logger, rc relayConfig,
 	relay, err := outbox.NewRelay(drv, broker.Publisher, outbox.RelayConfig{
 		ID: id, BatchSize: rc.BatchSize, Concurrency: rc.Concurrency, PollInterval: rc.PollInterval, MinPollInterval: rc.MinPoll, MaxAttempts: rc.MaxAttempts,
 		LeaseDuration: rc.LeaseDuration, PublishTimeout: rc.PublishTimeout,
-		BackoffMin: rc.BackoffMin, BackoffMax: rc.BackoffMax, Publish: outbox.PublishPath(rc.Publish),
+		BackoffMin: rc.BackoffMin, BackoffMax: rc.BackoffMax, ShutdownTimeout: rc.ShutdownTimeout, Publish: outbox.PublishPath(rc.Publish),
 		Observer: m.observe, ClaimObserver: m.observeClaim, Logger: logger,
 	})
 	if err != nil {
@@ -169,6 +171,16 @@ func (a *app) runRelay(ctx context.Context, logger *slog.Logger, rc relayConfig,
 		go m.pollStats(ctx, ob.Stats, logger)
 	}
 	defer m.up.Set(0)
+	stopped := make(chan struct{})
+	defer close(stopped)
+	go func() {
+		select {
+		case <-ctx.Done():
+			logger.Info("stopping: finishing in-flight events (a second signal exits at once)",
+				"cause", context.Cause(ctx).Error(), "shutdown_timeout", cmp.Or(rc.ShutdownTimeout, 10*time.Second))
+		case <-stopped:
+		}
+	}()
 	return relay.Run(ctx)
 }
 
