@@ -31,6 +31,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"text/template"
 	"time"
 
@@ -177,7 +178,8 @@ func ids(param string) string { return `(SELECT value FROM json_each(` + param +
 
 type queries struct {
 	insertPrefix, insertRow, insertSuffix, duplicates string
-	claim, extend, markDelivered, markFailed, release string
+	ready, claim, extend, markDelivered, markFailed   string
+	release                                           string
 	retryIDs, retryDead, purge, stats, get, list      string
 }
 
@@ -191,6 +193,9 @@ func newQueries(t string) queries {
 		insertRow:    r.Replace(`(?,?,?,?,?,?,?,{NOW})`),
 		insertSuffix: ` ON CONFLICT (id) DO NOTHING`,
 		duplicates:   r.Replace(`SELECT id, type, topic, key, payload FROM {T} WHERE id IN {IDS}`),
+		ready: r.Replace(`SELECT EXISTS (SELECT 1 FROM {T} o
+WHERE o.status = 'pending' AND o.next_attempt_at <= {NOW}
+  AND (o.locked_until IS NULL OR o.locked_until < {NOW}))`),
 		claim: r.Replace(`
 UPDATE {T} SET locked_by = ?1, locked_until = {NOW} + ?2 * 1000
 WHERE seq IN (
@@ -296,7 +301,19 @@ func (d *Driver) EventInsert(ctx context.Context, p *outboxdriver.EventInsertPar
 // database/sql cannot ask for an IMMEDIATE transaction itself unless the DSN
 // says _txlock=immediate, and the driver must not depend on how the caller
 // opened the database.
+//
+// The driver's write transactions of one *sql.DB also queue in Go, one at a
+// time, before asking SQLite for the lock: SQLite's busy handler is no queue
+// (a waiter sleeps and retries, up to 100 ms apart), so relays retrying
+// against each other would keep the lock busy and starve an application
+// writer past its busy timeout. With the queue, a writer competes with at
+// most one short relay transaction at a time.
 func (d *Driver) immediate(ctx context.Context, fn func(*sql.Conn) error) error {
+	release, err := acquireWriteTurn(ctx, d.db)
+	if err != nil {
+		return err
+	}
+	defer release()
 	conn, err := d.db.Conn(ctx)
 	if err != nil {
 		return interpretError(err)
@@ -317,6 +334,51 @@ func (d *Driver) immediate(ctx context.Context, fn func(*sql.Conn) error) error 
 	return nil
 }
 
+// writeTurns holds, per *sql.DB, the token of its one write turn.
+var writeTurns sync.Map // *sql.DB -> chan struct{}
+
+// maxWriteGap bounds the pause a write turn keeps after its transaction.
+const maxWriteGap = 20 * time.Millisecond
+
+// acquireWriteTurn waits for the database's write turn (or ctx) and returns
+// the function that gives it back. The turn is given back after a pause as
+// long as the transaction took (at most maxWriteGap), without making the
+// caller wait: back-to-back relay transactions then hold SQLite's lock at
+// most half of the time, so an application writer, whose busy handler
+// retries every few to 100 ms, gets the lock within a few retries instead
+// of starving past its busy timeout.
+func acquireWriteTurn(ctx context.Context, db *sql.DB) (func(), error) {
+	v, _ := writeTurns.LoadOrStore(db, make(chan struct{}, 1))
+	turn := v.(chan struct{})
+	select {
+	case turn <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	start := time.Now()
+	return func() {
+		gap := min(time.Since(start), maxWriteGap)
+		time.AfterFunc(gap, func() { <-turn })
+	}, nil
+}
+
+// execImmediate runs one relay or admin write statement in its own BEGIN
+// IMMEDIATE transaction: it takes the write lock the way application
+// transactions do (Open's _txlock=immediate), waits its turn like them, and
+// holds the lock for that one bounded statement only.
+func (d *Driver) execImmediate(ctx context.Context, query string, args ...any) (int64, error) {
+	var n int64
+	err := d.immediate(ctx, func(conn *sql.Conn) error {
+		res, err := conn.ExecContext(ctx, query, args...)
+		if err != nil {
+			return interpretError(err)
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	return n, err
+}
+
 // discardIfInTx rolls back whatever transaction the connection may still
 // have open. If that fails, the connection is thrown away rather than
 // returned to the pool with a transaction (and the write lock) still open.
@@ -332,6 +394,15 @@ func discardIfInTx(conn *sql.Conn) {
 // IMMEDIATE transaction: claims of several relays serialize, and the per-key
 // check reads the latest committed state.
 func (d *Driver) EventClaimBatch(ctx context.Context, p *outboxdriver.EventClaimBatchParams) ([]*outboxdriver.EventRow, error) {
+	// An idle relay polls often: look without the write lock first (a WAL
+	// reader blocks no one), so polling never makes a writer wait.
+	var ready bool
+	if err := d.db.QueryRowContext(ctx, d.queries.ready).Scan(&ready); err != nil {
+		return nil, interpretError(err)
+	}
+	if !ready || p.Limit <= 0 {
+		return nil, nil
+	}
 	var out []*outboxdriver.EventRow
 	err := d.immediate(ctx, func(conn *sql.Conn) error {
 		out = out[:0]
@@ -364,14 +435,6 @@ func (d *Driver) EventClaimBatch(ctx context.Context, p *outboxdriver.EventClaim
 
 func fromMicros(us int64) time.Time { return time.UnixMicro(us).UTC() }
 
-func (d *Driver) exec(ctx context.Context, query string, args ...any) (int64, error) {
-	res, err := d.db.ExecContext(ctx, query, args...)
-	if err != nil {
-		return 0, interpretError(err)
-	}
-	return res.RowsAffected()
-}
-
 func idList(ids []string) string {
 	b, _ := json.Marshal(ids) // []string always marshals
 	return string(b)
@@ -382,7 +445,7 @@ func (d *Driver) EventExtendLeases(ctx context.Context, p *outboxdriver.EventExt
 	if len(p.IDs) == 0 {
 		return 0, nil
 	}
-	return d.exec(ctx, d.queries.extend, idList(p.IDs), p.RelayID, p.Lease.Milliseconds())
+	return d.execImmediate(ctx, d.queries.extend, idList(p.IDs), p.RelayID, p.Lease.Milliseconds())
 }
 
 // EventMarkDelivered implements outboxdriver.Driver.
@@ -390,7 +453,7 @@ func (d *Driver) EventMarkDelivered(ctx context.Context, p *outboxdriver.EventMa
 	if len(p.IDs) == 0 {
 		return 0, nil
 	}
-	return d.exec(ctx, d.queries.markDelivered, idList(p.IDs), p.RelayID)
+	return d.execImmediate(ctx, d.queries.markDelivered, idList(p.IDs), p.RelayID)
 }
 
 type failedJSON struct {
@@ -413,7 +476,7 @@ func (d *Driver) EventMarkFailed(ctx context.Context, p *outboxdriver.EventMarkF
 	if err != nil {
 		return 0, err
 	}
-	return d.exec(ctx, d.queries.markFailed, string(b), p.RelayID)
+	return d.execImmediate(ctx, d.queries.markFailed, string(b), p.RelayID)
 }
 
 // EventRelease implements outboxdriver.Driver.
@@ -421,23 +484,23 @@ func (d *Driver) EventRelease(ctx context.Context, p *outboxdriver.EventReleaseP
 	if len(p.IDs) == 0 {
 		return 0, nil
 	}
-	return d.exec(ctx, d.queries.release, idList(p.IDs), p.RelayID)
+	return d.execImmediate(ctx, d.queries.release, idList(p.IDs), p.RelayID)
 }
 
 // EventRetry implements outboxdriver.Driver.
 func (d *Driver) EventRetry(ctx context.Context, p *outboxdriver.EventRetryParams) (int64, error) {
 	if p.AllDead {
-		return d.exec(ctx, d.queries.retryDead, p.Type)
+		return d.execImmediate(ctx, d.queries.retryDead, p.Type)
 	}
 	if len(p.IDs) == 0 {
 		return 0, nil
 	}
-	return d.exec(ctx, d.queries.retryIDs, idList(p.IDs))
+	return d.execImmediate(ctx, d.queries.retryIDs, idList(p.IDs))
 }
 
 // EventPurge implements outboxdriver.Driver.
 func (d *Driver) EventPurge(ctx context.Context, p *outboxdriver.EventPurgeParams) (int64, error) {
-	return d.exec(ctx, d.queries.purge, p.Before.UnixMicro(), p.Limit)
+	return d.execImmediate(ctx, d.queries.purge, p.Before.UnixMicro(), p.Limit)
 }
 
 // EventStats implements outboxdriver.Driver.
