@@ -149,6 +149,14 @@ func (a *app) runRelay(ctx context.Context, logger *slog.Logger, rc relayConfig,
 		return fmt.Errorf("open broker %s: %w", outboxbroker.Redact(a.cfg.BrokerURL), err)
 	}
 	defer broker.Close()
+	// Every broker fails here alike when it does not answer (a Redis client
+	// connects lazily, so opening it proves nothing).
+	hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	err = a.brokerHealthy(hctx, broker)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("broker %s: %w", outboxbroker.Redact(a.cfg.BrokerURL), err)
+	}
 
 	m := newRelayMetrics(tableName(drv))
 	relay, err := outbox.NewRelay(drv, broker.Publisher, outbox.RelayConfig{
@@ -163,7 +171,7 @@ func (a *app) runRelay(ctx context.Context, logger *slog.Logger, rc relayConfig,
 	logger.Info("relay starting", "db", outboxbroker.Redact(a.cfg.DBURL), "broker", outboxbroker.Redact(a.cfg.BrokerURL), "table", tableName(drv))
 
 	if metricsAddr != "" {
-		srv, err := a.serveMetrics(ctx, metricsAddr, m, drv, ob, logger)
+		srv, err := a.serveMetrics(ctx, metricsAddr, m, drv, broker, logger)
 		if err != nil {
 			return err
 		}
@@ -182,6 +190,17 @@ func (a *app) runRelay(ctx context.Context, logger *slog.Logger, rc relayConfig,
 		}
 	}()
 	return relay.Run(ctx)
+}
+
+// brokerHealthy asks the broker client itself (outboxbroker.CheckHealth: a
+// NATS JetStream request, an AMQP channel, a Redis PING) and, for a broker
+// without a health check, dials its address.
+func (a *app) brokerHealthy(ctx context.Context, b *outboxbroker.Broker) error {
+	err := outboxbroker.CheckHealth(ctx, a.cfg.BrokerURL, outboxbroker.Options{}, b)
+	if errors.Is(err, outboxbroker.ErrNoHealthCheck) {
+		return brokerReachable(ctx, a.cfg.BrokerURL)
+	}
+	return err
 }
 
 // brokerReachable dials the broker URL's host (a network-level check: the
@@ -353,8 +372,9 @@ func (m *relayMetrics) updateStats(ctx context.Context, read stats, logger *slog
 }
 
 // serveMetrics serves /metrics, /healthz (process up) and /readyz (database
-// reachable and table migrated).
-func (a *app) serveMetrics(ctx context.Context, addr string, m *relayMetrics, drv outboxdriver.Driver, _ *outbox.Outbox, logger *slog.Logger) (*http.Server, error) {
+// reachable, table readable, broker answering), each readiness check
+// within 3 s.
+func (a *app) serveMetrics(ctx context.Context, addr string, m *relayMetrics, drv outboxdriver.Driver, broker *outboxbroker.Broker, logger *slog.Logger) (*http.Server, error) {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
@@ -369,8 +389,8 @@ func (a *app) serveMetrics(ctx context.Context, addr string, m *relayMetrics, dr
 			http.Error(w, "outbox table: "+redactAll(err.Error()), http.StatusServiceUnavailable)
 			return
 		}
-		if err := brokerReachable(rctx, a.cfg.BrokerURL); err != nil {
-			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		if err := a.brokerHealthy(rctx, broker); err != nil {
+			http.Error(w, "broker: "+redactAll(err.Error()), http.StatusServiceUnavailable)
 			return
 		}
 		fmt.Fprintln(w, "ok")

@@ -106,6 +106,9 @@ type Driver struct {
 	cfg     Config
 	table   string // quoted
 	queries queries
+
+	fileOnce sync.Once
+	file     string // the database's main file, once known (writeKey)
 }
 
 var _ outboxdriver.Driver = (*Driver)(nil)
@@ -309,7 +312,7 @@ func (d *Driver) EventInsert(ctx context.Context, p *outboxdriver.EventInsertPar
 // writer past its busy timeout. With the queue, a writer competes with at
 // most one short relay transaction at a time.
 func (d *Driver) immediate(ctx context.Context, fn func(*sql.Conn) error) error {
-	release, err := acquireWriteTurn(ctx, d.db)
+	release, err := acquireWriteTurn(ctx, d.writeKey(ctx))
 	if err != nil {
 		return err
 	}
@@ -334,8 +337,25 @@ func (d *Driver) immediate(ctx context.Context, fn func(*sql.Conn) error) error 
 	return nil
 }
 
-// writeTurns holds, per *sql.DB, the token of its one write turn.
-var writeTurns sync.Map // *sql.DB -> chan struct{}
+// writeTurns holds, per database file (or per *sql.DB when the file is
+// unknown), the token of its one write turn in this process.
+var writeTurns sync.Map // string or *sql.DB -> chan struct{}
+
+// writeKey is the key of the driver's database in writeTurns: its main
+// file, so that drivers on several *sql.DB of one file share the queue.
+func (d *Driver) writeKey(ctx context.Context) any {
+	d.fileOnce.Do(func() {
+		var file string
+		err := d.db.QueryRowContext(ctx, "SELECT file FROM pragma_database_list WHERE name = 'main'").Scan(&file)
+		if err == nil && file != "" {
+			d.file = file
+		}
+	})
+	if d.file != "" {
+		return d.file
+	}
+	return d.db
+}
 
 // maxWriteGap bounds the pause a write turn keeps after its transaction.
 const maxWriteGap = 20 * time.Millisecond
@@ -347,8 +367,8 @@ const maxWriteGap = 20 * time.Millisecond
 // most half of the time, so an application writer, whose busy handler
 // retries every few to 100 ms, gets the lock within a few retries instead
 // of starving past its busy timeout.
-func acquireWriteTurn(ctx context.Context, db *sql.DB) (func(), error) {
-	v, _ := writeTurns.LoadOrStore(db, make(chan struct{}, 1))
+func acquireWriteTurn(ctx context.Context, key any) (func(), error) {
+	v, _ := writeTurns.LoadOrStore(key, make(chan struct{}, 1))
 	turn := v.(chan struct{})
 	select {
 	case turn <- struct{}{}:
