@@ -2,6 +2,7 @@ package conformance
 
 import (
 	"database/sql"
+	"strings"
 
 	"github.com/outboxkit/outboxkit/drivers/sqlite"
 	"github.com/outboxkit/outboxkit/framework/outboxdriver"
@@ -26,8 +27,8 @@ func SQLite(path string) Database {
 		// A cell's tests run in parallel on one file, each with ten
 		// writers and several relays: SQLite's busy handler is no queue, so
 		// a writer can wait several seconds for its turn on a slow machine
-		// (-race). The later busy_timeout overrides DSN's 5 s.
-		DSN: sqlite.DSN(path) + "&_pragma=busy_timeout(60000)",
+		// (-race): wait up to 60 s instead of DSN's 5 s.
+		DSN: strings.Replace(sqlite.DSN(path), "busy_timeout(5000)", "busy_timeout(60000)", 1),
 		NewDriver: func(db *sql.DB, table string) (outboxdriver.Driver, error) {
 			return sqlite.New(db, sqlite.Config{Table: table})
 		},
