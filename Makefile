@@ -13,6 +13,8 @@ GO_TEST_FLAGS ?= -count=1
 # fixed in Go 1.27). Minimization is bounded so one new input cannot eat the whole budget.
 FUZZTIME ?= 50000x
 FUZZMINIMIZE ?= 100x
+# Each input of the relay fuzz target waits for a real relay (a few ms): a smaller budget (~5 s).
+FUZZRELAYTIME ?= 300x
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -32,10 +34,11 @@ test: ## run every module's tests; cells whose service is down are skipped (OUTB
 	  echo "  (full list: $(SKIPLOG))"; else echo; echo "== no cell skipped"; fi; \
 	exit $$status
 
-fuzz: ## fuzz outboxgen's schema parser and the generated decoder briefly (FUZZTIME executions each, default 50000x)
+fuzz: ## fuzz outboxgen's schema parser and the generated decoder (FUZZTIME executions each, default 50000x) and a relay over hostile SQLite rows (FUZZRELAYTIME, 300x)
 	@echo "== fuzz (FUZZTIME=$(FUZZTIME) each)"
 	@cd cmd/outboxgen && go test -run '^$$' -fuzz '^FuzzParseSchema$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) .
 	@cd cmd/outboxgen/examples/invoicing && go test -run '^$$' -fuzz '^FuzzDecoderHandle$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) .
+	@cd drivers/sqlite && go test -run '^$$' -fuzz '^FuzzRelayOverHostileRow$$' -fuzztime $(FUZZRELAYTIME) -fuzzminimizetime $(FUZZMINIMIZE) .
 
 test-race: ## run every module's tests with the race detector
 	@$(MAKE) --no-print-directory test GO_TEST_FLAGS="-race $(GO_TEST_FLAGS)"
