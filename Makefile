@@ -7,7 +7,7 @@ SUMMARY := $(CURDIR)/.conformance-summary.md
 # -count=1: a cached result would not re-log its skips nor rewrite the conformance summary.
 GO_TEST_FLAGS ?= -count=1
 
-.PHONY: help test test-race fuzz lint verify generate bench demo build matrix
+.PHONY: help test test-race test-race-cells fuzz lint verify generate bench demo build matrix
 # Count budgets, not durations: go1.26's fuzz coordinator can fail a target with a bare
 # "context deadline exceeded" when a -fuzztime duration expires mid-exec (go.dev/issue/75804,
 # fixed in Go 1.27). Minimization is bounded so one new input cannot eat the whole budget.
@@ -42,6 +42,14 @@ fuzz: ## fuzz outboxgen's schema parser and the generated decoder (FUZZTIME exec
 
 test-race: ## run every module's tests with the race detector
 	@$(MAKE) --no-print-directory test GO_TEST_FLAGS="-race $(GO_TEST_FLAGS)"
+
+# The cells test-race-cells runs: one per database, on the reference broker.
+RACE_CELLS ?= TestMatrix/(postgres_nats|mysql_nats|sqlite_nats)/
+
+test-race-cells: ## the race detector on the core and on one conformance cell per database (RACE_CELLS), a CI-sized subset of test-race
+	@set -e; cd framework && go test -race $(GO_TEST_FLAGS) ./...; \
+	cd ../drivers/sqlite && go test -race $(GO_TEST_FLAGS) ./...; \
+	cd ../../conformance && go test -race $(GO_TEST_FLAGS) -run '$(RACE_CELLS)' .
 
 lint: ## gofmt, go vet, and staticcheck when installed
 	@set -e; out=$$(gofmt -l $(MODULES)); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi; \
