@@ -176,11 +176,19 @@ func checkText(s string, limit int) string {
 	case len(s) > limit:
 		return fmt.Sprintf("%d bytes, longer than %d", len(s), limit)
 	case !utf8.ValidString(s):
-		return fmt.Sprintf("%q is not valid UTF-8", s)
+		return fmt.Sprintf("%s is not valid UTF-8", quoteShort(s))
 	case strings.IndexByte(s, 0) >= 0:
-		return fmt.Sprintf("%q contains a NUL byte", s)
+		return fmt.Sprintf("%s contains a NUL byte", quoteShort(s))
 	}
 	return ""
+}
+
+// quoteShort quotes s for an error message, cut after 64 bytes.
+func quoteShort(s string) string {
+	if len(s) > 64 {
+		return fmt.Sprintf("%q...", s[:64])
+	}
+	return fmt.Sprintf("%q", s)
 }
 
 func (o *Outbox) prepare(ctx context.Context, i int, e *Event, now time.Time) (outboxdriver.InsertEvent, error) {
@@ -231,10 +239,10 @@ func (o *Outbox) prepare(ctx context.Context, i int, e *Event, now time.Time) (o
 	// Checked after Propagate: what it adds is stored and published too.
 	for k, v := range headers {
 		if reason := checkText(k, MaxNameBytes); reason != "" {
-			return outboxdriver.InsertEvent{}, invalid("Headers", fmt.Sprintf("header name %q: %s", k, reason))
+			return outboxdriver.InsertEvent{}, invalid("Headers", fmt.Sprintf("header name: %s", reason))
 		}
 		if reason := checkText(v, MaxHeaderValueBytes); reason != "" {
-			return outboxdriver.InsertEvent{}, invalid("Headers", fmt.Sprintf("value of header %q: %s", k, reason))
+			return outboxdriver.InsertEvent{}, invalid("Headers", fmt.Sprintf("value of header %s: %s", quoteShort(k), reason))
 		}
 	}
 	hb, err := json.Marshal(headers)
