@@ -3,11 +3,15 @@
 // a service, a test or a demo gets a working transactional outbox with no
 // database server at all.
 //
-// SQLite has one writer at a time. Claims run in BEGIN IMMEDIATE transactions,
-// so they serialize between relays and per-key order holds; every other relay
-// statement is a single short UPDATE. The relay never holds the write lock
-// while it talks to the broker, so an application transaction waits at most
-// for one short relay statement (busy_timeout covers it), never for a publish.
+// SQLite has one writer at a time. Every relay and admin write runs in its
+// own short BEGIN IMMEDIATE transaction, taking the lock as application
+// transactions do: claims serialize between relays and per-key order holds,
+// and each other relay write is one bounded UPDATE. In a process, the
+// driver's write transactions on a file queue one at a time, with a pause
+// after each, and an idle relay looks for ready rows without the lock. The
+// relay never holds the write lock while it talks to the broker, so an
+// application transaction waits at most for one short relay statement
+// (busy_timeout covers it), never for a publish.
 //
 // Limits: a SQLite database is one file on one node. Run the relay in the
 // process (or on the machine) that owns the file, one relay per database file
@@ -305,8 +309,8 @@ func (d *Driver) EventInsert(ctx context.Context, p *outboxdriver.EventInsertPar
 // says _txlock=immediate, and the driver must not depend on how the caller
 // opened the database.
 //
-// The driver's write transactions of one *sql.DB also queue in Go, one at a
-// time, before asking SQLite for the lock: SQLite's busy handler is no queue
+// The driver's write transactions on one database file also queue in Go
+// (per process), one at a time, before asking SQLite for the lock: SQLite's busy handler is no queue
 // (a waiter sleeps and retries, up to 100 ms apart), so relays retrying
 // against each other would keep the lock busy and starve an application
 // writer past its busy timeout. With the queue, a writer competes with at
