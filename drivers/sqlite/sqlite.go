@@ -128,7 +128,11 @@ func New(db *sql.DB, cfg Config) (*Driver, error) {
 		return nil, err
 	}
 	d := &Driver{db: db, cfg: cfg, table: quote(cfg.Table)}
-	d.queries = newQueries(d.table)
+	q, err := newQueries(d.table)
+	if err != nil {
+		return nil, err
+	}
+	d.queries = q
 	return d, nil
 }
 
@@ -190,74 +194,36 @@ type queries struct {
 	retryIDs, retryDead, purge, stats, get, list      string
 }
 
-// newQueries renders every statement for one table. The only substitutions
-// are the validated, quoted table name and the clock expression; values are
-// always bind parameters.
-func newQueries(t string) queries {
-	r := strings.NewReplacer("{T}", t, "{NOW}", now, "{IDS}", ids("?1"))
-	return queries{
+//go:embed queries/*.sql
+var queryFS embed.FS
+
+// newQueries renders every statement for one table, once: the relay and
+// admin statements from the embedded queries/*.sql files, the INSERT's
+// fragments here (it is assembled per call, one row per event). The only
+// substitutions are {T}, the validated, quoted table name, {NOW}, the
+// database clock in unix microseconds, {IDS}, the ids of the JSON array
+// bound as ?1, and {COLUMNS}, the stored event's columns; values are always
+// bind parameters.
+func newQueries(t string) (queries, error) {
+	r := strings.NewReplacer("{T}", t, "{NOW}", now, "{IDS}", ids("?1"), "{COLUMNS}", columns)
+	q := queries{
 		insertPrefix: r.Replace(`INSERT INTO {T} (id, type, topic, key, payload, headers, created_at, next_attempt_at) VALUES `),
 		insertRow:    r.Replace(`(?,?,?,?,?,?,?,{NOW})`),
 		insertSuffix: ` ON CONFLICT (id) DO NOTHING`,
-		duplicates:   r.Replace(`SELECT id, type, topic, key, payload FROM {T} WHERE id IN {IDS}`),
-		ready: r.Replace(`SELECT EXISTS (SELECT 1 FROM {T} o
-WHERE o.status = 'pending' AND o.next_attempt_at <= {NOW}
-  AND (o.locked_until IS NULL OR o.locked_until < {NOW}))`),
-		claim: r.Replace(`
-UPDATE {T} SET locked_by = ?1, locked_until = {NOW} + ?2 * 1000
-WHERE seq IN (
-	SELECT o.seq FROM {T} o
-	WHERE o.status = 'pending'
-	  AND o.next_attempt_at <= {NOW}
-	  AND (o.locked_until IS NULL OR o.locked_until < {NOW})
-	  AND (o.key = '' OR NOT EXISTS (
-		SELECT 1 FROM {T} p
-		WHERE p.status = 'pending' AND (p.locked_by IS NOT NULL OR p.attempts > 0)
-		  AND p.key = o.key AND p.seq < o.seq
-		  AND (p.next_attempt_at > {NOW} OR p.locked_until >= {NOW})))
-	ORDER BY o.seq
-	LIMIT ?3)
-RETURNING seq, id, type, topic, key, payload, headers, attempts, created_at, next_attempt_at, locked_until`),
-		extend: r.Replace(`UPDATE {T} SET locked_until = {NOW} + ?3 * 1000
-WHERE id IN {IDS} AND locked_by = ?2 AND status = 'pending'`),
-		markDelivered: r.Replace(`UPDATE {T} SET status = 'delivered', delivered_at = {NOW},
-	attempts = attempts + 1, locked_by = NULL, locked_until = NULL
-WHERE id IN {IDS} AND locked_by = ?2 AND status = 'pending'`),
-		markFailed: r.Replace(`UPDATE {T} AS t SET attempts = t.attempts + 1, last_error = f.err,
-	status = CASE WHEN f.dead THEN 'dead' ELSE 'pending' END,
-	next_attempt_at = CASE WHEN f.dead THEN t.next_attempt_at ELSE {NOW} + f.delay_us END,
-	locked_by = NULL, locked_until = NULL
-FROM (SELECT json_extract(value, '$.id') AS id, json_extract(value, '$.err') AS err,
-		json_extract(value, '$.delay_us') AS delay_us, json_extract(value, '$.dead') AS dead
-	FROM json_each(?1)) AS f
-WHERE t.id = f.id AND t.locked_by = ?2 AND t.status = 'pending'`),
-		release: r.Replace(`UPDATE {T} SET locked_by = NULL, locked_until = NULL
-WHERE id IN {IDS} AND locked_by = ?2 AND status = 'pending'`),
-		retryIDs: r.Replace(`UPDATE {T} SET status = 'pending', attempts = 0, next_attempt_at = {NOW},
-	locked_by = NULL, locked_until = NULL
-WHERE id IN {IDS}
-  AND (status <> 'pending' OR locked_until IS NULL OR locked_until < {NOW})`),
-		retryDead: r.Replace(`UPDATE {T} SET status = 'pending', attempts = 0, next_attempt_at = {NOW},
-	locked_by = NULL, locked_until = NULL
-WHERE status = 'dead' AND (?1 = '' OR type = ?1)`),
-		purge: r.Replace(`DELETE FROM {T} WHERE seq IN (
-	SELECT seq FROM {T} WHERE status = 'delivered' AND delivered_at < ?1 ORDER BY delivered_at LIMIT ?2)`),
-		stats: r.Replace(`SELECT
-	(SELECT count(*) FROM {T} WHERE status = 'pending'),
-	(SELECT count(*) FROM {T} WHERE status = 'dead'),
-	(SELECT created_at FROM {T} WHERE status = 'pending' ORDER BY seq LIMIT 1),
-	(SELECT count(*) FROM {T} WHERE status = 'delivered' AND delivered_at > {NOW} - 60000000),
-	{NOW}`),
-		get: r.Replace(`SELECT ` + columns + ` FROM {T} WHERE id = ?1`),
-		list: r.Replace(`SELECT ` + columns + ` FROM {T}
-WHERE seq > ?1
-  AND (?2 = '' OR status = ?2)
-  AND (?3 = '' OR type = ?3)
-  AND (?4 = '' OR key = ?4)
-  AND (?5 IS NULL OR created_at >= ?5)
-  AND (?6 IS NULL OR created_at < ?6)
-ORDER BY seq LIMIT ?7`),
 	}
+	for name, dst := range map[string]*string{
+		"duplicates": &q.duplicates, "ready": &q.ready, "claim": &q.claim, "extend": &q.extend,
+		"mark_delivered": &q.markDelivered, "mark_failed": &q.markFailed, "release": &q.release,
+		"retry_ids": &q.retryIDs, "retry_dead": &q.retryDead, "purge": &q.purge, "stats": &q.stats,
+		"get": &q.get, "list": &q.list,
+	} {
+		b, err := queryFS.ReadFile("queries/" + name + ".sql")
+		if err != nil {
+			return queries{}, fmt.Errorf("sqlite: query %s: %w", name, err)
+		}
+		*dst = r.Replace(string(b))
+	}
+	return q, nil
 }
 
 // maxInsertRows keeps one INSERT well under SQLite's 32766 bind parameters.
