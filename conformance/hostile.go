@@ -59,7 +59,10 @@ func testHostileRows(t *testing.T, h Harness) {
 	var mu sync.Mutex
 	outcomes := map[string]int{}
 	e.relay(nil, e.broker.NewPublisher(t, ""), outbox.RelayConfig{
-		MaxAttempts: 2, BackoffMin: 10 * time.Millisecond, BackoffMax: 50 * time.Millisecond, PublishTimeout: 10 * time.Second,
+		// Enough attempts for the other events to outlive the connection
+		// resets a hostile row can cause (RabbitMQ closes the connection on a
+		// header it refuses): they must be delivered, not die alongside.
+		MaxAttempts: 10, BackoffMin: 10 * time.Millisecond, BackoffMax: 500 * time.Millisecond, PublishTimeout: 10 * time.Second,
 		Observer: func(o outbox.Outcome) {
 			mu.Lock()
 			outcomes[o.EventID]++
