@@ -7,7 +7,7 @@ SUMMARY := $(CURDIR)/.conformance-summary.md
 # -count=1: a cached result would not re-log its skips nor rewrite the conformance summary.
 GO_TEST_FLAGS ?= -count=1
 
-.PHONY: help test test-race fuzz lint verify generate bench bench-backlog demo build matrix modproxy tidy deps install-check
+.PHONY: help test test-race test-race-cells fuzz lint verify generate bench bench-backlog demo build matrix modproxy tidy deps install-check
 
 # Releases (docs/releasing.md): the modules require each other at RELEASE_VERSION; go.work wires the
 # workspace for development. Outside the workspace (GOWORK=off builds, tidy, install-check) the siblings
@@ -30,6 +30,8 @@ MODPROXY_ENV = GOWORK=off GOPROXY=file://$(MODPROXY_DIR),file://$(shell go env G
 # fixed in Go 1.27). Minimization is bounded so one new input cannot eat the whole budget.
 FUZZTIME ?= 50000x
 FUZZMINIMIZE ?= 100x
+# Each input of the relay fuzz target waits for a real relay (a few ms): a smaller budget (~5 s).
+FUZZRELAYTIME ?= 300x
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -71,13 +73,22 @@ test: ## run every module's tests; cells whose service is down are skipped (OUTB
 	  echo "  (full list, test<TAB>reason<TAB>package: $(SKIPLOG))"; else echo; echo "== no test skipped for a missing service"; fi; \
 	exit $$status
 
-fuzz: ## fuzz outboxgen's schema parser and the generated decoder briefly (FUZZTIME executions each, default 50000x)
+fuzz: ## fuzz outboxgen's schema parser and the generated decoder (FUZZTIME executions each, default 50000x) and a relay over hostile SQLite rows (FUZZRELAYTIME, 300x)
 	@echo "== fuzz (FUZZTIME=$(FUZZTIME) each)"
 	@cd cmd/outboxgen && go test -run '^$$' -fuzz '^FuzzParseSchema$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) .
 	@cd cmd/outboxgen/examples/invoicing && go test -run '^$$' -fuzz '^FuzzDecoderHandle$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) .
+	@cd drivers/sqlite && go test -run '^$$' -fuzz '^FuzzRelayOverHostileRow$$' -fuzztime $(FUZZRELAYTIME) -fuzzminimizetime $(FUZZMINIMIZE) .
 
 test-race: ## run every module's tests with the race detector
 	@$(MAKE) --no-print-directory test GO_TEST_FLAGS="-race $(GO_TEST_FLAGS)"
+
+# The cells test-race-cells runs: one per database, on the reference broker.
+RACE_CELLS ?= TestMatrix/(postgres_nats|mysql_nats|sqlite_nats)/
+
+test-race-cells: ## the race detector on the core and on one conformance cell per database (RACE_CELLS), a CI-sized subset of test-race
+	@set -e; cd framework && go test -race $(GO_TEST_FLAGS) ./...; \
+	cd ../drivers/sqlite && go test -race $(GO_TEST_FLAGS) ./...; \
+	cd ../../conformance && go test -race $(GO_TEST_FLAGS) -run '$(RACE_CELLS)' .
 
 lint: ## gofmt, go vet, and staticcheck when installed
 	@set -e; out=$$(gofmt -l $(MODULES)); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi; \

@@ -253,6 +253,7 @@ func c7Tests() []namedTest {
 		{"unreachable_dsn", testUnreachableDSN},
 		{"oversized_event_fails_in_the_callers_tx", testOversized},
 		{"invalid_relay_config", testInvalidRelayConfig},
+		{"hostile_rows_never_stall_the_relay", testHostileRows},
 	}
 }
 

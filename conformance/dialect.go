@@ -19,7 +19,8 @@ type Dialect struct {
 	// SetColumn overwrites one column of the stored event with the given id
 	// in the outbox table (unquoted name, already validated) with value,
 	// bypassing every check of the driver and the core. column is one of
-	// "headers" and "topic".
+	// "headers", "topic", "type" and "key" (the event key, whatever the
+	// dialect's column name).
 	SetColumn func(db *sql.DB, table, id, column, value string) error
 
 	// CreateEffects creates the business table name (unquoted, validated)
@@ -101,6 +102,9 @@ func mysqlDialect() Dialect {
 	return Dialect{
 		QuoteIdent: q,
 		SetColumn: func(db *sql.DB, table, id, column, value string) error {
+			if column == "key" {
+				column = "event_key"
+			}
 			_, err := db.Exec(fmt.Sprintf("UPDATE %s SET %s = ? WHERE id = ?", q(table), q(column)), value, id)
 			return err
 		},

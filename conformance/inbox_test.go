@@ -1,8 +1,6 @@
 package conformance_test
 
 import (
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/outboxkit/outboxkit/conformance"
@@ -12,11 +10,5 @@ import (
 // redelivery and concurrent consumers, with NATS JetStream) on each database.
 func TestInbox(t *testing.T) {
 	t.Parallel()
-	sqliteDB := conformance.SQLite(filepath.Join(os.Getenv(sqliteDirEnv), "inbox.db"))
-	for _, db := range []conformance.Database{conformance.Postgres(), conformance.MySQL(), sqliteDB} {
-		t.Run(db.Name, func(t *testing.T) {
-			t.Parallel()
-			conformance.RunInbox(t, db)
-		})
-	}
+	eachDatabase(t, "inbox", conformance.RunInbox)
 }

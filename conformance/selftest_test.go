@@ -393,3 +393,14 @@ func tailLines(s string, n int) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
+
+// TestSQLiteCellBusyTimeout pins the SQLite cells' writer busy timeout: a
+// DSN tweak that silently kept sqlite.DSN's 5 s (two busy_timeout pragmas
+// run in no fixed order) made writers fail under -race.
+func TestSQLiteCellBusyTimeout(t *testing.T) {
+	t.Parallel()
+	dsn := conformance.SQLite("/tmp/x.db").DSN
+	if strings.Count(dsn, "busy_timeout") != 1 || !strings.Contains(dsn, "busy_timeout(60000)") {
+		t.Fatalf("DSN %s", dsn)
+	}
+}

@@ -2,6 +2,7 @@ package conformance
 
 import (
 	"database/sql"
+	"strings"
 
 	"github.com/outboxkit/outboxkit/drivers/sqlite"
 	"github.com/outboxkit/outboxkit/framework/outboxdriver"
@@ -23,7 +24,11 @@ func SQLite(path string) Database {
 	return Database{
 		Name:       "sqlite",
 		DriverName: "sqlite",
-		DSN:        sqlite.DSN(path),
+		// A cell's tests run in parallel on one file, each with ten
+		// writers and several relays: SQLite's busy handler is no queue, so
+		// a writer can wait several seconds for its turn on a slow machine
+		// (-race): wait up to 60 s instead of DSN's 5 s.
+		DSN: strings.Replace(sqlite.DSN(path), "busy_timeout(5000)", "busy_timeout(60000)", 1),
 		NewDriver: func(db *sql.DB, table string) (outboxdriver.Driver, error) {
 			return sqlite.New(db, sqlite.Config{Table: table})
 		},
@@ -36,7 +41,10 @@ func SQLite(path string) Database {
 		},
 		SerialWriters: true,
 		// busy_timeout bounds how long a statement waits for another
-		// connection's write lock: SQLite's "lock timeout".
-		LockTimeout: "PRAGMA busy_timeout = 1000",
+		// connection's write lock: SQLite's "lock timeout". The writer also
+		// waits for the other tests' writers of the cell (one write lock per
+		// file), so the bound is generous; a relay holding the lock while it
+		// is stuck on the broker would still hold it for minutes.
+		LockTimeout: "PRAGMA busy_timeout = 30000",
 	}
 }

@@ -1,8 +1,6 @@
 package conformance_test
 
 import (
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/outboxkit/outboxkit/conformance"
@@ -13,12 +11,7 @@ import (
 // database is enough.
 func TestUnreadableRow(t *testing.T) {
 	t.Parallel()
-	sqliteDB := conformance.SQLite(filepath.Join(os.Getenv(sqliteDirEnv), "unreadable.db"))
-	for _, db := range []conformance.Database{conformance.Postgres(), conformance.MySQL(), sqliteDB} {
-		h := conformance.Harness{Name: db.Name + "_nats", Database: db, Broker: conformance.NATS()}
-		t.Run(h.Name, func(t *testing.T) {
-			t.Parallel()
-			conformance.RunUnreadableRow(t, h)
-		})
-	}
+	eachDatabase(t, "unreadable", func(t *testing.T, db conformance.Database) {
+		conformance.RunUnreadableRow(t, conformance.Harness{Name: db.Name + "_nats", Database: db, Broker: conformance.NATS()})
+	})
 }

@@ -20,15 +20,30 @@ import (
 	"github.com/outboxkit/outboxkit/framework/outboxtest"
 )
 
-// TestTraceContextFlowsFromWriterToConsumer (framework/outboxotel on PostgreSQL; here so that the
-// tracing module requires no driver): the consumer's span is in the
-// writer's trace, and the relay's publish span is the writer span's child.
+// TestTraceContextFlowsFromWriterToConsumer (framework/outboxotel on
+// PostgreSQL; here so that the tracing module requires no driver): the
+// consumer's span is in the writer's trace, and the relay's publish span is
+// the writer span's child, with the application's global propagator and
+// with none set (the documented wiring, outbox.Config{Propagate:
+// outboxotel.Propagate} only, propagated nothing before W3C became the
+// fallback). Not parallel: it sets OpenTelemetry's globals.
 func TestTraceContextFlowsFromWriterToConsumer(t *testing.T) {
+	for name, global := range map[string]propagation.TextMapPropagator{
+		// An empty composite is what the global propagator is before
+		// otel.SetTextMapPropagator: it has no fields and injects nothing.
+		"no global propagator": propagation.NewCompositeTextMapPropagator(),
+		"global TraceContext":  propagation.TraceContext{},
+	} {
+		t.Run(name, func(t *testing.T) { testTraceFlow(t, global) })
+	}
+}
+
+func testTraceFlow(t *testing.T, global propagation.TextMapPropagator) {
 	outboxtest.RequireService(t, outboxtest.Postgres)
 	rec := tracetest.NewSpanRecorder()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
 	otel.SetTracerProvider(tp)
-	otel.SetTextMapPropagator(propagation.TraceContext{})
+	otel.SetTextMapPropagator(global)
 	tracer := tp.Tracer("test")
 
 	db, err := sql.Open("postgres", outboxtest.PostgresURL())

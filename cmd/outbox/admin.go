@@ -7,9 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
@@ -45,7 +48,7 @@ func (a *app) migrateCommand() *cobra.Command {
 				if err := ob.Migrate(ctx); err != nil {
 					return err
 				}
-				fmt.Fprintf(a.stdout, "migrated %s\n", drv.Table())
+				fmt.Fprintf(a.stdout, "migrated %s\n", tableName(drv))
 				return nil
 			})
 		},
@@ -61,7 +64,7 @@ func (a *app) migrateCommand() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				fmt.Fprintf(a.stdout, "table:   %s\napplied: %v\npending: %v\n", drv.Table(), st.Applied, st.Pending)
+				fmt.Fprintf(a.stdout, "table:   %s\napplied: %v\npending: %v\n", tableName(drv), st.Applied, st.Pending)
 				return nil
 			})
 		},
@@ -107,13 +110,13 @@ func (a *app) statusCommand() *cobra.Command {
 				}
 				if out.format == "json" {
 					return a.writeJSON(map[string]any{
-						"table": drv.Table(), "pending": s.Pending, "dead": s.Dead,
+						"table": tableName(drv), "pending": s.Pending, "dead": s.Dead,
 						"oldest_pending_age_seconds": s.OldestPendingAge.Seconds(),
 						"delivered_last_minute":      s.DeliveredLastMinute,
 					})
 				}
 				tw := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
-				fmt.Fprintf(tw, "table\t%s\n", drv.Table())
+				fmt.Fprintf(tw, "table\t%s\n", tableName(drv))
 				fmt.Fprintf(tw, "pending\t%d\n", s.Pending)
 				fmt.Fprintf(tw, "dead\t%d\n", s.Dead)
 				fmt.Fprintf(tw, "oldest pending\t%s\n", s.OldestPendingAge.Round(time.Millisecond))
@@ -207,10 +210,11 @@ func (a *app) listCommand() *cobra.Command {
 					return a.writeJSON(map[string]any{"events": events, "next": page.Next})
 				}
 				tw := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
-				fmt.Fprintln(tw, "SEQ\tID\tTYPE\tKEY\tSTATUS\tATTEMPTS\tCREATED\tLAST ERROR")
+				fmt.Fprintln(tw, "SEQ\tID\tTYPE\tTOPIC\tKEY\tSTATUS\tATTEMPTS\tCREATED\tLAST ERROR")
 				for _, e := range page.Events {
-					fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", e.Seq, e.ID, e.Type, e.Key, e.Status, e.Attempts,
-						e.CreatedAt.UTC().Format(time.RFC3339), truncate(oneLine(e.LastError), 60))
+					fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", e.Seq, e.ID, printable(e.Type), printable(e.Topic),
+						printable(e.Key), e.Status, e.Attempts, e.CreatedAt.UTC().Format(time.RFC3339),
+						printable(truncate(oneLine(e.LastError), 60)))
 				}
 				if err := tw.Flush(); err != nil {
 					return err
@@ -234,15 +238,37 @@ func (a *app) listCommand() *cobra.Command {
 	return cmd
 }
 
+// truncate cuts s to at most n bytes, on a rune boundary, marking the cut.
 func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
-	return s[:n-1] + "…"
+	cut := n - 1
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
+}
+
+// printable returns s as is when it is valid UTF-8 of printable characters
+// (tabs and newlines excluded, they break the table), and otherwise Go-quoted:
+// a stored key or error holding terminal escape sequences, control
+// characters or invalid UTF-8 is shown escaped, never interpreted by the
+// operator's terminal.
+func printable(s string) string {
+	for _, r := range s {
+		if r == utf8.RuneError || !unicode.IsPrint(r) {
+			return strconv.Quote(s)
+		}
+	}
+	return s
 }
 
 func (a *app) showCommand() *cobra.Command {
-	var out outputFlag
+	var (
+		out        outputFlag
+		maxPayload int
+	)
 	cmd := &cobra.Command{
 		Use:     "show ID",
 		Short:   "Show one event: payload, headers, attempts, last error",
@@ -251,6 +277,9 @@ func (a *app) showCommand() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := out.check(); err != nil {
 				return err
+			}
+			if maxPayload < 0 {
+				return usageError("--max-payload %d must not be negative", maxPayload)
 			}
 			return a.withOutbox(cmd, func(ctx context.Context, _ outboxdriver.Driver, ob *outbox.Outbox) error {
 				e, err := ob.Get(ctx, args[0])
@@ -266,7 +295,7 @@ func (a *app) showCommand() *cobra.Command {
 				j := toJSON(e, true)
 				tw := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
 				fmt.Fprintf(tw, "id\t%s\nseq\t%d\ntype\t%s\ntopic\t%s\nkey\t%s\nstatus\t%s\nattempts\t%d\n",
-					e.ID, e.Seq, e.Type, e.Topic, e.Key, e.Status, e.Attempts)
+					e.ID, e.Seq, printable(e.Type), printable(e.Topic), printable(e.Key), e.Status, e.Attempts)
 				fmt.Fprintf(tw, "created\t%s\n", e.CreatedAt.UTC().Format(time.RFC3339Nano))
 				if e.DeliveredAt != nil {
 					fmt.Fprintf(tw, "delivered\t%s\n", e.DeliveredAt.UTC().Format(time.RFC3339Nano))
@@ -274,26 +303,36 @@ func (a *app) showCommand() *cobra.Command {
 					fmt.Fprintf(tw, "next attempt\t%s\n", e.NextAttemptAt.UTC().Format(time.RFC3339Nano))
 				}
 				if e.LockedBy != "" {
-					fmt.Fprintf(tw, "leased by\t%s\n", e.LockedBy)
+					fmt.Fprintf(tw, "leased by\t%s\n", printable(e.LockedBy))
 				}
 				if e.LastError != "" {
-					fmt.Fprintf(tw, "last error\t%s\n", e.LastError)
+					fmt.Fprintf(tw, "last error\t%s\n", printable(e.LastError))
 				}
 				for k, v := range e.Headers {
-					fmt.Fprintf(tw, "header %s\t%s\n", k, v)
+					fmt.Fprintf(tw, "header %s\t%s\n", printable(k), printable(v))
 				}
 				if err := tw.Flush(); err != nil {
 					return err
 				}
+				body, more := e.Payload, 0
+				if maxPayload > 0 && len(body) > maxPayload {
+					body, more = body[:maxPayload], len(body)-maxPayload
+				}
 				if j.Payload != nil {
-					fmt.Fprintf(a.stdout, "payload:\n%s\n", j.Payload)
+					// Valid JSON holds no raw control characters; a cut may
+					// split a rune, which printable would quote whole.
+					fmt.Fprintf(a.stdout, "payload (%d bytes, JSON):\n%s\n", len(e.Payload), strings.ToValidUTF8(string(body), "\uFFFD"))
 				} else {
-					fmt.Fprintf(a.stdout, "payload (%d bytes, not JSON, hex):\n%x\n", len(e.Payload), e.Payload)
+					fmt.Fprintf(a.stdout, "payload (%d bytes, not JSON, hex):\n%x\n", len(e.Payload), body)
+				}
+				if more > 0 {
+					fmt.Fprintf(a.stdout, "... %d more byte(s) not shown (--max-payload %d; 0 shows all, -o json prints the whole event)\n", more, maxPayload)
 				}
 				return nil
 			})
 		},
 	}
+	cmd.Flags().IntVar(&maxPayload, "max-payload", 64<<10, "bytes of the payload shown in table output; 0 shows all")
 	out.register(cmd)
 	return cmd
 }
@@ -306,7 +345,7 @@ func (a *app) confirm(prompt string, yes bool) error {
 	}
 	f, ok := a.stdin.(*os.File)
 	if !ok || !term.IsTerminal(int(f.Fd())) {
-		return usageError("%s: not a terminal, pass --yes to confirm", prompt)
+		return &codedError{exitAborted, fmt.Errorf("%s: not confirmed (stdin is not a terminal): pass --yes", prompt)}
 	}
 	fmt.Fprintf(a.stderr, "%s [y/N] ", prompt)
 	line, _ := bufio.NewReader(a.stdin).ReadString('\n')
@@ -430,6 +469,9 @@ purged. On a terminal it shows progress.`,
 			if err != nil {
 				return usageError("--delivered-older-than: %v", err)
 			}
+			if age < 0 {
+				return usageError("--delivered-older-than %s must not be negative", olderThan)
+			}
 			if batch < 1 {
 				return usageError("--batch-size %d must be positive", batch)
 			}
@@ -439,13 +481,16 @@ purged. On a terminal it shows progress.`,
 			}
 			defer closeDB()
 			progress := func(int64) {}
+			shown := false
 			if f, ok := a.stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-				progress = func(n int64) { fmt.Fprintf(a.stderr, "\rpurged %d", n) }
-				defer fmt.Fprintln(a.stderr)
+				progress = func(n int64) { fmt.Fprintf(a.stderr, "\rpurged %d", n); shown = true }
 			}
 			// No overall timeout: purging a large history may take long; each
 			// batch is bounded and Ctrl-C stops between batches.
 			n, err := ob.Purge(cmd.Context(), age, outbox.PurgeOptions{BatchSize: batch, Progress: progress})
+			if shown { // end the progress line before the summary
+				fmt.Fprintln(a.stderr)
+			}
 			fmt.Fprintf(a.stdout, "purged %d delivered event(s) older than %s\n", n, olderThan)
 			return err
 		},

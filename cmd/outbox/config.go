@@ -5,7 +5,9 @@ import (
 	"cmp"
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
 	"regexp"
@@ -66,7 +68,9 @@ type relayConfig struct {
 	PublishTimeout time.Duration `yaml:"publish_timeout"`
 	BackoffMin     time.Duration `yaml:"backoff_min"`
 	BackoffMax     time.Duration `yaml:"backoff_max"`
-	Publish        string        `yaml:"publish"`
+	// ShutdownTimeout is RelayConfig.ShutdownTimeout.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	Publish         string        `yaml:"publish"`
 	// DeleteDelivered is PostgreSQL's Config.DeleteDelivered.
 	DeleteDelivered bool `yaml:"delete_delivered"`
 }
@@ -82,7 +86,17 @@ func (a *app) loadConfig() error {
 		dec := yaml.NewDecoder(bytes.NewReader(raw))
 		dec.KnownFields(true)
 		if err := dec.Decode(a.cfg); err != nil {
+			if errors.Is(err, io.EOF) {
+				return usageError("config %s: no settings (the file is empty or only comments)", path)
+			}
 			return usageError("config %s: %v", path, err)
+		}
+		// A second document would be silently ignored, typos included.
+		if err := dec.Decode(&fileConfig{}); !errors.Is(err, io.EOF) {
+			if err != nil {
+				return usageError("config %s: second YAML document: %v", path, err)
+			}
+			return usageError("config %s: holds more than one YAML document: put every setting in the first", path)
 		}
 	}
 	a.cfg.DBURL = cmp.Or(a.flags.dbURL, os.Getenv("OUTBOX_DB_URL"), a.cfg.DBURL)
@@ -120,6 +134,9 @@ func (a *app) openOutbox(ctx context.Context) (outboxdriver.Driver, *outbox.Outb
 		pc.DeleteDelivered = a.deleteDelivered
 		drv, err = postgres.New(db, pc)
 	case "mysql":
+		if a.cfg.Schema != "" {
+			return nil, nil, nil, usageError("--schema: PostgreSQL only (MySQL has no schemas: name the database in --db-url)")
+		}
 		dsn, derr := mysql.DSNFromURL(a.cfg.DBURL)
 		if derr != nil {
 			return nil, nil, nil, usageError("--db-url: %v", derr)
@@ -130,6 +147,9 @@ func (a *app) openOutbox(ctx context.Context) (outboxdriver.Driver, *outbox.Outb
 		}
 		drv, err = mysql.New(db, mysql.Config{Table: a.cfg.Table})
 	case "sqlite":
+		if a.cfg.Schema != "" {
+			return nil, nil, nil, usageError("--schema: PostgreSQL only (a SQLite file has no schemas)")
+		}
 		path := u.Path
 		if u.Host != "" { // sqlite://relative/path.db
 			path = u.Host + u.Path
@@ -163,10 +183,20 @@ func (a *app) openOutbox(ctx context.Context) (outboxdriver.Driver, *outbox.Outb
 	return drv, ob, func() { db.Close() }, nil
 }
 
-var userinfoRe = regexp.MustCompile(`(://[^:/@\s]*:)[^@\s]*@`)
+var userinfoRe = regexp.MustCompile(`(://[^:/@\s]*:)([^@\s]*)@`)
 
-// redactAll hides passwords of any URL inside an error message.
-func redactAll(s string) string { return userinfoRe.ReplaceAllString(s, "${1}xxxxx@") }
+// redactAll hides passwords of any URL inside an error message, but not the
+// "user:password@" placeholders of the messages that say what a URL looks
+// like.
+func redactAll(s string) string {
+	return userinfoRe.ReplaceAllStringFunc(s, func(m string) string {
+		sub := userinfoRe.FindStringSubmatch(m)
+		if sub[2] == "password" || sub[2] == "pass" {
+			return m
+		}
+		return sub[1] + "xxxxx@"
+	})
+}
 
 // oneLine folds a multi-line error message into one line.
 func oneLine(s string) string {
@@ -209,4 +239,11 @@ func parseTime(s string) (time.Time, error) {
 		return time.Time{}, fmt.Errorf("%q is neither an RFC 3339 time nor an age like 2h or 7d", s)
 	}
 	return time.Now().Add(-d), nil
+}
+
+// tableName is the driver's table as operators write it (schema.table),
+// without the SQL quoting Driver.Table adds: for logs, metrics labels and
+// JSON output.
+func tableName(drv outboxdriver.Driver) string {
+	return strings.NewReplacer(`"`, "", "`", "").Replace(drv.Table())
 }

@@ -94,7 +94,7 @@ var metricRe = regexp.MustCompile(`\boutbox_[a-z_]+`)
 func TestDashboardAndAlertsUseRealMetrics(t *testing.T) {
 	t.Parallel()
 	known := map[string]bool{}
-	mfs, err := newRelayMetrics().reg.Gather()
+	mfs, err := newRelayMetrics("outbox").reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +103,8 @@ func TestDashboardAndAlertsUseRealMetrics(t *testing.T) {
 	}
 	// Vectors without observations are not gathered; add them by name.
 	for _, n := range []string{"outbox_published_total", "outbox_publish_failures_total", "outbox_dead_total",
-		"outbox_retried_total", "outbox_publish_duration_seconds", "outbox_commit_to_publish_seconds"} {
+		"outbox_retried_total", "outbox_publish_duration_seconds", "outbox_commit_to_publish_seconds",
+		"outbox_pending_events", "outbox_dead_events", "outbox_oldest_pending_age_seconds"} {
 		known[n] = true
 	}
 	raw, err := os.ReadFile("../../docs/grafana/outbox-relay.json")
@@ -132,6 +133,16 @@ func TestDashboardAndAlertsUseRealMetrics(t *testing.T) {
 		}
 	}
 	for _, e := range exprs {
+		// Every relay of a table exports its table-wide gauges: a sum
+		// would count them once per relay.
+		for _, g := range []string{"outbox_pending_events", "outbox_dead_events", "outbox_oldest_pending_age_seconds"} {
+			if i := strings.Index(e, g); i >= 0 && e != string(ops) && !strings.Contains(e[:i], "max by (table)") {
+				t.Errorf("dashboard expression %q: aggregate %s with max by (table)", e, g)
+			}
+			if strings.Contains(e, "sum("+g) || strings.Contains(e, "max("+g) {
+				t.Errorf("%s aggregated with sum() or a bare max(): use max by (table)", g)
+			}
+		}
 		for _, m := range metricRe.FindAllString(e, -1) {
 			base := strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(m, "_bucket"), "_sum"), "_count")
 			if !known[base] && !strings.HasPrefix(m, "outbox_relay_up") && m != "outbox_list" {

@@ -17,6 +17,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -45,10 +47,43 @@ func usageError(format string, args ...any) error {
 }
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := withSignals(context.Background(), os.Stderr, os.Exit)
 	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
+}
+
+// errSignal is the cause of the context cancelled by the first SIGINT or
+// SIGTERM; commands log it (the relay as "stopping").
+var errSignal = errors.New("signal received")
+
+// withSignals returns a context cancelled, with a cause wrapping errSignal,
+// at the first SIGINT or SIGTERM. A second signal does not wait for the
+// graceful stop: it prints why and calls exit(1) at once.
+func withSignals(parent context.Context, stderr io.Writer, exit func(int)) (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(parent)
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case s := <-sigs:
+			cancel(fmt.Errorf("%w: %s", errSignal, s))
+		case <-done:
+			return
+		}
+		select {
+		case s := <-sigs:
+			fmt.Fprintf(stderr, "outbox: second signal (%s): exiting at once, without waiting for in-flight events (they are published again after their lease)\n", s)
+			exit(exitError)
+		case <-done:
+		}
+	}()
+	return ctx, func() {
+		signal.Stop(sigs)
+		close(done)
+		cancel(nil)
+	}
 }
 
 // run executes the CLI and returns the exit code; tests call it directly.
@@ -65,7 +100,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if pe := (*passExit)(nil); errors.As(err, &pe) {
 		return pe.code // a program outbox ran (outbox-conformance) said why
 	}
-	fmt.Fprintln(stderr, "outbox: "+redactAll(oneLine(err.Error())))
+	// Sentinels start with "outbox: " too: say it once.
+	msg := strings.ReplaceAll(redactAll(oneLine(err.Error())), ": outbox: ", ": ")
+	fmt.Fprintln(stderr, "outbox: "+strings.TrimPrefix(msg, "outbox: "))
 	var ce *codedError
 	if errors.As(err, &ce) {
 		return ce.code
@@ -103,6 +140,7 @@ OUTBOX_TABLE, OUTBOX_SCHEMA, OUTBOX_CONFIG), then the YAML file given by
 
 Exit codes: 0 success, 1 runtime error, 2 usage or configuration error,
 3 event not found, 4 aborted at a confirmation prompt.`,
+		Version:       version(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
@@ -117,6 +155,22 @@ Exit codes: 0 success, 1 runtime error, 2 usage or configuration error,
 	root.AddCommand(a.conformanceCommand())
 	root.AddCommand(a.uiCommand())
 	return root
+}
+
+// version is the module version the binary was built from (go install
+// ...@v1.2.3), or "(devel)" with the VCS revision when built from a checkout.
+func version() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	v := bi.Main.Version
+	for _, s := range bi.Settings {
+		if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+			v += " " + s.Value[:12]
+		}
+	}
+	return strings.TrimSpace(v + " " + bi.GoVersion)
 }
 
 func isFlagError(err error) bool {

@@ -245,7 +245,7 @@ func testAdminCommands(t *testing.T, d dialect) {
 			t.Fatalf("%+v", r)
 		}
 		r = runCLI(t, env, "retry", "--all-dead") // stdin is not a terminal: needs --yes
-		if r.code != exitUsage || !strings.Contains(r.stderr, "--yes") {
+		if r.code != exitAborted || !strings.Contains(r.stderr, "--yes") {
 			t.Fatalf("%+v", r)
 		}
 		r = runCLI(t, env, "retry", "--all-dead", "--yes")
@@ -269,6 +269,31 @@ func testAdminCommands(t *testing.T, d dialect) {
 			t.Fatalf("%+v", r)
 		}
 	})
+	// Last: it adds a pending event.
+	t.Run("hostile fields are escaped, the topic listed, the payload bounded", func(t *testing.T) {
+		tx, _ := db.Begin()
+		big := &outbox.Event{Type: "evil\x1b[2Jtype", Topic: "<b>topic</b>", Key: "K\x1b]0;pwned\x07", Payload: make([]byte, 100<<10)}
+		if err := ob.Insert(context.Background(), tx, big); err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		r := runCLI(t, env, "list", "--type", big.Type)
+		if r.code != 0 || strings.Contains(r.stdout, "\x1b") || !strings.Contains(r.stdout, `"K\x1b]0;pwned\a"`) ||
+			!strings.Contains(r.stdout, "TOPIC") || !strings.Contains(r.stdout, "<b>topic</b>") {
+			t.Fatalf("list: %+v", r)
+		}
+		r = runCLI(t, env, "show", big.ID, "--max-payload", "1000")
+		if r.code != 0 || strings.Contains(r.stdout, "\x1b") || !strings.Contains(r.stdout, `"evil\x1b[2Jtype"`) ||
+			len(r.stdout) > 5000 || !strings.Contains(r.stdout, fmt.Sprintf("%d more byte(s) not shown", 100<<10-1000)) {
+			t.Fatalf("show: code %d, %d bytes of output: %.500s", r.code, len(r.stdout), r.stdout)
+		}
+		r = runCLI(t, env, "show", big.ID) // default: 64 KiB
+		if r.code != 0 || len(r.stdout) > 64<<10*2+1000 {
+			t.Fatalf("show printed %d bytes", len(r.stdout))
+		}
+	})
 }
 
 func TestErrorsAndExitCodes(t *testing.T) {
@@ -278,15 +303,23 @@ func TestErrorsAndExitCodes(t *testing.T) {
 		code int
 		want string
 	}{
-		"unknown flag":      {[]string{"status", "--bogus"}, exitUsage, "unknown flag"},
-		"no db":             {[]string{"status", "--db-url", ""}, exitUsage, "--db-url"},
-		"bad scheme":        {[]string{"status", "--db-url", "oracle://x"}, exitUsage, "oracle"},
-		"bad table":         {[]string{"status", "--db-url", "postgres://u@127.0.0.1:1/x", "--table", "a;drop"}, exitUsage, "Table"},
-		"unreachable db":    {[]string{"status", "--db-url", "postgres://app:s3cret@127.0.0.1:1/x?sslmode=disable"}, exitError, "cannot reach database"},
-		"bad output":        {[]string{"list", "-o", "yaml", "--db-url", "postgres://x"}, exitUsage, "--output"},
-		"bad age":           {[]string{"purge", "--delivered-older-than", "soon", "--db-url", "postgres://x"}, exitUsage, "duration"},
-		"retry needs ids":   {[]string{"retry", "--db-url", "postgres://x"}, exitUsage, "--all-dead"},
-		"relay needs a url": {[]string{"relay", "--db-url", "postgres://x", "--broker-url", ""}, exitUsage, "--broker-url"},
+		"unknown flag":                {[]string{"status", "--bogus"}, exitUsage, "unknown flag"},
+		"no db":                       {[]string{"status", "--db-url", ""}, exitUsage, "--db-url"},
+		"bad scheme":                  {[]string{"status", "--db-url", "oracle://x"}, exitUsage, "oracle"},
+		"bad table":                   {[]string{"status", "--db-url", "postgres://u@127.0.0.1:1/x", "--table", "a;drop"}, exitUsage, "Table"},
+		"unreachable db":              {[]string{"status", "--db-url", "postgres://app:s3cret@127.0.0.1:1/x?sslmode=disable"}, exitError, "cannot reach database"},
+		"bad output":                  {[]string{"list", "-o", "yaml", "--db-url", "postgres://x"}, exitUsage, "--output"},
+		"bad age":                     {[]string{"purge", "--delivered-older-than", "soon", "--db-url", "postgres://x"}, exitUsage, "duration"},
+		"retry needs ids":             {[]string{"retry", "--db-url", "postgres://x"}, exitUsage, "--all-dead"},
+		"relay needs a url":           {[]string{"relay", "--db-url", "postgres://x", "--broker-url", ""}, exitUsage, "--broker-url"},
+		"negative purge age":          {[]string{"purge", "--delivered-older-than", "-1h", "--db-url", "postgres://x"}, exitUsage, "must not be negative"},
+		"schema on mysql":             {[]string{"status", "--db-url", "mysql://root@127.0.0.1:1/x", "--schema", "s"}, exitUsage, "--schema: PostgreSQL only"},
+		"schema on sqlite":            {[]string{"status", "--db-url", "sqlite:///tmp/x.db", "--schema", "s"}, exitUsage, "--schema: PostgreSQL only"},
+		"mysql url help not redacted": {[]string{"status", "--db-url", "mysql://"}, exitUsage, "mysql://user:password@host"},
+		"unknown broker parameter": {[]string{"relay", "--db-url", outboxtest.PostgresURL(), "--broker-url",
+			"nats://app:s3cret@127.0.0.1:4222?bogus=1"}, exitUsage, `"bogus"`},
+		"bad broker port keeps the URL readable": {[]string{"relay", "--db-url", outboxtest.PostgresURL(), "--broker-url",
+			"nats://app:s3cret@127.0.0.1:42x22"}, exitUsage, "nats://app:xxxxx@127.0.0.1:42x22"},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -301,6 +334,9 @@ func TestErrorsAndExitCodes(t *testing.T) {
 			if strings.Contains(r.stderr, "s3cret") {
 				t.Fatalf("secret printed: %q", r.stderr)
 			}
+			if strings.Contains(r.stderr, "outbox: outbox:") || strings.Count(r.stderr, "outbox: ") > 1 {
+				t.Fatalf("prefix repeated: %q", r.stderr)
+			}
 		})
 	}
 }
@@ -314,6 +350,36 @@ func TestConfigFile(t *testing.T) {
 	}
 	r := runCLI(t, nil, "status", "--config", path)
 	if r.code != exitUsage || !strings.Contains(r.stderr, "unknown_key") {
+		t.Fatalf("%+v", r)
+	}
+}
+
+func TestConfigFileDocuments(t *testing.T) {
+	t.Parallel()
+	for name, c := range map[string]struct{ yaml, want string }{
+		"empty":            {"", "no settings"},
+		"comments only":    {"# db_url: postgres://x\n\n# table: t\n", "no settings"},
+		"typo in a second": {"db_url: postgres://x\n---\ntabel: t\n", "second YAML document"},
+		"second document":  {"db_url: postgres://x\n---\ntable: t\n", "more than one YAML document"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			path := filepath.Join(t.TempDir(), "outbox.yaml")
+			if err := os.WriteFile(path, []byte(c.yaml), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			r := runCLI(t, nil, "status", "--config", path)
+			if r.code != exitUsage || !strings.Contains(r.stderr, c.want) {
+				t.Fatalf("code %d stderr %q, want 2 and %q", r.code, r.stderr, c.want)
+			}
+		})
+	}
+}
+
+func TestVersion(t *testing.T) {
+	t.Parallel()
+	r := runCLI(t, nil, "--version")
+	if r.code != 0 || !strings.HasPrefix(r.stdout, "outbox version ") {
 		t.Fatalf("%+v", r)
 	}
 }

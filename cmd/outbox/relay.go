@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -54,7 +55,7 @@ The default address is loopback only (` + defaultMetricsAddr + `).`,
 			if err != nil {
 				return err
 			}
-			logger := slog.New(slog.NewJSONHandler(a.stderr, &slog.HandlerOptions{Level: level}))
+			logger := slog.New(slog.NewJSONHandler(a.stderr, &slog.HandlerOptions{Level: level, ReplaceAttr: readableDurations}))
 			if cmd.Flags().Changed("metrics-addr") || metrics {
 				metricsAddr = cmp.Or(metricsAddr, a.cfg.MetricsAddr, defaultMetricsAddr)
 			} else {
@@ -76,6 +77,7 @@ The default address is loopback only (` + defaultMetricsAddr + `).`,
 	f.DurationVar(&rc.PublishTimeout, "publish-timeout", 0, "broker acknowledgement timeout (default 15s)")
 	f.DurationVar(&rc.BackoffMin, "backoff-min", 0, "delay after the first failure (default 1s)")
 	f.DurationVar(&rc.BackoffMax, "backoff-max", 0, "retry delay cap (default 5m)")
+	f.DurationVar(&rc.ShutdownTimeout, "shutdown-timeout", 0, "after SIGTERM, how long to wait for in-flight publishes and their outcomes (default 10s; a second signal exits at once)")
 	f.BoolVar(&rc.DeleteDelivered, "delete-delivered", false, "PostgreSQL: delete each event once delivered instead of keeping it as history (much less database work; list/show/status then see no delivered events)")
 	f.StringVar(&rc.Publish, "publish", "", "publish path: direct (event messages through the middlewares to the broker, pipelined) or forwarder (Watermill's forwarder and envelope: same messages, more CPU) (default direct)")
 	f.BoolVar(&metrics, "metrics", false, "serve /metrics, /healthz, /readyz on "+defaultMetricsAddr)
@@ -98,9 +100,19 @@ func mergeRelay(flags, file relayConfig) relayConfig {
 		PublishTimeout:  cmp.Or(flags.PublishTimeout, file.PublishTimeout),
 		BackoffMin:      cmp.Or(flags.BackoffMin, file.BackoffMin),
 		BackoffMax:      cmp.Or(flags.BackoffMax, file.BackoffMax),
+		ShutdownTimeout: cmp.Or(flags.ShutdownTimeout, file.ShutdownTimeout),
 		Publish:         cmp.Or(flags.Publish, file.Publish),
 		DeleteDelivered: flags.DeleteDelivered || file.DeleteDelivered,
 	}
+}
+
+// readableDurations logs durations as "1.5s" instead of nanoseconds, also
+// Watermill's and the relay's own.
+func readableDurations(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		a.Value = slog.StringValue(a.Value.Duration().String())
+	}
+	return a
 }
 
 func parseLevel(s string) (slog.Level, error) {
@@ -115,6 +127,14 @@ func (a *app) runRelay(ctx context.Context, logger *slog.Logger, rc relayConfig,
 	if a.cfg.BrokerURL == "" {
 		return usageError("no broker: set --broker-url or OUTBOX_BROKER_URL (schemes: %s)", strings.Join(outboxbroker.Schemes(), ", "))
 	}
+	if _, err := url.Parse(a.cfg.BrokerURL); err != nil {
+		// url.Error repeats the raw URL, secrets included: keep its reason only.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return usageError("--broker-url %s: %v", outboxbroker.Redact(a.cfg.BrokerURL), err)
+	}
 	drv, ob, closeDB, err := a.openOutbox(ctx)
 	if err != nil {
 		return err
@@ -122,36 +142,65 @@ func (a *app) runRelay(ctx context.Context, logger *slog.Logger, rc relayConfig,
 	defer closeDB()
 	broker, err := outboxbroker.Open(ctx, a.cfg.BrokerURL, outboxbroker.Options{Logger: logger})
 	if err != nil {
-		if errors.Is(err, outboxbroker.ErrUnknownScheme) {
-			return &codedError{exitUsage, err}
+		var pe *outboxbroker.ParamError
+		if errors.Is(err, outboxbroker.ErrUnknownScheme) || errors.As(err, &pe) {
+			return &codedError{exitUsage, fmt.Errorf("broker URL %s: %w", outboxbroker.Redact(a.cfg.BrokerURL), err)}
 		}
 		return fmt.Errorf("open broker %s: %w", outboxbroker.Redact(a.cfg.BrokerURL), err)
 	}
 	defer broker.Close()
+	// Every broker fails here alike when it does not answer (a Redis client
+	// connects lazily, so opening it proves nothing).
+	hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	err = a.brokerHealthy(hctx, broker)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("broker %s: %w", outboxbroker.Redact(a.cfg.BrokerURL), err)
+	}
 
-	m := newRelayMetrics()
+	m := newRelayMetrics(tableName(drv))
 	relay, err := outbox.NewRelay(drv, broker.Publisher, outbox.RelayConfig{
 		ID: id, BatchSize: rc.BatchSize, Concurrency: rc.Concurrency, PollInterval: rc.PollInterval, MinPollInterval: rc.MinPoll, MaxAttempts: rc.MaxAttempts,
 		LeaseDuration: rc.LeaseDuration, PublishTimeout: rc.PublishTimeout,
-		BackoffMin: rc.BackoffMin, BackoffMax: rc.BackoffMax, Publish: outbox.PublishPath(rc.Publish),
-		Observer: m.observe, Logger: logger,
+		BackoffMin: rc.BackoffMin, BackoffMax: rc.BackoffMax, ShutdownTimeout: rc.ShutdownTimeout, Publish: outbox.PublishPath(rc.Publish),
+		Observer: m.observe, ClaimObserver: m.observeClaim, Logger: logger,
 	})
 	if err != nil {
 		return &codedError{exitUsage, err}
 	}
-	logger.Info("relay starting", "db", outboxbroker.Redact(a.cfg.DBURL), "broker", outboxbroker.Redact(a.cfg.BrokerURL), "table", drv.Table())
+	logger.Info("relay starting", "db", outboxbroker.Redact(a.cfg.DBURL), "broker", outboxbroker.Redact(a.cfg.BrokerURL), "table", tableName(drv))
 
 	if metricsAddr != "" {
-		srv, err := a.serveMetrics(ctx, metricsAddr, m, drv, ob, logger)
+		srv, err := a.serveMetrics(ctx, metricsAddr, m, drv, broker, logger)
 		if err != nil {
 			return err
 		}
 		defer srv.Close()
-		go m.pollStats(ctx, ob, logger)
+		go m.pollStats(ctx, ob.Stats, logger)
 	}
-	m.up.Set(1)
 	defer m.up.Set(0)
+	stopped := make(chan struct{})
+	defer close(stopped)
+	go func() {
+		select {
+		case <-ctx.Done():
+			logger.Info("stopping: finishing in-flight events (a second signal exits at once)",
+				"cause", context.Cause(ctx).Error(), "shutdown_timeout", cmp.Or(rc.ShutdownTimeout, 10*time.Second))
+		case <-stopped:
+		}
+	}()
 	return relay.Run(ctx)
+}
+
+// brokerHealthy asks the broker client itself (outboxbroker.CheckHealth: a
+// NATS JetStream request, an AMQP channel, a Redis PING) and, for a broker
+// without a health check, dials its address.
+func (a *app) brokerHealthy(ctx context.Context, b *outboxbroker.Broker) error {
+	err := outboxbroker.CheckHealth(ctx, a.cfg.BrokerURL, outboxbroker.Options{}, b)
+	if errors.Is(err, outboxbroker.ErrNoHealthCheck) {
+		return brokerReachable(ctx, a.cfg.BrokerURL)
+	}
+	return err
 }
 
 // brokerReachable dials the broker URL's host (a network-level check: the
@@ -182,18 +231,26 @@ var defaultPorts = map[string]string{
 }
 
 // relayMetrics are the relay's Prometheus metrics, on their own registry.
+// The table-wide gauges (pending, dead, oldest) carry a table label: every
+// relay on a table exports the same values, so dashboards aggregate them
+// with max by (table), never sum.
 type relayMetrics struct {
 	reg                            *prometheus.Registry
+	table                          string
 	published, failed, dead, retry *prometheus.CounterVec
 	publishLatency, lag            *prometheus.HistogramVec
-	pending, deadGauge, oldest, up prometheus.Gauge
+	pending, deadGauge, oldest     *prometheus.GaugeVec
+	claimErrors                    prometheus.Counter
+	up                             prometheus.Gauge
 }
 
-func newRelayMetrics() *relayMetrics {
+func newRelayMetrics(table string) *relayMetrics {
 	reg := prometheus.NewRegistry()
 	labels := []string{"topic", "type"}
+	tableLabel := []string{"table"}
 	m := &relayMetrics{
-		reg: reg,
+		reg:   reg,
+		table: table,
 		published: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "outbox_published_total",
 			Help: "Events the broker acknowledged."}, labels),
 		failed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "outbox_publish_failures_total",
@@ -208,50 +265,84 @@ func newRelayMetrics() *relayMetrics {
 		lag: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "outbox_commit_to_publish_seconds",
 			Help:    "Time from the event's creation (insert) to its acknowledged publish.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 20)}, []string{"topic"}),
-		pending: prometheus.NewGauge(prometheus.GaugeOpts{Name: "outbox_pending_events",
-			Help: "Events not yet delivered (polled every 15s)."}),
-		deadGauge: prometheus.NewGauge(prometheus.GaugeOpts{Name: "outbox_dead_events",
-			Help: "Dead events waiting for an operator (polled every 15s)."}),
-		oldest: prometheus.NewGauge(prometheus.GaugeOpts{Name: "outbox_oldest_pending_age_seconds",
-			Help: "Age of the oldest pending event (polled every 15s)."}),
+		pending: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "outbox_pending_events",
+			Help: "Events not yet delivered (polled every 15s; absent while the database cannot be read)."}, tableLabel),
+		deadGauge: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "outbox_dead_events",
+			Help: "Dead events waiting for an operator (polled every 15s; absent while the database cannot be read)."}, tableLabel),
+		oldest: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "outbox_oldest_pending_age_seconds",
+			Help: "Age of the oldest pending event (polled every 15s; absent while the database cannot be read)."}, tableLabel),
+		claimErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "outbox_claim_errors_total",
+			Help: "Claims that failed with a database error (the relay retries with backoff)."}),
 		up: prometheus.NewGauge(prometheus.GaugeOpts{Name: "outbox_relay_up",
-			Help: "1 while the relay runs."}),
+			Help: "1 while the relay runs and its last claim succeeded; 0 while claims fail (database down) or after it stopped."}),
 	}
-	reg.MustRegister(m.published, m.failed, m.dead, m.retry, m.publishLatency, m.lag, m.pending, m.deadGauge, m.oldest, m.up,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(m.published, m.failed, m.dead, m.retry, m.publishLatency, m.lag, m.pending, m.deadGauge, m.oldest,
+		m.claimErrors, m.up, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
+// maxLabelBytes bounds a label value taken from an event (topic, type): a
+// stored row may hold anything, and a huge label bloats every scrape.
+const maxLabelBytes = 128
+
+// labelValue makes an event's field a safe Prometheus label value: valid
+// UTF-8 (the client library panics on anything else) and at most
+// maxLabelBytes long, cut on a rune boundary and marked with "...".
+func labelValue(s string) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	if len(s) <= maxLabelBytes {
+		return s
+	}
+	cut := maxLabelBytes - len("...")
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "..."
+}
+
+// observe is the relay's Observer. The first outcome of a topic and type
+// creates all its counters at zero, so rate() and increase() see a failure
+// or death as a change from 0, not as a series appearing.
 func (m *relayMetrics) observe(o outbox.Outcome) {
+	topic, typ := labelValue(o.Topic), labelValue(o.Type)
+	published := m.published.WithLabelValues(topic, typ)
+	failed := m.failed.WithLabelValues(topic, typ)
+	dead := m.dead.WithLabelValues(topic, typ)
+	retry := m.retry.WithLabelValues(topic, typ)
 	if o.Attempt > 1 {
-		m.retry.WithLabelValues(o.Topic, o.Type).Inc()
+		retry.Inc()
 	}
 	if o.Err == nil {
-		m.published.WithLabelValues(o.Topic, o.Type).Inc()
-		m.publishLatency.WithLabelValues(o.Topic).Observe(o.Duration.Seconds())
-		m.lag.WithLabelValues(o.Topic).Observe(time.Since(o.CreatedAt).Seconds())
+		published.Inc()
+		m.publishLatency.WithLabelValues(topic).Observe(o.Duration.Seconds())
+		m.lag.WithLabelValues(topic).Observe(time.Since(o.CreatedAt).Seconds())
 		return
 	}
-	m.failed.WithLabelValues(o.Topic, o.Type).Inc()
+	failed.Inc()
 	if o.Dead {
-		m.dead.WithLabelValues(o.Topic, o.Type).Inc()
+		dead.Inc()
 	}
 }
 
-func (m *relayMetrics) pollStats(ctx context.Context, ob *outbox.Outbox, logger *slog.Logger) {
+// observeClaim is the relay's ClaimObserver: a failed claim counts as a
+// database error and marks the relay down until a claim succeeds again.
+func (m *relayMetrics) observeClaim(c outbox.ClaimOutcome) {
+	if c.Err != nil {
+		m.claimErrors.Inc()
+		m.up.Set(0)
+		return
+	}
+	m.up.Set(1)
+}
+
+// stats is what pollStats reads: (*outbox.Outbox).Stats.
+type stats func(context.Context) (*outbox.Stats, error)
+
+func (m *relayMetrics) pollStats(ctx context.Context, read stats, logger *slog.Logger) {
 	t := time.NewTicker(15 * time.Second)
 	defer t.Stop()
 	for {
-		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		s, err := ob.Stats(sctx)
-		cancel()
-		if err == nil {
-			m.pending.Set(float64(s.Pending))
-			m.deadGauge.Set(float64(s.Dead))
-			m.oldest.Set(s.OldestPendingAge.Seconds())
-		} else if ctx.Err() == nil {
-			logger.Warn("reading outbox stats for metrics failed", "err", err)
-		}
+		m.updateStats(ctx, read, logger)
 		select {
 		case <-ctx.Done():
 			return
@@ -260,9 +351,30 @@ func (m *relayMetrics) pollStats(ctx context.Context, ob *outbox.Outbox, logger 
 	}
 }
 
+// updateStats sets the table-wide gauges, or removes them when the stats
+// cannot be read: a frozen last value would say all is well.
+func (m *relayMetrics) updateStats(ctx context.Context, read stats, logger *slog.Logger) {
+	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	s, err := read(sctx)
+	cancel()
+	if err != nil {
+		m.pending.Reset()
+		m.deadGauge.Reset()
+		m.oldest.Reset()
+		if ctx.Err() == nil {
+			logger.Warn("reading outbox stats for metrics failed", "err", err)
+		}
+		return
+	}
+	m.pending.WithLabelValues(m.table).Set(float64(s.Pending))
+	m.deadGauge.WithLabelValues(m.table).Set(float64(s.Dead))
+	m.oldest.WithLabelValues(m.table).Set(s.OldestPendingAge.Seconds())
+}
+
 // serveMetrics serves /metrics, /healthz (process up) and /readyz (database
-// reachable and table migrated).
-func (a *app) serveMetrics(ctx context.Context, addr string, m *relayMetrics, drv outboxdriver.Driver, _ *outbox.Outbox, logger *slog.Logger) (*http.Server, error) {
+// reachable, table readable, broker answering), each readiness check
+// within 3 s.
+func (a *app) serveMetrics(ctx context.Context, addr string, m *relayMetrics, drv outboxdriver.Driver, broker *outboxbroker.Broker, logger *slog.Logger) (*http.Server, error) {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
@@ -277,8 +389,8 @@ func (a *app) serveMetrics(ctx context.Context, addr string, m *relayMetrics, dr
 			http.Error(w, "outbox table: "+redactAll(err.Error()), http.StatusServiceUnavailable)
 			return
 		}
-		if err := brokerReachable(rctx, a.cfg.BrokerURL); err != nil {
-			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		if err := a.brokerHealthy(rctx, broker); err != nil {
+			http.Error(w, "broker: "+redactAll(err.Error()), http.StatusServiceUnavailable)
 			return
 		}
 		fmt.Fprintln(w, "ok")

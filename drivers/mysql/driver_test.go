@@ -313,9 +313,18 @@ func TestInsert(t *testing.T) {
 		e := newEvent("k")
 		b.insert(t, e)
 		dup := e
-		dup.Type = "other"
-		b.insert(t, dup, newEvent("k")) // the duplicate is skipped, the tx still commits
+		b.insert(t, dup, newEvent("k")) // the identical duplicate is skipped, the tx still commits
 		b.insert(t, dup)
+		dup.Type = "other" // a reused id with different content is an error
+		tx, err := b.db.BeginTx(b.ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Rollback() //nolint:errcheck // test cleanup
+		err = b.drv.EventInsert(b.ctx, &outboxdriver.EventInsertParams{Tx: tx, Events: []outboxdriver.InsertEvent{dup}})
+		if !errors.Is(err, outboxdriver.ErrDuplicateEvent) {
+			t.Fatalf("reused id with another type: %v, want ErrDuplicateEvent", err)
+		}
 		if r := b.get(t, e.ID); r.Type != e.Type {
 			t.Fatalf("duplicate overwrote the event: %+v", r)
 		}

@@ -71,11 +71,33 @@ func (d *Driver) EventInsert(ctx context.Context, p *outboxdriver.EventInsertPar
 			// from a binary string.
 			args = append(args, e.ID, e.Type, e.Topic, e.Key, e.Payload, string(e.Headers), e.CreatedAt.UTC())
 		}
-		if _, err := p.Tx.ExecContext(ctx, query, args...); err != nil {
+		res, err := p.Tx.ExecContext(ctx, query, args...)
+		if err != nil {
 			return interpretError(err)
+		}
+		// ON DUPLICATE KEY UPDATE id = id counts an inserted row 1 and a
+		// skipped duplicate 0 (the DSN's default clientFoundRows=false): only
+		// a short count costs the read-back that tells an idempotent retry
+		// from a reused id.
+		if n, err := res.RowsAffected(); err != nil || n < int64(len(chunk)) {
+			if err := d.checkDuplicates(ctx, p.Tx, chunk, start-len(chunk)); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
+}
+
+// checkDuplicates compares the stored events with the ids of chunk (read in
+// the caller's transaction) with what chunk asked for; first is the index of
+// chunk[0] in the Insert call.
+func (d *Driver) checkDuplicates(ctx context.Context, tx *sql.Tx, chunk []outboxdriver.InsertEvent, first int) error {
+	args := make([]any, len(chunk))
+	for i, e := range chunk {
+		args[i] = e.ID
+	}
+	return interpretError(outboxdriver.CheckDuplicates(ctx, tx,
+		withIDs("SELECT id, type, topic, event_key, payload FROM "+d.table+" WHERE id IN ({IDS})", len(chunk)), args, chunk, first))
 }
 
 // readCommitted runs fn in a READ COMMITTED transaction: whatever the

@@ -214,7 +214,8 @@ func newQueries(data queryData) (queries, error) {
 const maxInsertRows = 1000
 
 // insertSQL renders the INSERT of n events; with notifications on, the same
-// statement also queues the NOTIFY (its channel is the last parameter).
+// statement also queues the NOTIFY (its channel is the last parameter) and
+// returns how many rows it inserted (no row when none).
 func (d *Driver) insertSQL(n int) string {
 	var b strings.Builder
 	if d.channel != "" {
@@ -230,12 +231,16 @@ func (d *Driver) insertSQL(n int) string {
 	}
 	b.WriteString(" ON CONFLICT (id) DO NOTHING")
 	if d.channel != "" {
-		fmt.Fprintf(&b, " RETURNING 1) SELECT pg_notify($%d, '') WHERE EXISTS (SELECT 1 FROM ins)", n*7+1)
+		fmt.Fprintf(&b, " RETURNING 1) SELECT (SELECT count(*) FROM ins), pg_notify($%d, '')::text WHERE EXISTS (SELECT 1 FROM ins)", n*7+1)
 	}
 	return b.String()
 }
 
-// EventInsert implements outboxdriver.Driver.
+// EventInsert implements outboxdriver.Driver. An event whose id is already
+// stored is skipped by ON CONFLICT DO NOTHING; only when the INSERT reports
+// fewer rows than it was given does a second statement read the stored
+// events of the chunk to tell an idempotent retry from a reused id
+// (ErrDuplicateEvent), so the common path costs one statement.
 func (d *Driver) EventInsert(ctx context.Context, p *outboxdriver.EventInsertParams) error {
 	for start := 0; start < len(p.Events); start += maxInsertRows {
 		chunk := p.Events[start:min(start+maxInsertRows, len(p.Events))]
@@ -247,14 +252,42 @@ func (d *Driver) EventInsert(ctx context.Context, p *outboxdriver.EventInsertPar
 		for _, e := range chunk {
 			args = append(args, e.ID, e.Type, e.Topic, e.Key, e.Payload, string(e.Headers), e.CreatedAt)
 		}
+		var inserted int64
 		if d.channel != "" {
 			args = append(args, d.channel)
+			var notified string
+			err := p.Tx.QueryRowContext(ctx, query, args...).Scan(&inserted, &notified)
+			if err != nil && !errors.Is(err, sql.ErrNoRows) {
+				return interpretError(err)
+			}
+		} else {
+			res, err := p.Tx.ExecContext(ctx, query, args...)
+			if err != nil {
+				return interpretError(err)
+			}
+			if inserted, err = res.RowsAffected(); err != nil {
+				return interpretError(err)
+			}
 		}
-		if _, err := p.Tx.ExecContext(ctx, query, args...); err != nil {
-			return interpretError(err)
+		if inserted < int64(len(chunk)) {
+			if err := d.checkDuplicates(ctx, p.Tx, chunk, start); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
+}
+
+// checkDuplicates compares the stored events with the ids of chunk (read in
+// the caller's transaction) with what chunk asked for; first is the index of
+// chunk[0] in the Insert call.
+func (d *Driver) checkDuplicates(ctx context.Context, tx *sql.Tx, chunk []outboxdriver.InsertEvent, first int) error {
+	ids := make([]string, len(chunk))
+	for i, e := range chunk {
+		ids[i] = e.ID
+	}
+	return interpretError(outboxdriver.CheckDuplicates(ctx, tx, "SELECT id::text, type, topic, key, payload FROM "+d.table+
+		" WHERE id = ANY(string_to_array($1, ',')::uuid[])", []any{strings.Join(ids, ",")}, chunk, first))
 }
 
 func (d *Driver) exec(ctx context.Context, query string, args ...any) (int64, error) {

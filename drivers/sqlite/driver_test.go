@@ -97,6 +97,28 @@ func TestDriverClaim(t *testing.T) {
 		}
 	})
 
+	t.Run("delivery clears the last error of an earlier attempt", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		e := ev("k", 1)
+		b.insert(t, e)
+		b.claim(t, "r1", 10, time.Minute)
+		ctx := context.Background()
+		if _, err := b.drv.EventMarkFailed(ctx, &outboxdriver.EventMarkFailedParams{RelayID: "r1",
+			Failures: []outboxdriver.FailedAttempt{{ID: e.ID, Error: "broker said no"}}}); err != nil {
+			t.Fatal(err)
+		}
+		if rows := b.claim(t, "r2", 10, time.Minute); len(rows) != 1 {
+			t.Fatalf("claimed %d after the failure, want 1", len(rows))
+		}
+		if n, err := b.drv.EventMarkDelivered(ctx, &outboxdriver.EventMarkDeliveredParams{RelayID: "r2", IDs: []string{e.ID}}); err != nil || n != 1 {
+			t.Fatalf("mark delivered: %d %v", n, err)
+		}
+		if r := b.get(t, e.ID); r.Status != outbox.StatusDelivered || r.LastError != "" || r.Attempts != 2 {
+			t.Fatalf("delivered event: status %s, last_error %q, attempts %d; want delivered, no error, 2", r.Status, r.LastError, r.Attempts)
+		}
+	})
+
 	t.Run("an event in backoff holds back its key; dead does not", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t)

@@ -45,7 +45,7 @@ func (d *Driver) InboxInsert(ctx context.Context, p *outboxdriver.InboxInsertPar
 
 // InboxPrune implements outboxdriver.Inbox.
 func (d *Driver) InboxPrune(ctx context.Context, p *outboxdriver.InboxPruneParams) (int64, error) {
-	return d.exec(ctx, `DELETE FROM `+d.inboxTable()+` WHERE (consumer, event_id) IN (
+	return d.execImmediate(ctx, `DELETE FROM `+d.inboxTable()+` WHERE (consumer, event_id) IN (
 		SELECT consumer, event_id FROM `+d.inboxTable()+` WHERE processed_at < ? ORDER BY processed_at LIMIT ?)`,
 		p.Before.UnixMicro(), p.Limit)
 }

@@ -3,11 +3,15 @@
 // a service, a test or a demo gets a working transactional outbox with no
 // database server at all.
 //
-// SQLite has one writer at a time. Claims run in BEGIN IMMEDIATE transactions,
-// so they serialize between relays and per-key order holds; every other relay
-// statement is a single short UPDATE. The relay never holds the write lock
-// while it talks to the broker, so an application transaction waits at most
-// for one short relay statement (busy_timeout covers it), never for a publish.
+// SQLite has one writer at a time. Every relay and admin write runs in its
+// own short BEGIN IMMEDIATE transaction, taking the lock as application
+// transactions do: claims serialize between relays and per-key order holds,
+// and each other relay write is one bounded UPDATE. In a process, the
+// driver's write transactions on a file queue one at a time, with a pause
+// after each, and an idle relay looks for ready rows without the lock. The
+// relay never holds the write lock while it talks to the broker, so an
+// application transaction waits at most for one short relay statement
+// (busy_timeout covers it), never for a publish.
 //
 // Limits: a SQLite database is one file on one node. Run the relay in the
 // process (or on the machine) that owns the file, one relay per database file
@@ -31,6 +35,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"text/template"
 	"time"
 
@@ -105,6 +110,9 @@ type Driver struct {
 	cfg     Config
 	table   string // quoted
 	queries queries
+
+	fileOnce sync.Once
+	file     string // the database's main file, once known (writeKey)
 }
 
 var _ outboxdriver.Driver = (*Driver)(nil)
@@ -120,7 +128,11 @@ func New(db *sql.DB, cfg Config) (*Driver, error) {
 		return nil, err
 	}
 	d := &Driver{db: db, cfg: cfg, table: quote(cfg.Table)}
-	d.queries = newQueries(d.table)
+	q, err := newQueries(d.table)
+	if err != nil {
+		return nil, err
+	}
+	d.queries = q
 	return d, nil
 }
 
@@ -176,77 +188,42 @@ const columns = `seq, id, type, topic, key, payload, headers, status, attempts, 
 func ids(param string) string { return `(SELECT value FROM json_each(` + param + `))` }
 
 type queries struct {
-	insertPrefix, insertRow, insertSuffix             string
-	claim, extend, markDelivered, markFailed, release string
+	insertPrefix, insertRow, insertSuffix, duplicates string
+	ready, claim, extend, markDelivered, markFailed   string
+	release                                           string
 	retryIDs, retryDead, purge, stats, get, list      string
 }
 
-// newQueries renders every statement for one table. The only substitutions
-// are the validated, quoted table name and the clock expression; values are
-// always bind parameters.
-func newQueries(t string) queries {
-	r := strings.NewReplacer("{T}", t, "{NOW}", now, "{IDS}", ids("?1"))
-	return queries{
+//go:embed queries/*.sql
+var queryFS embed.FS
+
+// newQueries renders every statement for one table, once: the relay and
+// admin statements from the embedded queries/*.sql files, the INSERT's
+// fragments here (it is assembled per call, one row per event). The only
+// substitutions are {T}, the validated, quoted table name, {NOW}, the
+// database clock in unix microseconds, {IDS}, the ids of the JSON array
+// bound as ?1, and {COLUMNS}, the stored event's columns; values are always
+// bind parameters.
+func newQueries(t string) (queries, error) {
+	r := strings.NewReplacer("{T}", t, "{NOW}", now, "{IDS}", ids("?1"), "{COLUMNS}", columns)
+	q := queries{
 		insertPrefix: r.Replace(`INSERT INTO {T} (id, type, topic, key, payload, headers, created_at, next_attempt_at) VALUES `),
 		insertRow:    r.Replace(`(?,?,?,?,?,?,?,{NOW})`),
 		insertSuffix: ` ON CONFLICT (id) DO NOTHING`,
-		claim: r.Replace(`
-UPDATE {T} SET locked_by = ?1, locked_until = {NOW} + ?2 * 1000
-WHERE seq IN (
-	SELECT o.seq FROM {T} o
-	WHERE o.status = 'pending'
-	  AND o.next_attempt_at <= {NOW}
-	  AND (o.locked_until IS NULL OR o.locked_until < {NOW})
-	  AND (o.key = '' OR NOT EXISTS (
-		SELECT 1 FROM {T} p
-		WHERE p.status = 'pending' AND (p.locked_by IS NOT NULL OR p.attempts > 0)
-		  AND p.key = o.key AND p.seq < o.seq
-		  AND (p.next_attempt_at > {NOW} OR p.locked_until >= {NOW})))
-	ORDER BY o.seq
-	LIMIT ?3)
-RETURNING seq, id, type, topic, key, payload, headers, attempts, created_at, next_attempt_at, locked_until`),
-		extend: r.Replace(`UPDATE {T} SET locked_until = {NOW} + ?3 * 1000
-WHERE id IN {IDS} AND locked_by = ?2 AND status = 'pending'`),
-		markDelivered: r.Replace(`UPDATE {T} SET status = 'delivered', delivered_at = {NOW},
-	attempts = attempts + 1, locked_by = NULL, locked_until = NULL
-WHERE id IN {IDS} AND locked_by = ?2 AND status = 'pending'`),
-		markFailed: r.Replace(`UPDATE {T} AS t SET attempts = t.attempts + 1, last_error = f.err,
-	status = CASE WHEN f.dead THEN 'dead' ELSE 'pending' END,
-	next_attempt_at = CASE WHEN f.dead THEN t.next_attempt_at ELSE {NOW} + f.delay_us END,
-	locked_by = NULL, locked_until = NULL
-FROM (SELECT json_extract(value, '$.id') AS id, json_extract(value, '$.err') AS err,
-		json_extract(value, '$.delay_us') AS delay_us, json_extract(value, '$.dead') AS dead
-	FROM json_each(?1)) AS f
-WHERE t.id = f.id AND t.locked_by = ?2 AND t.status = 'pending'`),
-		release: r.Replace(`UPDATE {T} SET locked_by = NULL, locked_until = NULL
-WHERE id IN {IDS} AND locked_by = ?2 AND status = 'pending'`),
-		retryIDs: r.Replace(`UPDATE {T} SET status = 'pending', attempts = 0, next_attempt_at = {NOW},
-	locked_by = NULL, locked_until = NULL
-WHERE id IN {IDS}
-  AND (status <> 'pending' OR locked_until IS NULL OR locked_until < {NOW})`),
-		retryDead: r.Replace(`UPDATE {T} SET status = 'pending', attempts = 0, next_attempt_at = {NOW},
-	locked_by = NULL, locked_until = NULL
-WHERE status = 'dead' AND (?1 = '' OR type = ?1)`),
-		purge: r.Replace(`DELETE FROM {T} WHERE seq IN (
-	SELECT seq FROM {T} WHERE status = 'delivered' AND delivered_at < ?1 ORDER BY delivered_at LIMIT ?2)`),
-		stats: r.Replace(`SELECT
-	(SELECT count(*) FROM {T} WHERE status = 'pending'),
-	(SELECT count(*) FROM {T} WHERE status = 'dead'),
-	(SELECT created_at FROM {T} WHERE status = 'pending' ORDER BY seq LIMIT 1),
-	(SELECT count(*) FROM {T} WHERE status = 'delivered' AND delivered_at > {NOW} - 60000000),
-	{NOW}`),
-		get: r.Replace(`SELECT ` + columns + ` FROM {T} WHERE id = ?1`),
-		list: r.Replace(`SELECT ` + columns + ` FROM {T}
-WHERE seq > ?1
-  AND (?2 = '' OR status = ?2)
-  AND (?3 = '' OR type = ?3)
-  AND (?4 = '' OR key = ?4)
-  AND (?5 IS NULL OR created_at >= ?5)
-  AND (?6 IS NULL OR created_at < ?6)
-  AND (?8 = '' OR topic = ?8)
-  AND (?9 = '' OR last_error = ?9)
-ORDER BY seq LIMIT ?7`),
 	}
+	for name, dst := range map[string]*string{
+		"duplicates": &q.duplicates, "ready": &q.ready, "claim": &q.claim, "extend": &q.extend,
+		"mark_delivered": &q.markDelivered, "mark_failed": &q.markFailed, "release": &q.release,
+		"retry_ids": &q.retryIDs, "retry_dead": &q.retryDead, "purge": &q.purge, "stats": &q.stats,
+		"get": &q.get, "list": &q.list,
+	} {
+		b, err := queryFS.ReadFile("queries/" + name + ".sql")
+		if err != nil {
+			return queries{}, fmt.Errorf("sqlite: query %s: %w", name, err)
+		}
+		*dst = r.Replace(string(b))
+	}
+	return q, nil
 }
 
 // maxInsertRows keeps one INSERT well under SQLite's 32766 bind parameters.
@@ -271,8 +248,21 @@ func (d *Driver) EventInsert(ctx context.Context, p *outboxdriver.EventInsertPar
 			args = append(args, e.ID, e.Type, e.Topic, e.Key, payload, string(e.Headers), e.CreatedAt.UnixMicro())
 		}
 		b.WriteString(d.queries.insertSuffix)
-		if _, err := p.Tx.ExecContext(ctx, b.String(), args...); err != nil {
+		res, err := p.Tx.ExecContext(ctx, b.String(), args...)
+		if err != nil {
 			return interpretError(err)
+		}
+		// ON CONFLICT DO NOTHING counts inserted rows only: a short count
+		// alone costs the read-back that tells an idempotent retry from a
+		// reused id.
+		if n, err := res.RowsAffected(); err != nil || n < int64(len(chunk)) {
+			ids := make([]string, len(chunk))
+			for i, e := range chunk {
+				ids[i] = e.ID
+			}
+			if err := outboxdriver.CheckDuplicates(ctx, p.Tx, d.queries.duplicates, []any{idList(ids)}, chunk, start); err != nil {
+				return interpretError(err)
+			}
 		}
 	}
 	return nil
@@ -284,7 +274,19 @@ func (d *Driver) EventInsert(ctx context.Context, p *outboxdriver.EventInsertPar
 // database/sql cannot ask for an IMMEDIATE transaction itself unless the DSN
 // says _txlock=immediate, and the driver must not depend on how the caller
 // opened the database.
+//
+// The driver's write transactions on one database file also queue in Go
+// (per process), one at a time, before asking SQLite for the lock: SQLite's busy handler is no queue
+// (a waiter sleeps and retries, up to 100 ms apart), so relays retrying
+// against each other would keep the lock busy and starve an application
+// writer past its busy timeout. With the queue, a writer competes with at
+// most one short relay transaction at a time.
 func (d *Driver) immediate(ctx context.Context, fn func(*sql.Conn) error) error {
+	release, err := acquireWriteTurn(ctx, d.writeKey(ctx))
+	if err != nil {
+		return err
+	}
+	defer release()
 	conn, err := d.db.Conn(ctx)
 	if err != nil {
 		return interpretError(err)
@@ -305,6 +307,68 @@ func (d *Driver) immediate(ctx context.Context, fn func(*sql.Conn) error) error 
 	return nil
 }
 
+// writeTurns holds, per database file (or per *sql.DB when the file is
+// unknown), the token of its one write turn in this process.
+var writeTurns sync.Map // string or *sql.DB -> chan struct{}
+
+// writeKey is the key of the driver's database in writeTurns: its main
+// file, so that drivers on several *sql.DB of one file share the queue.
+func (d *Driver) writeKey(ctx context.Context) any {
+	d.fileOnce.Do(func() {
+		var file string
+		err := d.db.QueryRowContext(ctx, "SELECT file FROM pragma_database_list WHERE name = 'main'").Scan(&file)
+		if err == nil && file != "" {
+			d.file = file
+		}
+	})
+	if d.file != "" {
+		return d.file
+	}
+	return d.db
+}
+
+// maxWriteGap bounds the pause a write turn keeps after its transaction.
+const maxWriteGap = 20 * time.Millisecond
+
+// acquireWriteTurn waits for the database's write turn (or ctx) and returns
+// the function that gives it back. The turn is given back after a pause as
+// long as the transaction took (at most maxWriteGap), without making the
+// caller wait: back-to-back relay transactions then hold SQLite's lock at
+// most half of the time, so an application writer, whose busy handler
+// retries every few to 100 ms, gets the lock within a few retries instead
+// of starving past its busy timeout.
+func acquireWriteTurn(ctx context.Context, key any) (func(), error) {
+	v, _ := writeTurns.LoadOrStore(key, make(chan struct{}, 1))
+	turn := v.(chan struct{})
+	select {
+	case turn <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	start := time.Now()
+	return func() {
+		gap := min(time.Since(start), maxWriteGap)
+		time.AfterFunc(gap, func() { <-turn })
+	}, nil
+}
+
+// execImmediate runs one relay or admin write statement in its own BEGIN
+// IMMEDIATE transaction: it takes the write lock the way application
+// transactions do (Open's _txlock=immediate), waits its turn like them, and
+// holds the lock for that one bounded statement only.
+func (d *Driver) execImmediate(ctx context.Context, query string, args ...any) (int64, error) {
+	var n int64
+	err := d.immediate(ctx, func(conn *sql.Conn) error {
+		res, err := conn.ExecContext(ctx, query, args...)
+		if err != nil {
+			return interpretError(err)
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	return n, err
+}
+
 // discardIfInTx rolls back whatever transaction the connection may still
 // have open. If that fails, the connection is thrown away rather than
 // returned to the pool with a transaction (and the write lock) still open.
@@ -320,6 +384,15 @@ func discardIfInTx(conn *sql.Conn) {
 // IMMEDIATE transaction: claims of several relays serialize, and the per-key
 // check reads the latest committed state.
 func (d *Driver) EventClaimBatch(ctx context.Context, p *outboxdriver.EventClaimBatchParams) ([]*outboxdriver.EventRow, error) {
+	// An idle relay polls often: look without the write lock first (a WAL
+	// reader blocks no one), so polling never makes a writer wait.
+	var ready bool
+	if err := d.db.QueryRowContext(ctx, d.queries.ready).Scan(&ready); err != nil {
+		return nil, interpretError(err)
+	}
+	if !ready || p.Limit <= 0 {
+		return nil, nil
+	}
 	var out []*outboxdriver.EventRow
 	err := d.immediate(ctx, func(conn *sql.Conn) error {
 		out = out[:0]
@@ -352,14 +425,6 @@ func (d *Driver) EventClaimBatch(ctx context.Context, p *outboxdriver.EventClaim
 
 func fromMicros(us int64) time.Time { return time.UnixMicro(us).UTC() }
 
-func (d *Driver) exec(ctx context.Context, query string, args ...any) (int64, error) {
-	res, err := d.db.ExecContext(ctx, query, args...)
-	if err != nil {
-		return 0, interpretError(err)
-	}
-	return res.RowsAffected()
-}
-
 func idList(ids []string) string {
 	b, _ := json.Marshal(ids) // []string always marshals
 	return string(b)
@@ -370,7 +435,7 @@ func (d *Driver) EventExtendLeases(ctx context.Context, p *outboxdriver.EventExt
 	if len(p.IDs) == 0 {
 		return 0, nil
 	}
-	return d.exec(ctx, d.queries.extend, idList(p.IDs), p.RelayID, p.Lease.Milliseconds())
+	return d.execImmediate(ctx, d.queries.extend, idList(p.IDs), p.RelayID, p.Lease.Milliseconds())
 }
 
 // EventMarkDelivered implements outboxdriver.Driver.
@@ -378,7 +443,7 @@ func (d *Driver) EventMarkDelivered(ctx context.Context, p *outboxdriver.EventMa
 	if len(p.IDs) == 0 {
 		return 0, nil
 	}
-	return d.exec(ctx, d.queries.markDelivered, idList(p.IDs), p.RelayID)
+	return d.execImmediate(ctx, d.queries.markDelivered, idList(p.IDs), p.RelayID)
 }
 
 type failedJSON struct {
@@ -401,7 +466,7 @@ func (d *Driver) EventMarkFailed(ctx context.Context, p *outboxdriver.EventMarkF
 	if err != nil {
 		return 0, err
 	}
-	return d.exec(ctx, d.queries.markFailed, string(b), p.RelayID)
+	return d.execImmediate(ctx, d.queries.markFailed, string(b), p.RelayID)
 }
 
 // EventRelease implements outboxdriver.Driver.
@@ -409,23 +474,23 @@ func (d *Driver) EventRelease(ctx context.Context, p *outboxdriver.EventReleaseP
 	if len(p.IDs) == 0 {
 		return 0, nil
 	}
-	return d.exec(ctx, d.queries.release, idList(p.IDs), p.RelayID)
+	return d.execImmediate(ctx, d.queries.release, idList(p.IDs), p.RelayID)
 }
 
 // EventRetry implements outboxdriver.Driver.
 func (d *Driver) EventRetry(ctx context.Context, p *outboxdriver.EventRetryParams) (int64, error) {
 	if p.AllDead {
-		return d.exec(ctx, d.queries.retryDead, p.Type)
+		return d.execImmediate(ctx, d.queries.retryDead, p.Type)
 	}
 	if len(p.IDs) == 0 {
 		return 0, nil
 	}
-	return d.exec(ctx, d.queries.retryIDs, idList(p.IDs))
+	return d.execImmediate(ctx, d.queries.retryIDs, idList(p.IDs))
 }
 
 // EventPurge implements outboxdriver.Driver.
 func (d *Driver) EventPurge(ctx context.Context, p *outboxdriver.EventPurgeParams) (int64, error) {
-	return d.exec(ctx, d.queries.purge, p.Before.UnixMicro(), p.Limit)
+	return d.execImmediate(ctx, d.queries.purge, p.Before.UnixMicro(), p.Limit)
 }
 
 // EventStats implements outboxdriver.Driver.

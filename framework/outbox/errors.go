@@ -12,12 +12,18 @@ import (
 var ErrInvalidConfig = outboxdriver.ErrInvalidConfig
 
 // ErrInvalidEvent is wrapped by an *EventError when an event fails
-// validation at Insert (empty type or topic, bad id, reserved header).
+// validation at Insert (empty type or topic, bad id, reserved header, a text
+// field or header that is not valid UTF-8, holds a NUL byte or is too long).
 var ErrInvalidEvent = errors.New("outbox: invalid event")
 
 // ErrEventTooLarge is wrapped by an *EventError when an event's payload is
 // larger than Config.MaxPayloadBytes.
 var ErrEventTooLarge = errors.New("outbox: event too large")
+
+// ErrDuplicateEvent is wrapped by the error Insert returns when an event's
+// explicit ID is already stored with a different type, topic, key or
+// payload. The same ID with identical content is an idempotent no-op.
+var ErrDuplicateEvent = outboxdriver.ErrDuplicateEvent
 
 // ErrNotFound is returned by Get when no event has the given id.
 var ErrNotFound = outboxdriver.ErrNotFound

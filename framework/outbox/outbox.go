@@ -34,6 +34,7 @@ import (
 	"log/slog"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 
@@ -122,8 +123,15 @@ func (o *Outbox) Migrate(ctx context.Context) error {
 // similar wrappers, pass the underlying *sql.Tx.
 //
 // Insert fills each event's ID (a UUIDv7 when empty) and CreatedAt. When any
-// event is invalid, Insert returns an *EventError and writes nothing; the
-// transaction stays usable.
+// event is invalid (see EventError: Type, Topic, Key and header names and
+// values must be valid UTF-8 without NUL bytes, within MaxNameBytes and
+// MaxHeaderValueBytes), Insert returns an *EventError before running any
+// statement: nothing is written and the transaction stays usable.
+//
+// An event whose explicit ID is already stored is skipped when its type,
+// topic, key and payload are identical (an idempotent retry); when they
+// differ, Insert returns an error wrapping ErrDuplicateEvent. Other events of
+// that call may then have been written in tx: roll it back.
 func (o *Outbox) Insert(ctx context.Context, tx *sql.Tx, events ...*Event) error {
 	if tx == nil {
 		return fmt.Errorf("%w: Insert needs the caller's *sql.Tx, got nil", ErrInvalidEvent)
@@ -151,6 +159,38 @@ func (o *Outbox) Insert(ctx context.Context, tx *sql.Tx, events ...*Event) error
 	return nil
 }
 
+// MaxNameBytes is the longest Type, Topic, Key or header name Insert
+// accepts, in bytes.
+const MaxNameBytes = 255
+
+// MaxHeaderValueBytes is the longest header value Insert accepts, in bytes.
+const MaxHeaderValueBytes = 8 << 10
+
+// checkText says what is wrong with s as a stored text column or header
+// (invalid UTF-8, a NUL byte, longer than limit bytes), or "" when nothing
+// is. Every database stores such a value differently or not at all
+// (PostgreSQL refuses it and aborts the transaction, MySQL keeps the NUL,
+// JSON rewrites invalid UTF-8), so Insert refuses it before any statement.
+func checkText(s string, limit int) string {
+	switch {
+	case len(s) > limit:
+		return fmt.Sprintf("%d bytes, longer than %d", len(s), limit)
+	case !utf8.ValidString(s):
+		return fmt.Sprintf("%s is not valid UTF-8", quoteShort(s))
+	case strings.IndexByte(s, 0) >= 0:
+		return fmt.Sprintf("%s contains a NUL byte", quoteShort(s))
+	}
+	return ""
+}
+
+// quoteShort quotes s for an error message, cut after 64 bytes.
+func quoteShort(s string) string {
+	if len(s) > 64 {
+		return fmt.Sprintf("%q...", s[:64])
+	}
+	return fmt.Sprintf("%q", s)
+}
+
 func (o *Outbox) prepare(ctx context.Context, i int, e *Event, now time.Time) (outboxdriver.InsertEvent, error) {
 	invalid := func(field, reason string) error {
 		return &EventError{Index: i, Field: field, Reason: reason, Err: ErrInvalidEvent}
@@ -170,18 +210,18 @@ func (o *Outbox) prepare(ctx context.Context, i int, e *Event, now time.Time) (o
 	} else {
 		id = u.String()
 	}
-	switch {
-	case strings.TrimSpace(e.Type) == "":
+	if strings.TrimSpace(e.Type) == "" {
 		return outboxdriver.InsertEvent{}, invalid("Type", "must not be empty")
-	case len(e.Type) > 255:
-		return outboxdriver.InsertEvent{}, invalid("Type", "longer than 255 bytes")
-	case strings.TrimSpace(e.Topic) == "":
+	}
+	if strings.TrimSpace(e.Topic) == "" {
 		return outboxdriver.InsertEvent{}, invalid("Topic", "must not be empty")
-	case len(e.Topic) > 255:
-		return outboxdriver.InsertEvent{}, invalid("Topic", "longer than 255 bytes")
-	case len(e.Key) > 255:
-		return outboxdriver.InsertEvent{}, invalid("Key", "longer than 255 bytes")
-	case len(e.Payload) > o.cfg.MaxPayloadBytes:
+	}
+	for _, f := range []struct{ field, value string }{{"Type", e.Type}, {"Topic", e.Topic}, {"Key", e.Key}} {
+		if reason := checkText(f.value, MaxNameBytes); reason != "" {
+			return outboxdriver.InsertEvent{}, invalid(f.field, reason)
+		}
+	}
+	if len(e.Payload) > o.cfg.MaxPayloadBytes {
 		return outboxdriver.InsertEvent{}, &EventError{Index: i, Field: "Payload", Err: ErrEventTooLarge,
 			Reason: fmt.Sprintf("%d bytes exceeds MaxPayloadBytes %d", len(e.Payload), o.cfg.MaxPayloadBytes)}
 	}
@@ -196,6 +236,15 @@ func (o *Outbox) prepare(ctx context.Context, i int, e *Event, now time.Time) (o
 		headers[k] = v
 	}
 	o.cfg.Propagate(ctx, headers)
+	// Checked after Propagate: what it adds is stored and published too.
+	for k, v := range headers {
+		if reason := checkText(k, MaxNameBytes); reason != "" {
+			return outboxdriver.InsertEvent{}, invalid("Headers", fmt.Sprintf("header name: %s", reason))
+		}
+		if reason := checkText(v, MaxHeaderValueBytes); reason != "" {
+			return outboxdriver.InsertEvent{}, invalid("Headers", fmt.Sprintf("value of header %s: %s", quoteShort(k), reason))
+		}
+	}
 	hb, err := json.Marshal(headers)
 	if err != nil {
 		return outboxdriver.InsertEvent{}, invalid("Headers", err.Error())

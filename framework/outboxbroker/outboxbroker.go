@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -175,18 +176,35 @@ func Open(ctx context.Context, rawURL string, opts Options) (*Broker, error) {
 	return b, nil
 }
 
-// secretWords mark query parameters whose values Redact hides.
-var secretWords = []string{"pass", "secret", "token", "credential", "auth", "jwt", "nkey", "apikey", "api_key", "sasl"}
+// secretWords mark query parameters whose values Redact hides: a name
+// containing one of them, or equal to one of secretNames. Mechanisms, user
+// names and other settings stay readable.
+var (
+	secretWords = []string{"pass", "secret", "token", "credential", "jwt", "nkey", "apikey", "api_key"}
+	secretNames = []string{"auth", "key", "sasl"}
+)
+
+func secretParam(name string) bool {
+	name = strings.ToLower(name)
+	return slices.Contains(secretNames, name) || slices.ContainsFunc(secretWords, func(w string) bool { return strings.Contains(name, w) })
+}
+
+var (
+	rawUserinfoRe = regexp.MustCompile(`^([A-Za-z][A-Za-z0-9+.-]*://)([^/?#@]*)@`)
+	rawParamRe    = regexp.MustCompile(`([?&])([^=&#]*)=([^&#]*)`)
+)
 
 // Redact returns rawURL with secrets replaced by "xxxxx": the password in
 // the userinfo, a bare userinfo user (brokers such as NATS and Redis take a
 // token there), and the values of query parameters whose name suggests a
-// secret (containing pass, secret, token, credential, auth, jwt, nkey,
-// apikey, sasl). An unparseable URL yields a placeholder, never the input.
+// secret (containing pass, secret, token, credential, jwt, nkey or apikey,
+// or named auth, key or sasl). A URL that does not parse (a bad port, a
+// stray %) is redacted the same way textually, so the error that follows
+// still shows what is wrong with it.
 func Redact(rawURL string) string {
 	u, err := url.Parse(rawURL)
 	if err != nil {
-		return "<unparseable broker URL>"
+		return redactRaw(rawURL)
 	}
 	if u.User != nil {
 		if _, hasPass := u.User.Password(); hasPass {
@@ -198,13 +216,9 @@ func Redact(rawURL string) string {
 	if u.RawQuery != "" {
 		q := u.Query()
 		for k, vs := range q {
-			lk := strings.ToLower(k)
-			for _, w := range secretWords {
-				if strings.Contains(lk, w) {
-					for i := range vs {
-						vs[i] = "xxxxx"
-					}
-					break
+			if secretParam(k) {
+				for i := range vs {
+					vs[i] = "xxxxx"
 				}
 			}
 		}
@@ -214,6 +228,28 @@ func Redact(rawURL string) string {
 		u.Fragment = "xxxxx"
 	}
 	return u.String()
+}
+
+// redactRaw is Redact for a string url.Parse refuses.
+func redactRaw(raw string) string {
+	raw = rawUserinfoRe.ReplaceAllStringFunc(raw, func(m string) string {
+		sub := rawUserinfoRe.FindStringSubmatch(m)
+		if user, _, hasPass := strings.Cut(sub[2], ":"); hasPass {
+			return sub[1] + user + ":xxxxx@"
+		}
+		return sub[1] + "xxxxx@"
+	})
+	raw = rawParamRe.ReplaceAllStringFunc(raw, func(m string) string {
+		sub := rawParamRe.FindStringSubmatch(m)
+		if secretParam(sub[2]) {
+			return sub[1] + sub[2] + "=xxxxx"
+		}
+		return m
+	})
+	if i := strings.IndexByte(raw, '#'); i >= 0 {
+		raw = raw[:i+1] + "xxxxx"
+	}
+	return raw
 }
 
 // NewBroker builds a Broker from a publisher and a subscriber constructor,

@@ -96,12 +96,17 @@ func TestRedact(t *testing.T) {
 		"nats://s3cr3tt0ken@127.0.0.1:4222":                   "nats://xxxxx@127.0.0.1:4222",
 		"redis://:pw@127.0.0.1:6379/0":                        "redis://:xxxxx@127.0.0.1:6379/0",
 		"kafka://h:9092?sasl_password=pw&topic=x":             "kafka://h:9092?sasl_password=xxxxx&topic=x",
-		"kafka://h:9092?sasl_user=u&token=t&group=g":          "kafka://h:9092?group=g&sasl_user=xxxxx&token=xxxxx",
+		"kafka://h:9092?sasl_user=u&token=t&group=g":          "kafka://h:9092?group=g&sasl_user=u&token=xxxxx",
+		"kafka://u:pw@h:9092?sasl_mechanism=PLAIN":            "kafka://u:xxxxx@h:9092?sasl_mechanism=PLAIN",
+		"nats://h:4222?auth=tok&nkey_seed=S":                  "nats://h:4222?auth=xxxxx&nkey_seed=xxxxx",
 		"memory://demo":                                       "memory://demo",
 		"nats://127.0.0.1:4222?stream=S&ensure_stream=true":   "nats://127.0.0.1:4222?ensure_stream=true&stream=S",
-		"amqps://u:p@h/vhost?auth_mechanism=PLAIN#frag-token": "amqps://u:xxxxx@h/vhost?auth_mechanism=xxxxx#xxxxx",
-		"::not a url":  "<unparseable broker URL>",
-		"http://%zz@h": "<unparseable broker URL>",
+		"amqps://u:p@h/vhost?auth_mechanism=PLAIN#frag-token": "amqps://u:xxxxx@h/vhost?auth_mechanism=PLAIN#xxxxx",
+		// Unparseable: still redacted, still recognizable.
+		"::not a url":                         "::not a url",
+		"http://%zz@h":                        "http://xxxxx@h",
+		"nats://tok@h:port":                   "nats://xxxxx@h:port",
+		"amqp://u:s3cret@h:56x2/?password=pw": "amqp://u:xxxxx@h:56x2/?password=xxxxx",
 	} {
 		if got := outboxbroker.Redact(in); got != want {
 			t.Errorf("Redact(%q) = %q, want %q", in, got, want)

@@ -68,7 +68,10 @@ type Driver interface {
 
 	// EventInsert inserts events inside the caller's transaction. An event
 	// whose id already exists is skipped (idempotent insert by id) without
-	// failing the transaction.
+	// failing the transaction when its type, topic, key and payload are the
+	// stored ones; otherwise it returns an error wrapping ErrDuplicateEvent
+	// (see CheckDuplicates). The values it gets were validated by the core
+	// (valid UTF-8, no NUL), so no statement fails on them.
 	EventInsert(ctx context.Context, params *EventInsertParams) error
 
 	// EventList returns events matching a filter, ordered by Seq, after a cursor.

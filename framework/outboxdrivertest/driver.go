@@ -102,20 +102,27 @@ func testInsert(t *testing.T, h Harness) {
 		}
 	})
 
-	t.Run("same id is idempotent", func(t *testing.T) {
+	t.Run("same id and content is idempotent, a reused id is an error", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t, h)
 		const id = "0194a1c2-0000-7000-8000-000000000001"
-		first, again, inCall := ev("k", 1), ev("k", 2), ev("k", 3)
+		first, again, inCall := ev("k", 1), ev("k", 1), ev("k", 1)
 		first.ID, again.ID, inCall.ID = id, id, id
 		b.insert(t, first)
 		b.insert(t, again)
 		b.insert(t, ev("k", 4), inCall) // in one call with another event
-		if r := b.get(t, id); string(r.Payload) != `{"i":1}` {
-			t.Fatalf("the first insert's payload was replaced: %s", r.Payload)
-		}
 		if s := b.stats(t); s.Pending != 2 {
 			t.Fatalf("pending = %d, want 2", s.Pending)
+		}
+		reused := ev("k", 2)
+		reused.ID = id
+		tx := b.begin(t)
+		defer tx.Rollback() //nolint:errcheck
+		if err := b.ob.Insert(b.ctx, tx, reused); !errors.Is(err, outbox.ErrDuplicateEvent) {
+			t.Fatalf("Insert of a reused id with another payload: %v, want ErrDuplicateEvent", err)
+		}
+		if r := b.get(t, id); string(r.Payload) != `{"i":1}` {
+			t.Fatalf("the first insert's payload was replaced: %s", r.Payload)
 		}
 	})
 

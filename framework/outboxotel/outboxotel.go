@@ -31,16 +31,33 @@ import (
 )
 
 // Propagate is an outbox.Config.Propagate hook: it injects the trace
-// context of ctx (W3C traceparent/tracestate with the default propagator)
-// into the event's headers using the global TextMapPropagator.
+// context of ctx into the event's headers with the global TextMapPropagator
+// (otel.SetTextMapPropagator), or, while the application has set none (the
+// global one is then a no-op), with W3C TraceContext and Baggage
+// (traceparent, tracestate, baggage).
 func Propagate(ctx context.Context, headers map[string]string) {
-	otel.GetTextMapPropagator().Inject(ctx, propagation.MapCarrier(headers))
+	propagator(otel.GetTextMapPropagator()).Inject(ctx, propagation.MapCarrier(headers))
 }
 
 // Extract returns ctx carrying the trace context found in the message's
-// metadata (where the relay puts the event's headers).
+// metadata (where the relay puts the event's headers), read with the same
+// propagator as Propagate.
 func Extract(ctx context.Context, msg *message.Message) context.Context {
-	return otel.GetTextMapPropagator().Extract(ctx, propagation.MapCarrier(msg.Metadata))
+	return propagator(otel.GetTextMapPropagator()).Extract(ctx, propagation.MapCarrier(msg.Metadata))
+}
+
+// w3c is what Propagate and Extract use while no global propagator is set.
+var w3c = propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
+
+// propagator returns global unless it is a no-op (it carries no field: the
+// default before otel.SetTextMapPropagator), and then W3C TraceContext and
+// Baggage: without it, following the package documentation propagated
+// nothing.
+func propagator(global propagation.TextMapPropagator) propagation.TextMapPropagator {
+	if len(global.Fields()) == 0 {
+		return w3c
+	}
+	return global
 }
 
 // PublishSpans returns a forwarder middleware for outbox.RelayConfig that
@@ -56,7 +73,7 @@ func PublishSpans(tp trace.TracerProvider) message.HandlerMiddleware {
 		return func(msg *message.Message) ([]*message.Message, error) {
 			// The relay gives the forwarder's envelope the event's metadata.
 			md := msg.Metadata
-			ctx := otel.GetTextMapPropagator().Extract(msg.Context(), propagation.MapCarrier(md))
+			ctx := propagator(otel.GetTextMapPropagator()).Extract(msg.Context(), propagation.MapCarrier(md))
 			ctx, span := tracer.Start(ctx, "outbox publish "+md[outbox.MetadataEventType],
 				trace.WithSpanKind(trace.SpanKindProducer),
 				trace.WithAttributes(

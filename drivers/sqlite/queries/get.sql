@@ -1,0 +1,2 @@
+-- get: rendered once per table by newQueries (placeholders: see there).
+SELECT {COLUMNS} FROM {T} WHERE id = ?1
