@@ -64,6 +64,7 @@ test: ## run every module's tests; cells whose service is down are skipped (OUTB
 	  (cd $$m && OUTBOX_TEST_SKIPLOG=$(SKIPLOG) OUTBOX_CONFORMANCE_SUMMARY=$(SUMMARY) go test $(GO_TEST_FLAGS) ./...) || status=1; done; \
 	$(MAKE) --no-print-directory fuzz || status=1; \
 	$(MAKE) --no-print-directory install-check INSTALL_CHECK_SKIPLOG=$(SKIPLOG) || status=1; \
+	if [ -n "$$OUTBOX_TEST_RACE" ]; then echo "== test-race-cells (OUTBOX_TEST_RACE is set)"; $(MAKE) --no-print-directory test-race-cells || status=1; fi; \
 	if [ -s $(SUMMARY) ]; then echo; echo "== conformance matrix (make matrix copies it into README.md)"; cat $(SUMMARY); fi; \
 	if [ -s $(SKIPLOG) ]; then echo; echo "== skipped (service unreachable; set OUTBOX_TEST_REQUIRE=all to fail instead):"; \
 	  sort -u $(SKIPLOG) | awk -F'\t' '{ pkg = ($$3 == "" ? "?" : $$3); sub("^$(MODULE_PREFIX)/", "", pkg); \

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -52,6 +53,17 @@ func envelope(row *outboxdriver.EventRow) (*message.Message, error) {
 	inner, err := eventMessage(row)
 	if err != nil {
 		return nil, err
+	}
+	// The envelope is JSON: a string that is not valid UTF-8 would reach the
+	// broker altered (each bad byte becomes U+FFFD). Such a row cannot be
+	// forwarded as stored; the direct path carries it unchanged.
+	if !utf8.ValidString(row.Topic) {
+		return nil, errors.New("topic is not valid UTF-8: the forwarder envelope (JSON) would alter it")
+	}
+	for k, v := range inner.Metadata {
+		if !utf8.ValidString(k) || !utf8.ValidString(v) {
+			return nil, fmt.Errorf("metadata %q is not valid UTF-8: the forwarder envelope (JSON) would alter it", strings.ToValidUTF8(k, "?"))
+		}
 	}
 	b, err := json.Marshal(forwarderEnvelope{DestinationTopic: row.Topic, UUID: row.ID, Payload: row.Payload, Metadata: inner.Metadata})
 	if err != nil {

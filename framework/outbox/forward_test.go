@@ -341,3 +341,22 @@ func TestDirectPathPicksAsyncPublisherWithoutMiddlewares(t *testing.T) {
 		}
 	}
 }
+
+func TestEnvelopeRefusesInvalidUTF8(t *testing.T) {
+	t.Parallel()
+	for name, row := range map[string]*outboxdriver.EventRow{
+		"key":    {ID: "0194a1c2-0000-7000-8000-000000000004", Type: "t", Topic: "t", Key: "a\xffb", Payload: []byte("p"), Headers: []byte("{}")},
+		"type":   {ID: "0194a1c2-0000-7000-8000-000000000004", Type: "t\xfe", Topic: "t", Payload: []byte("p"), Headers: []byte("{}")},
+		"topic":  {ID: "0194a1c2-0000-7000-8000-000000000004", Type: "t", Topic: "t\xff", Payload: []byte("p"), Headers: []byte("{}")},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			if _, err := envelope(row); err == nil || !strings.Contains(err.Error(), "UTF-8") {
+				t.Fatalf("envelope: %v, want an error naming UTF-8 (the JSON envelope would alter the value)", err)
+			}
+			if _, err := eventMessage(row); err != nil {
+				t.Fatalf("the direct path's message: %v, want it built unchanged", err)
+			}
+		})
+	}
+}
