@@ -345,9 +345,9 @@ func TestDirectPathPicksAsyncPublisherWithoutMiddlewares(t *testing.T) {
 func TestEnvelopeRefusesInvalidUTF8(t *testing.T) {
 	t.Parallel()
 	for name, row := range map[string]*outboxdriver.EventRow{
-		"key":    {ID: "0194a1c2-0000-7000-8000-000000000004", Type: "t", Topic: "t", Key: "a\xffb", Payload: []byte("p"), Headers: []byte("{}")},
-		"type":   {ID: "0194a1c2-0000-7000-8000-000000000004", Type: "t\xfe", Topic: "t", Payload: []byte("p"), Headers: []byte("{}")},
-		"topic":  {ID: "0194a1c2-0000-7000-8000-000000000004", Type: "t", Topic: "t\xff", Payload: []byte("p"), Headers: []byte("{}")},
+		"key":   {ID: "0194a1c2-0000-7000-8000-000000000004", Type: "t", Topic: "t", Key: "a\xffb", Payload: []byte("p"), Headers: []byte("{}")},
+		"type":  {ID: "0194a1c2-0000-7000-8000-000000000004", Type: "t\xfe", Topic: "t", Payload: []byte("p"), Headers: []byte("{}")},
+		"topic": {ID: "0194a1c2-0000-7000-8000-000000000004", Type: "t", Topic: "t\xff", Payload: []byte("p"), Headers: []byte("{}")},
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
