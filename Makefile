@@ -112,7 +112,7 @@ verify: lint deps build ## generated code fresh, go.mod tidy, one version per de
 BENCH_BROKERS ?= nats://127.0.0.1:4222 kfake:// amqp://guest:guest@127.0.0.1:5672/ redis://127.0.0.1:6379/0
 bench: ## outbox bench with default relay settings: PostgreSQL and MariaDB -> NATS at 100k (medians of 3 interleaved reps vs the minimal relay, the Watermill forwarder and raw async publish), each broker vs its raw publish, the poison scenario, then the Go benchmarks (~45 min)
 	cd cmd/outbox && go run . bench --matrix --compare --events 100000
-	@set -e; for b in $(BENCH_BROKERS); do (cd cmd/outbox && go run . bench --broker-url "$$b" --events 20000 --reps 3 --baselines raw --idle 0 --duration 2s); done
+	@set -e; for b in $(BENCH_BROKERS); do (cd cmd/outbox && go run -tags kfake . bench --broker-url "$$b" --events 20000 --reps 3 --baselines raw --idle 0 --duration 2s); done
 	cd cmd/outbox && go run . bench --poison 3 --reps 3
 	@set -e; for m in $(MODULES); do (cd $$m && go test -run '^$$' -bench . -benchmem ./...); done
 

@@ -80,7 +80,8 @@ Without --db-url and --broker-url it uses the local test services
 (` + benchPostgresURL + `, ` + benchNATSURL + `);
 --matrix runs postgres × nats and mysql × nats (` + benchMySQLURL + `).
 For nats:// the bench creates and deletes its own stream; kfake:// starts an
-in-process Kafka (franz-go's kfake) for the run.`,
+in-process Kafka (franz-go's kfake) for the run, in a binary built with
+-tags kfake (make bench builds one; the operator binary links no test fake).`,
 		Example: `  outbox bench
   outbox bench --matrix --compare --events 100000
   outbox bench --broker-url amqp://guest:guest@127.0.0.1:5672/ --reps 3 --baselines raw

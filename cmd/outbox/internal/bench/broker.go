@@ -4,14 +4,12 @@ import (
 	"cmp"
 	"context"
 	"errors"
-	"fmt"
 	"net/url"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	amqp091 "github.com/rabbitmq/amqp091-go"
 	"github.com/redis/go-redis/v9"
-	"github.com/twmb/franz-go/pkg/kfake"
 )
 
 // KfakeScheme is the bench's own broker URL scheme: kfake:// starts an
@@ -35,16 +33,12 @@ func (r *run) prepareBroker(_ context.Context) error {
 	case "memory":
 		return errors.New("memory:// lives inside one process; the bench runs the relay in its own process: use a real broker")
 	case KfakeScheme:
-		c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.AllowAutoTopicCreation(), kfake.DefaultNumPartitions(10))
+		addr, stop, err := startKfake()
 		if err != nil {
-			return fmt.Errorf("start kfake: %w", err)
+			return err
 		}
-		r.cleanups = append(r.cleanups, c.Close)
-		addrs := c.ListenAddrs()
-		if len(addrs) == 0 {
-			return errors.New("kfake: no listen address")
-		}
-		r.brokerURL = "kafka://" + addrs[0]
+		r.cleanups = append(r.cleanups, stop)
+		r.brokerURL = "kafka://" + addr
 	case "nats":
 		q := u.Query()
 		if q.Has("stream") || q.Has("ensure_stream") {
