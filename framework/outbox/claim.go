@@ -2,6 +2,7 @@ package outbox
 
 import (
 	"context"
+	"math"
 	"sync"
 	"time"
 
@@ -60,7 +61,7 @@ func (c *claimer) loop(ctx context.Context) {
 		}
 		dbFailures = 0
 		if n == 0 {
-			c.hint.claimed(params.FromSeq, nil)
+			c.hint.claimed(params.FromSeq, params.Limit, nil)
 			<-c.slots
 			woken, nudged := c.idle(ctx, idle)
 			switch {
@@ -74,7 +75,7 @@ func (c *claimer) loop(ctx context.Context) {
 			}
 			continue
 		}
-		c.hint.claimed(params.FromSeq, b)
+		c.hint.claimed(params.FromSeq, params.Limit, b)
 		idle, lastWork = c.cfg.MinPollInterval, time.Now()
 		c.sched.in <- b
 	}
@@ -246,50 +247,79 @@ func (c *claimer) recordLeased(b *claimedBatch) {
 const rescanEvery = time.Second
 
 // scanHint is the claimer's EventClaimBatchParams.FromSeq: while events
-// flow, a claim starts at the first event of the oldest batch that is open
-// or was closed since the previous claim (else of the last batch claimed),
-// so that it does not step again over the index entries of everything
-// delivered before (they stay in the index until vacuum or purge). It must
-// not start later: a claim made while other batches are open steps over
-// the keys they hold, and the events it leaves behind lie after their first
-// events; once such a batch is closed, the next claim starts there and
-// finds them. Events left further below (a row held by another relay that
-// then gave it back, a transaction that committed long after taking its
-// Seq) are found by the claim from the start that comes at least every
-// rescanEvery. Per-key order does not rest on the hint.
+// flow, a claim starts at the first event of the oldest open batch (else
+// of the last batch claimed), or lower where an earlier claim may have left
+// events behind, so that it does not step again over the index entries of
+// everything delivered before (they stay in the index until vacuum or
+// purge) and still finds every event it can take. A claim made while other
+// batches are open steps over the keys they hold: the events it leaves
+// behind lie between the open batches' first events and its own last one
+// (a region), and claims start at or below that region until one has
+// scanned through it. Events left further below (a row held by another
+// relay that then gave it back, a transaction that committed long after
+// taking its Seq) are found by the claim from the start that comes at least
+// every rescanEvery. Per-key order does not rest on the hint.
 type scanHint struct {
 	mu       sync.Mutex
 	last     int64                   // first Seq of the last batch claimed; 0: none
 	open     map[*claimedBatch]int64 // first Seq of each open batch
-	closed   int64                   // lowest first Seq of the batches closed since the last from; 0: none
+	regions  []seqRegion             // where claims may have left events behind
 	fromZero time.Time               // last claim from the start
+	// openAtFrom is the lowest first Seq of the batches open when from was
+	// called (0: none): the claim that follows steps over their keys, even
+	// if they close before it returns.
+	openAtFrom int64
 }
+
+// seqRegion is a range of Seqs a claim may have stepped over.
+type seqRegion struct{ from, to int64 }
 
 // from returns the FromSeq of the next claim.
 func (h *scanHint) from() int64 {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	closed := h.closed
-	h.closed = 0
+	h.openAtFrom = 0
+	for _, seq := range h.open {
+		if h.openAtFrom == 0 || seq < h.openAtFrom {
+			h.openAtFrom = seq
+		}
+	}
 	if h.last == 0 || time.Since(h.fromZero) >= rescanEvery {
 		return 0
 	}
 	from := h.last
-	for _, seq := range h.open {
-		from = min(from, seq)
+	if h.openAtFrom > 0 {
+		from = min(from, h.openAtFrom)
 	}
-	if closed > 0 {
-		from = min(from, closed)
+	for _, r := range h.regions {
+		from = min(from, r.from)
 	}
 	return from
 }
 
-// claimed records a claim made from fromSeq that returned b (nil: empty).
-func (h *scanHint) claimed(fromSeq int64, b *claimedBatch) {
+// claimed records the claim that followed the last from: at most limit
+// events from fromSeq, which returned b (nil: none).
+func (h *scanHint) claimed(fromSeq int64, limit int, b *claimedBatch) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if fromSeq == 0 {
 		h.fromZero = time.Now()
+	}
+	// How far the claim scanned: to its last event, or to the end when it
+	// took fewer than it could.
+	end := int64(math.MaxInt64)
+	if b != nil && len(b.rows) >= limit {
+		end = b.rows[len(b.rows)-1].Seq
+	}
+	kept := h.regions[:0]
+	for _, r := range h.regions {
+		if fromSeq > r.from || end < r.to {
+			kept = append(kept, r)
+		}
+	}
+	h.regions = kept
+	if h.openAtFrom > 0 {
+		h.regions = append(h.regions, seqRegion{from: h.openAtFrom, to: end})
 	}
 	if b == nil {
 		return
@@ -304,15 +334,8 @@ func (h *scanHint) claimed(fromSeq int64, b *claimedBatch) {
 // closedBatch records that b's outcomes are written.
 func (h *scanHint) closedBatch(b *claimedBatch) {
 	h.mu.Lock()
-	defer h.mu.Unlock()
-	seq, ok := h.open[b]
-	if !ok {
-		return
-	}
 	delete(h.open, b)
-	if h.closed == 0 || seq < h.closed {
-		h.closed = seq
-	}
+	h.mu.Unlock()
 }
 
 // idle waits d, or until an insert notification (woken) or a nudge from an

@@ -248,44 +248,50 @@ func TestScanHint(t *testing.T) {
 	batch := func(first int64) *claimedBatch {
 		return &claimedBatch{rows: []*outboxdriver.EventRow{{Seq: first}, {Seq: first + 499}}}
 	}
+	const limit = 2 // the batches above are full
 	var h scanHint
 	if h.from() != 0 {
 		t.Fatal("a new relay claims from the start")
 	}
 	b1 := batch(1)
-	h.claimed(0, b1)
+	h.claimed(0, limit, b1)
 	if h.from() != 1 {
 		t.Fatalf("batch 1 (1..500) open: from %d, want 1", h.from())
 	}
-	// Claimed while batch 1 was open: the keys batch 1 holds were stepped
-	// over, so their later events lie after 1, before or after batch 2.
+	// Claimed while batch 1 was open: it stepped over batch 1's keys, so
+	// their later events may lie anywhere in 1..1500.
 	b2 := batch(1001)
-	h.claimed(1, b2)
-	if h.from() != 1 {
-		t.Fatalf("batches 1 and 2 open: from %d, want 1 (the oldest open batch's first event)", h.from())
-	}
+	h.claimed(1, limit, b2)
 	h.closedBatch(b1)
 	if h.from() != 1 {
-		t.Fatalf("batch 1 just closed: from %d, want 1 (what batch 2's claim stepped over is claimable now)", h.from())
+		t.Fatalf("batch 1 closed, batch 2 open: from %d, want 1 (what batch 2's claim stepped over)", h.from())
 	}
-	if h.from() != 1001 {
-		t.Fatalf("after a claim since batch 1 closed, batch 2 open: from %d, want 1001", h.from())
+	// A claim from 1 that took 501..1000 (limit reached at 1000) did not
+	// scan past 1500: the region stays, and its own step over batch 2
+	// adds 1001..1000.
+	b3 := batch(501)
+	h.claimed(1, limit, b3)
+	if h.from() != 1 {
+		t.Fatalf("the region 1..1500 is not scanned through yet: from %d, want 1", h.from())
 	}
+	b4 := batch(1501)
+	h.claimed(1, limit, b4) // scanned 1..2000: through the region
 	h.closedBatch(b2)
-	h.from()
-	if h.from() != 1001 {
-		t.Fatalf("nothing open: from %d, want the last batch's first event 1001 (new events come after it)", h.from())
+	h.closedBatch(b3)
+	h.closedBatch(b4)
+	if got := h.from(); got != 501 {
+		t.Fatalf("every batch closed: from %d, want 501 (the step over batches 2 and 3 in the last claim)", got)
 	}
-	h.claimed(1001, nil)
-	if h.from() != 1001 {
-		t.Fatalf("after an empty claim from the hint: from %d, want 1001", h.from())
+	h.claimed(501, limit, nil) // scanned to the end, nothing open
+	if h.from() != 1501 {
+		t.Fatalf("nothing open, nothing left behind: from %d, want the last batch's first event 1501", h.from())
 	}
 	h.fromZero = time.Now().Add(-rescanEvery)
 	if h.from() != 0 {
 		t.Fatalf("a hint older than rescanEvery: from %d, want a claim from the start", h.from())
 	}
-	h.claimed(0, nil)
-	if h.from() != 1001 {
+	h.claimed(0, limit, nil)
+	if h.from() != 1501 {
 		t.Fatalf("after the claim from the start: from %d, want the hint again", h.from())
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 )
 
@@ -90,8 +91,21 @@ func (recConn) ExecContext(ctx context.Context, query string, args []driver.Name
 		vals[i] = a.Value
 	}
 	rec.stmts = append(rec.stmts, statement{query: query, args: vals})
-	return driver.RowsAffected(0), nil
+	return unrun{}, nil
 }
+
+// unrun is the result of a recorded statement, which has not run: it
+// reports every row written, so that a driver asks nothing back (its
+// duplicate-id check reads after an INSERT that wrote fewer rows than it
+// was given). watermill-sql runs the statement itself, in the caller's
+// transaction: an id already stored is then skipped by the insert's ON
+// CONFLICT clause, and this path reports no outbox.ErrDuplicateEvent.
+type unrun struct{}
+
+func (unrun) LastInsertId() (int64, error) {
+	return 0, errors.New("outbox: recorded statement has not run")
+}
+func (unrun) RowsAffected() (int64, error) { return math.MaxInt64, nil }
 
 type recTx struct{}
 
