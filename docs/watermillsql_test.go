@@ -111,10 +111,11 @@ func TestWatermillSQLMigration(t *testing.T) {
 			if c.dialect == "mysql" {
 				dsn = outboxtest.MySQLDSN()
 			}
-			// GOWORK=off: the program builds from docs/go.mod alone, as in a
-			// user's module.
+			// In the workspace: the program builds against the working tree's
+			// modules (the siblings are required at an unpublished release
+			// version; make install-check covers the user's module path).
 			cmd := exec.Command("go", "test", "-count=1", "-run", "^TestProgram$", "./"+filepath.ToSlash(dir))
-			cmd.Env = append(os.Environ(), "GOWORK=off", "WSQL_DIALECT="+c.dialect, "WSQL_DSN="+dsn)
+			cmd.Env = append(os.Environ(), "WSQL_DIALECT="+c.dialect, "WSQL_DSN="+dsn)
 			out, err := cmd.CombinedOutput()
 			if err != nil {
 				t.Fatalf("the %s program with the one-line change failed (%v):\n%s\n--- program:\n%s", c.dialect, err, out, changed)
