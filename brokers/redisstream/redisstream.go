@@ -26,6 +26,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
 	wmredis "github.com/ThreeDotsLabs/watermill-redisstream/pkg/redisstream"
@@ -63,6 +64,16 @@ type Config struct {
 	// Consumer names this subscriber inside the group. Zero means a random
 	// name per Subscriber.
 	Consumer string
+
+	// MaxIdleTime is how long an entry read by a consumer of the group may
+	// stay unacknowledged before another consumer of the group claims it
+	// (a consumer that stopped without acknowledging leaves its entries
+	// pending). Zero means watermill-redisstream's default, 60s.
+	MaxIdleTime time.Duration
+
+	// ClaimInterval is how often a subscriber looks for entries idle longer
+	// than MaxIdleTime. Zero means watermill-redisstream's default, 5s.
+	ClaimInterval time.Duration
 
 	// Logger receives watermill-redisstream logs. Nil discards them.
 	Logger *slog.Logger
@@ -129,6 +140,8 @@ func (c Config) SubscriberConfig(client redis.UniversalClient) wmredis.Subscribe
 		ConsumerGroup: c.ConsumerGroup,
 		Consumer:      c.Consumer,
 		OldestId:      "0",
+		MaxIdleTime:   c.MaxIdleTime,
+		ClaimInterval: c.ClaimInterval,
 	}
 }
 

@@ -3,6 +3,7 @@ package redisstream_test
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/pubsub/tests"
@@ -40,7 +41,10 @@ func TestUniversal(t *testing.T) {
 		}
 	})
 	pubSub := func(t *testing.T, group string) (message.Publisher, message.Subscriber) {
-		cfg := redisstream.Config{URL: outboxtest.RedisURL(), ConsumerGroup: group}
+		// An entry a cancelled subscription read and never acknowledged is
+		// claimed by the next consumer of the group after MaxIdleTime: the
+		// suite's reads wait 15s, watermill-redisstream's default is 60s.
+		cfg := redisstream.Config{URL: outboxtest.RedisURL(), ConsumerGroup: group, MaxIdleTime: time.Second, ClaimInterval: 200 * time.Millisecond}
 		pub, err := redisstream.NewPublisher(cfg)
 		if err != nil {
 			t.Fatal(err)
