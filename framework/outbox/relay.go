@@ -328,7 +328,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	stopCtx, cancelStop := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelStop()
 	stopWatch := context.AfterFunc(ctx, func() {
-		r.log.Info("relay stopping", "shutdown_timeout", r.cfg.ShutdownTimeout.String())
+		r.log.Info("relay shutting down", "shutdown_timeout", r.cfg.ShutdownTimeout.String())
 		time.AfterFunc(r.cfg.ShutdownTimeout*3/4, cancelHard)
 		time.AfterFunc(r.cfg.ShutdownTimeout, cancelStop)
 	})
