@@ -29,8 +29,8 @@ type SoakConfig struct {
 	// transactions of 5 events from 4 writers. Zero means 200.
 	Rate int
 
-	// BatchSize is the relay's BatchSize, which bounds the duplicates one
-	// crash or one outage may cause. Zero means 100.
+	// BatchSize is the relay's BatchSize, which, times the relay's Concurrency, bounds the
+	// duplicates one crash or one outage may cause. Zero means 100.
 	BatchSize int
 
 	// MaxRSS is the sanity bound on the relay subprocess's resident memory
@@ -52,7 +52,7 @@ func (c SoakConfig) withDefaults() SoakConfig {
 // (and starts a new one) or cuts its broker connection (a tcpproxy) for up
 // to two seconds. Then it lets the last relay drain and proves: no committed
 // event lost (every one acknowledged and, read back, on the broker), at most
-// BatchSize duplicates per crash and per outage, per-key order of first
+// BatchSize × Concurrency duplicates per crash and per outage, per-key order of first
 // deliveries, and on a broker with native dedup one stored message per
 // event. It logs the relay's resident memory at the start and end of each
 // generation and fails only past cfg.MaxRSS.
@@ -186,13 +186,17 @@ func RunSoak(t *testing.T, h Harness, cfg SoakConfig) {
 			perCrash[gs[i-1]]++
 		}
 	}
+	// A crash or an outage loses the outcomes of the batches open at the
+	// time: Concurrency of them.
+	concurrency := cmp.Or(h.Concurrency, outbox.DefaultConcurrency)
+	bound := cfg.BatchSize * concurrency
 	for gen, n := range perCrash {
-		if n > cfg.BatchSize {
-			t.Errorf("C3: the crash of relay generation %d caused %d duplicates, more than BatchSize %d", gen, n, cfg.BatchSize)
+		if n > bound {
+			t.Errorf("C3: the crash of relay generation %d caused %d duplicates, more than BatchSize %d × Concurrency %d", gen, n, cfg.BatchSize, concurrency)
 		}
 	}
-	if sameGen > cuts*cfg.BatchSize {
-		t.Errorf("C3: %d duplicates without a crash, more than BatchSize %d per each of %d outages", sameGen, cfg.BatchSize, cuts)
+	if sameGen > cuts*bound {
+		t.Errorf("C3: %d duplicates without a crash, more than BatchSize %d × Concurrency %d per each of %d outages", sameGen, cfg.BatchSize, concurrency, cuts)
 	}
 	total, distinct := e.got.totals()
 	t.Logf("C3: %d acknowledged publishes for %d events: duplicates per crashed generation %v, %d after outages; the broker stored %d messages",
