@@ -438,34 +438,56 @@ func (p *directPath) call(msg *message.Message) (err error) {
 
 func (p *directPath) close() { p.workers.close() }
 
-// asyncPath is PublishDirect over an AsyncPublisher (no middlewares): the
-// scheduler's goroutine starts each publish, and a bounded pool waits for
-// the outcomes.
+// asyncPath is PublishDirect over an AsyncPublisher (no middlewares): one
+// starter goroutine calls PublishAsync for each event in turn, and a
+// bounded pool waits for the outcomes. PublishAsync runs off the
+// scheduler's goroutine because a client may block in it (nats.go writes to
+// the socket when its buffer is full, and a stalled broker that reads
+// nothing blocks that write until the connection is declared dead): the
+// attempts then time out and the scheduler goes on; starts queued behind
+// the blocked one are dropped once their attempt is over.
 type asyncPath struct {
 	eventMessages
 	pub     AsyncPublisher
 	timeout time.Duration
+	starter *pool // one goroutine
 	waiters *pool
 }
 
-func (p *asyncPath) begin(hardCtx context.Context, topic string, msg *message.Message, done func(error)) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("PublishAsync panicked: %v", r)
-		}
-	}()
+func newAsyncPath(pub AsyncPublisher, timeout time.Duration, window int) *asyncPath {
+	return &asyncPath{pub: pub, timeout: timeout, starter: newPool(1), waiters: newPool(window)}
+}
+
+func (p *asyncPath) begin(hardCtx context.Context, topic string, msg *message.Message, done func(error)) error {
 	if hardCtx.Err() != nil {
 		return errAborted
 	}
 	msg.SetContext(hardCtx)
-	start := time.Now()
-	wait, err := p.pub.PublishAsync(topic, msg)
-	if err != nil {
-		return firstLine(err)
-	}
 	a := newAttempt(hardCtx, p.timeout, done)
-	p.waiters.submit(a, func() { a.finish(p.wait(hardCtx, start, wait)) })
+	p.starter.submit(a, func() {
+		start := time.Now()
+		wait, err := p.start(topic, msg)
+		if err != nil {
+			a.finish(err)
+			return
+		}
+		p.waiters.submit(a, func() { a.finish(p.wait(hardCtx, start, wait)) })
+	})
 	return nil
+}
+
+// start calls PublishAsync; a panic in it is an error.
+func (p *asyncPath) start(topic string, msg *message.Message) (wait func(context.Context) error, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			wait, err = nil, fmt.Errorf("PublishAsync panicked: %v", r)
+		}
+	}()
+	wait, err = p.pub.PublishAsync(topic, msg)
+	if err != nil {
+		return nil, firstLine(err)
+	}
+	return wait, nil
 }
 
 // wait returns the outcome of a publish started at start: nil once
@@ -491,7 +513,10 @@ func (p *asyncPath) wait(hardCtx context.Context, start time.Time, wait func(con
 	return firstLine(err)
 }
 
-func (p *asyncPath) close() { p.waiters.close() }
+func (p *asyncPath) close() {
+	p.starter.close()
+	p.waiters.close()
+}
 
 // firstLine keeps the first line of err: Watermill's wrapped errors (and
 // some middlewares') append a stack trace.

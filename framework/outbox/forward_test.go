@@ -278,7 +278,7 @@ func TestAsyncPath(t *testing.T) {
 	row := &outboxdriver.EventRow{ID: "0194a1c2-0000-7000-8000-000000000003", Type: "t", Topic: "invoices", Payload: []byte("p"), Headers: []byte("{}")}
 	send := func(t *testing.T, p *asyncPublisher, ctx context.Context, timeout time.Duration) error {
 		t.Helper()
-		s := &asyncPath{pub: p, timeout: timeout, waiters: newPool(8)}
+		s := newAsyncPath(p, timeout, 8)
 		defer s.close()
 		return publishVia(t, s, ctx, row)
 	}

@@ -392,7 +392,7 @@ func (r *Relay) startPublishing(ctx context.Context) (publishPath, func(context.
 	if r.cfg.Publish == PublishDirect {
 		var p publishPath
 		if ap, ok := r.publisher.(AsyncPublisher); ok && len(r.cfg.Middlewares) == 0 {
-			p = &asyncPath{pub: ap, timeout: r.cfg.PublishTimeout, waiters: newPool(r.window())}
+			p = newAsyncPath(ap, r.cfg.PublishTimeout, r.window())
 		} else {
 			p = newDirectPath(r.publisher, r.cfg.Middlewares, r.cfg.PublishTimeout, r.window())
 		}

@@ -96,7 +96,7 @@ func testRelay(pub message.Publisher, cfg RelayConfig) *Relay {
 // context does (in-flight publishes aborted ShutdownTimeout later).
 func schedule(ctx context.Context, pub AsyncPublisher, cfg RelayConfig, batches ...[]*outboxdriver.EventRow) []*claimedBatch {
 	r := testRelay(pub, cfg)
-	path := &asyncPath{pub: pub, timeout: r.cfg.PublishTimeout, waiters: newPool(r.window())}
+	path := newAsyncPath(pub, r.cfg.PublishTimeout, r.window())
 	defer path.close()
 	hardCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
@@ -463,4 +463,32 @@ func TestSchedulerSurvivesPanics(t *testing.T) {
 			t.Fatalf("failed %+v released %v, want a/0 failed (not dead) with the panic's message, a/1 released", got.failed, got.released)
 		}
 	})
+}
+
+// blockingBroker's PublishAsync blocks until release is closed, as nats.go's
+// does while its socket write blocks on a stalled broker.
+type blockingBroker struct {
+	recordingPublisher
+	release chan struct{}
+}
+
+func (b *blockingBroker) PublishAsync(string, *message.Message) (func(context.Context) error, error) {
+	<-b.release
+	return func(context.Context) error { return nil }, nil
+}
+
+func TestSchedulerSurvivesABlockingPublishAsync(t *testing.T) {
+	t.Parallel()
+	b := &blockingBroker{release: make(chan struct{})}
+	defer close(b.release)
+	got := publishOne(context.Background(), b, RelayConfig{PublishTimeout: 30 * time.Millisecond}, rowsOf([]string{"a", "b", ""}, 2))
+	if len(got.failed) != 4 || len(got.released) != 2 || len(got.delivered) != 0 {
+		t.Fatalf("delivered %v failed %+v released %v, want every started publish timed out and the keys' later events released",
+			got.delivered, got.failed, got.released)
+	}
+	for _, f := range got.failed {
+		if !strings.Contains(f.Error, "PublishTimeout") {
+			t.Fatalf("failure %q, want a PublishTimeout", f.Error)
+		}
+	}
 }
