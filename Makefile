@@ -89,7 +89,7 @@ test-race: ## run every module's tests with the race detector
 # which does not happen without -race; RACE_CELLS='TestMatrix/sqlite_nats/' runs it (open issue 14).
 RACE_CELLS ?= TestMatrix/(postgres_nats|mysql_nats)/
 
-test-race-cells: ## the race detector on the core and on one conformance cell per database (RACE_CELLS), a CI-sized subset of test-race
+test-race-cells: ## the race detector on the core, drivers/sqlite and the conformance cells RACE_CELLS, a CI-sized subset of test-race
 	@set -e; cd framework && go test -race $(GO_TEST_FLAGS) ./...; \
 	cd ../drivers/sqlite && go test -race $(GO_TEST_FLAGS) ./...; \
 	cd ../../conformance && go test -race $(GO_TEST_FLAGS) -run '$(RACE_CELLS)' .
