@@ -260,7 +260,7 @@ func newRelayMetrics(table string) *relayMetrics {
 		retry: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "outbox_retried_total",
 			Help: "Publish attempts after the first (retries)."}, labels),
 		publishLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "outbox_publish_duration_seconds",
-			Help:    "Time from handing an event to the forwarder to the broker's acknowledgement.",
+			Help:    "Time from handing an event to the publishing path to the broker's acknowledgement.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}, []string{"topic"}),
 		lag: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "outbox_commit_to_publish_seconds",
 			Help:    "Time from the event's creation (insert) to its acknowledged publish.",

@@ -80,7 +80,7 @@ func (s *scheduler) run(ctx, hardCtx context.Context) {
 				in = nil
 				continue
 			}
-			s.add(hardCtx, b)
+			s.add(b)
 		case r := <-s.results:
 			s.inFlight--
 			s.outcome(hardCtx, r)
@@ -99,7 +99,7 @@ func (s *scheduler) run(ctx, hardCtx context.Context) {
 }
 
 // add splits a batch into key runs and queues them.
-func (s *scheduler) add(hardCtx context.Context, b *claimedBatch) {
+func (s *scheduler) add(b *claimedBatch) {
 	s.open++
 	b.left = len(b.rows)
 	if b.left == 0 {
