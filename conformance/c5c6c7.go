@@ -59,6 +59,12 @@ func testPoison(t *testing.T, h Harness) {
 	if n := e.got.count(poison.ID); n != 0 {
 		t.Fatalf("poison event reached the broker %d times", n)
 	}
+	// The follower reached the broker before its delivery was recorded:
+	// wait for the record, then nothing else may be left pending.
+	eventually(t, "follower recorded delivered", hangGuard, func() bool {
+		ok, _ := e.delivered(t, follower.ID)
+		return ok
+	})
 	if s := e.stats(t); s.Dead != 1 || s.Pending != 0 {
 		t.Fatalf("stats: dead=%d pending=%d, want 1 and 0", s.Dead, s.Pending)
 	}

@@ -189,7 +189,7 @@ func ids(param string) string { return `(SELECT value FROM json_each(` + param +
 
 type queries struct {
 	insertPrefix, insertRow, insertSuffix, duplicates string
-	ready, claim, extend, markDelivered, markFailed   string
+	candidates, claim, extend, markDelivered, markFailed string
 	release                                           string
 	retryIDs, retryDead, purge, stats, get, list      string
 }
@@ -206,13 +206,19 @@ var queryFS embed.FS
 // bind parameters.
 func newQueries(t string) (queries, error) {
 	r := strings.NewReplacer("{T}", t, "{NOW}", now, "{IDS}", ids("?1"), "{COLUMNS}", columns)
+	claimable, err := queryFS.ReadFile("queries/claimable.sql")
+	if err != nil {
+		return queries{}, fmt.Errorf("sqlite: query claimable: %w", err)
+	}
+	r = strings.NewReplacer("{T}", t, "{NOW}", now, "{IDS}", ids("?1"), "{COLUMNS}", columns,
+		"{CLAIMABLE}", r.Replace(stripSQLComments(string(claimable))))
 	q := queries{
 		insertPrefix: r.Replace(`INSERT INTO {T} (id, type, topic, key, payload, headers, created_at, next_attempt_at) VALUES `),
 		insertRow:    r.Replace(`(?,?,?,?,?,?,?,{NOW})`),
 		insertSuffix: ` ON CONFLICT (id) DO NOTHING`,
 	}
 	for name, dst := range map[string]*string{
-		"duplicates": &q.duplicates, "ready": &q.ready, "claim": &q.claim, "extend": &q.extend,
+		"duplicates": &q.duplicates, "candidates": &q.candidates, "claim": &q.claim, "extend": &q.extend,
 		"mark_delivered": &q.markDelivered, "mark_failed": &q.markFailed, "release": &q.release,
 		"retry_ids": &q.retryIDs, "retry_dead": &q.retryDead, "purge": &q.purge, "stats": &q.stats,
 		"get": &q.get, "list": &q.list,
@@ -384,19 +390,24 @@ func discardIfInTx(conn *sql.Conn) {
 // IMMEDIATE transaction: claims of several relays serialize, and the per-key
 // check reads the latest committed state.
 func (d *Driver) EventClaimBatch(ctx context.Context, p *outboxdriver.EventClaimBatchParams) ([]*outboxdriver.EventRow, error) {
-	// An idle relay polls often: look without the write lock first (a WAL
-	// reader blocks no one), so polling never makes a writer wait.
-	var ready bool
-	if err := d.db.QueryRowContext(ctx, d.queries.ready).Scan(&ready); err != nil {
+	// Search without the write lock (a WAL reader blocks no one): an idle
+	// relay polls often, and a backlog whose keys are all held is stepped
+	// over row by row. Only the candidates found are checked again, and
+	// leased, under the lock.
+	if p.Limit <= 0 {
+		return nil, nil
+	}
+	var candidates string
+	if err := d.db.QueryRowContext(ctx, d.queries.candidates, p.Limit).Scan(&candidates); err != nil {
 		return nil, interpretError(err)
 	}
-	if !ready || p.Limit <= 0 {
+	if candidates == "[]" {
 		return nil, nil
 	}
 	var out []*outboxdriver.EventRow
 	err := d.immediate(ctx, func(conn *sql.Conn) error {
 		out = out[:0]
-		rows, err := conn.QueryContext(ctx, d.queries.claim, p.RelayID, p.Lease.Milliseconds(), p.Limit)
+		rows, err := conn.QueryContext(ctx, d.queries.claim, p.RelayID, p.Lease.Milliseconds(), p.Limit, candidates)
 		if err != nil {
 			return interpretError(err)
 		}
@@ -634,4 +645,16 @@ func (d *Driver) MigrateStatus(ctx context.Context, _ *outboxdriver.MigrateStatu
 		return nil, err
 	}
 	return outboxdriver.NewMigrateStatus(migs, applied), nil
+}
+
+// stripSQLComments drops the comment lines of a query fragment, so that it
+// can be rendered into the middle of another statement.
+func stripSQLComments(s string) string {
+	var b strings.Builder
+	for line := range strings.Lines(s) {
+		if !strings.HasPrefix(strings.TrimSpace(line), "--") {
+			b.WriteString(line)
+		}
+	}
+	return strings.TrimSpace(b.String())
 }

@@ -306,6 +306,10 @@ func (p *pool) submit(a *attempt, run func()) {
 	p.queue = append(p.queue, poolJob{a, run})
 	switch {
 	case p.idle > 0:
+		// The waiter this wakes is no longer idle from now on: a second
+		// submit before it runs must wake another one (or start one), not
+		// count on it and leave its job queued behind a busy goroutine.
+		p.idle--
 		p.cond.Signal()
 	case p.n < p.max:
 		p.n++
@@ -317,9 +321,8 @@ func (p *pool) work() {
 	p.mu.Lock()
 	for {
 		for len(p.queue) == 0 && !p.quit {
-			p.idle++
+			p.idle++ // submit takes it back when it signals
 			p.cond.Wait()
-			p.idle--
 		}
 		if len(p.queue) == 0 {
 			p.n--
@@ -340,6 +343,7 @@ func (p *pool) work() {
 func (p *pool) close() {
 	p.mu.Lock()
 	p.quit = true
+	p.idle = 0
 	p.cond.Broadcast()
 	p.mu.Unlock()
 }

@@ -360,3 +360,33 @@ func TestEnvelopeRefusesInvalidUTF8(t *testing.T) {
 		})
 	}
 }
+
+// TestPoolWakesOneIdleGoroutinePerJob: two jobs submitted back to back
+// while one goroutine is idle must not both count on it. Before the fix the
+// second job stayed queued behind the first, which blocks here, until the
+// first returned (in the relay: until a publish timed out).
+func TestPoolWakesOneIdleGoroutinePerJob(t *testing.T) {
+	for round := 0; round < 50; round++ {
+		p := newPool(2)
+		attempt := func() *attempt { return newAttempt(context.Background(), time.Minute, func(error) {}) }
+		warm := make(chan struct{})
+		p.submit(attempt(), func() { close(warm) })
+		<-warm
+		for idle := 0; idle != 1; {
+			p.mu.Lock()
+			idle = p.idle
+			p.mu.Unlock()
+			runtime.Gosched()
+		}
+		block, ran := make(chan struct{}), make(chan struct{})
+		p.submit(attempt(), func() { <-block })
+		p.submit(attempt(), func() { close(ran) })
+		select {
+		case <-ran:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("round %d: the second job waited behind the first, blocked one", round)
+		}
+		close(block)
+		p.close()
+	}
+}
