@@ -188,10 +188,10 @@ const columns = `seq, id, type, topic, key, payload, headers, status, attempts, 
 func ids(param string) string { return `(SELECT value FROM json_each(` + param + `))` }
 
 type queries struct {
-	insertPrefix, insertRow, insertSuffix, duplicates string
+	insertPrefix, insertRow, insertSuffix, duplicates    string
 	candidates, claim, extend, markDelivered, markFailed string
-	release                                           string
-	retryIDs, retryDead, purge, stats, get, list      string
+	release                                              string
+	retryIDs, retryDead, purge, stats, get, list         string
 }
 
 //go:embed queries/*.sql
