@@ -390,3 +390,46 @@ func TestPoolWakesOneIdleGoroutinePerJob(t *testing.T) {
 		p.close()
 	}
 }
+
+// TestAttemptContext: the context a wait gets ends with the attempt, also
+// for contexts derived from it, and carries the relay context's values.
+func TestAttemptContext(t *testing.T) {
+	type key struct{}
+	hard, cancel := context.WithCancel(context.WithValue(context.Background(), key{}, "v"))
+	defer cancel()
+	outcome := make(chan error, 1)
+	a := newAttempt(hard, 50*time.Millisecond, func(err error) { outcome <- err })
+	ctx := a.context()
+	if ctx.Value(key{}) != "v" || ctx.Err() != nil {
+		t.Fatalf("fresh attempt context: value %v, err %v", ctx.Value(key{}), ctx.Err())
+	}
+	if d, ok := ctx.Deadline(); !ok || time.Until(d) > 50*time.Millisecond {
+		t.Fatalf("deadline %v %v, want within the PublishTimeout", d, ok)
+	}
+	derived, stopDerived := context.WithCancel(ctx)
+	defer stopDerived()
+	stopped := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() { close(stopped) })
+	kept := context.AfterFunc(ctx, func() { t.Error("a stopped AfterFunc ran") })
+	if !kept() {
+		t.Fatal("stop of a pending AfterFunc returned false")
+	}
+	if err := <-outcome; err == nil || !strings.Contains(err.Error(), "PublishTimeout") {
+		t.Fatalf("outcome %v, want the timeout", err)
+	}
+	<-derived.Done()
+	<-stopped
+	if stop() {
+		t.Fatal("stop after the AfterFunc ran returned true")
+	}
+	if !errors.Is(ctx.Err(), context.DeadlineExceeded) || !errors.Is(derived.Err(), context.DeadlineExceeded) {
+		t.Fatalf("errs %v, %v, want DeadlineExceeded", ctx.Err(), derived.Err())
+	}
+
+	aborted := newAttempt(hard, time.Minute, func(error) {})
+	cancel()
+	<-aborted.context().Done()
+	if !errors.Is(aborted.context().Err(), context.Canceled) {
+		t.Fatalf("aborted attempt's context err %v, want Canceled", aborted.context().Err())
+	}
+}
