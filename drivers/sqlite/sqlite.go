@@ -211,7 +211,7 @@ func newQueries(t string) (queries, error) {
 		return queries{}, fmt.Errorf("sqlite: query claimable: %w", err)
 	}
 	r = strings.NewReplacer("{T}", t, "{NOW}", now, "{IDS}", ids("?1"), "{COLUMNS}", columns,
-		"{CLAIMABLE}", r.Replace(stripSQLComments(string(claimable))))
+		"{CLAIMABLE}", r.Replace(outboxdriver.StripCommentLines(string(claimable))))
 	q := queries{
 		insertPrefix: r.Replace(`INSERT INTO {T} (id, type, topic, key, payload, headers, created_at, next_attempt_at) VALUES `),
 		insertRow:    r.Replace(`(?,?,?,?,?,?,?,{NOW})`),
@@ -645,16 +645,4 @@ func (d *Driver) MigrateStatus(ctx context.Context, _ *outboxdriver.MigrateStatu
 		return nil, err
 	}
 	return outboxdriver.NewMigrateStatus(migs, applied), nil
-}
-
-// stripSQLComments drops the comment lines of a query fragment, so that it
-// can be rendered into the middle of another statement.
-func stripSQLComments(s string) string {
-	var b strings.Builder
-	for line := range strings.Lines(s) {
-		if !strings.HasPrefix(strings.TrimSpace(line), "--") {
-			b.WriteString(line)
-		}
-	}
-	return strings.TrimSpace(b.String())
 }

@@ -39,7 +39,7 @@ func RenderQueries(fsys fs.FS, dir string, data any, funcs template.FuncMap) (ma
 		if err := tmpl.Execute(&b, data); err != nil {
 			return nil, fmt.Errorf("query %s: %w", e.Name(), err)
 		}
-		out[name] = stripCommentLines(b.String())
+		out[name] = StripCommentLines(b.String())
 	}
 	return out, nil
 }
@@ -71,8 +71,10 @@ func BindQueries(queries map[string]string, dst map[string]*string) error {
 	return fmt.Errorf("queries: missing files %v, unused files %v", missing, unused)
 }
 
-// stripCommentLines drops blank lines and whole-line "--" comments.
-func stripCommentLines(s string) string {
+// StripCommentLines drops blank lines and whole-line "--" comments: what
+// RenderQueries does to every query, for drivers that render a fragment
+// into other statements themselves.
+func StripCommentLines(s string) string {
 	var b strings.Builder
 	for line := range strings.SplitSeq(s, "\n") {
 		trimmed := strings.TrimSpace(line)
