@@ -170,6 +170,7 @@ in-process Kafka (franz-go's kfake) for the run, in a binary built with
 	}
 	f := cmd.Flags()
 	f.IntVar(&cfg.Events, "events", 10000, "backlog size of each drain and baseline")
+	f.IntVar(&cfg.Keys, "keys", 1000, "distinct event keys the backlog cycles through")
 	f.IntVar(&cfg.Reps, "reps", 0, "interleaved repetitions of every measurement (default 1; 3 with --compare)")
 	f.BoolVar(&compare, "compare", false, "measure every baseline (minimal relay, forwarder, raw) in 3 interleaved reps unless --reps says otherwise")
 	f.StringSliceVar(&baselines, "baselines", []string{bench.BaselineMinimal, bench.BaselineForwarder, bench.BaselineRaw}, "baselines to measure in each rep: minimal, forwarder, raw, or none")

@@ -42,7 +42,7 @@ func (d *Driver) EventClaimHeld(ctx context.Context, p *outboxdriver.EventClaimB
 		b.end(ctx)
 		return nil, interpretError(err)
 	}
-	if err := b.claim(ctx, prefix, p.Limit, p.FromSeq); err != nil {
+	if err := b.claim(ctx, prefix, p); err != nil {
 		_ = b.Abort()
 		return nil, err
 	}
@@ -72,12 +72,12 @@ type heldBatch struct {
 	seqs map[string]int64 // id -> seq of the claimed rows
 }
 
-func (b *heldBatch) claim(ctx context.Context, prefix string, limit int, fromSeq int64) error {
-	if limit <= 0 {
+func (b *heldBatch) claim(ctx context.Context, prefix string, p *outboxdriver.EventClaimBatchParams) error {
+	if p.Limit <= 0 {
 		return nil
 	}
 	var seqs []any
-	rows, err := b.tx.QueryContext(ctx, b.d.queries.claimCandidates, fromSeq, prefix, limit)
+	rows, err := b.tx.QueryContext(ctx, b.d.queries.claimCandidates, candidateArgs(p, prefix)...)
 	if err != nil {
 		return interpretError(err)
 	}
@@ -200,4 +200,13 @@ func (b *heldBatch) end(ctx context.Context) {
 		_ = conn.Raw(func(any) error { return driver.ErrBadConn })
 	}
 	_ = conn.Close()
+}
+
+// candidateArgs returns the parameters of queries/claim_candidates.sql.
+func candidateArgs(p *outboxdriver.EventClaimBatchParams, prefix string) []any {
+	bounded := 0
+	if p.ScanLimit > 0 {
+		bounded = 1
+	}
+	return []any{p.FromSeq, p.FromSeq, max(p.ScanLimit-1, 0), bounded, prefix, p.Limit}
 }

@@ -215,7 +215,19 @@ func TestHeldClaimPlan(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rows, err := b.db.QueryContext(context.Background(), "EXPLAIN "+b.drv.queries.claimCandidates, 0, prefix, 100)
+	for _, scanLimit := range []int{0, 400} {
+		t.Run(fmt.Sprintf("ScanLimit=%d", scanLimit), func(t *testing.T) {
+			args := candidateArgs(&outboxdriver.EventClaimBatchParams{Limit: 100, ScanLimit: scanLimit}, prefix)
+			checkHeldClaimPlan(t, b.db, "EXPLAIN "+b.drv.queries.claimCandidates, args)
+		})
+	}
+}
+
+// checkHeldClaimPlan fails t unless the claim scans claim_idx in order,
+// reads held_idx for the key check and sorts nothing.
+func checkHeldClaimPlan(t *testing.T, db *sql.DB, explain string, args []any) {
+	t.Helper()
+	rows, err := db.QueryContext(context.Background(), explain, args...)
 	if err != nil {
 		t.Fatal(err)
 	}

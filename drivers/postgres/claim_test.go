@@ -72,7 +72,11 @@ SELECT gen_random_uuid(), 't', 'topic', (g %% 1000)::text, '\x00' FROM generate_
 		t.Fatal(err)
 	}
 	session, claim := b.drv.HeldClaimQuery()
-	for _, stage := range []string{"fresh table", "after ANALYZE"} {
+	for _, stage := range []string{"fresh table", "after ANALYZE", "bounded scan"} {
+		scanLimit := 0
+		if stage == "bounded scan" {
+			scanLimit = 2000 // a claim while another batch is open (ScanLimit)
+		}
 		if stage == "after ANALYZE" {
 			if _, err := b.db.Exec("ANALYZE " + b.drv.Table()); err != nil {
 				t.Fatal(err)
@@ -85,7 +89,7 @@ SELECT gen_random_uuid(), 't', 'topic', (g %% 1000)::text, '\x00' FROM generate_
 		if _, err := tx.Exec(session); err != nil {
 			t.Fatal(err)
 		}
-		rows, err := tx.Query("EXPLAIN (COSTS OFF) "+claim, 100, 0)
+		rows, err := tx.Query("EXPLAIN (COSTS OFF) "+claim, 100, 0, scanLimit)
 		if err != nil {
 			t.Fatal(err)
 		}

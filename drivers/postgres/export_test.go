@@ -1,7 +1,7 @@
 package postgres
 
 // HeldClaimQuery exposes the held claim's statement (parameters: limit,
-// FromSeq) and its session setting to the plan test.
+// FromSeq, ScanLimit) and its session setting to the plan test.
 func (d *Driver) HeldClaimQuery() (session, claim string) {
 	return d.queries.claimSession, d.queries.claimHeld
 }

@@ -26,7 +26,7 @@ func (d *Driver) EventClaimHeld(ctx context.Context, p *outboxdriver.EventClaimB
 		_ = tx.Rollback()
 		return nil, interpretError(err)
 	}
-	rows, err := tx.QueryContext(ctx, d.queries.claimHeld, p.Limit, p.FromSeq)
+	rows, err := tx.QueryContext(ctx, d.queries.claimHeld, p.Limit, p.FromSeq, p.ScanLimit)
 	if err != nil {
 		_ = tx.Rollback()
 		return nil, interpretError(err)

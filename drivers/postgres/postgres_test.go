@@ -291,3 +291,90 @@ func TestOverlappingClaimsKeepFlowing(t *testing.T) {
 		t.Fatalf("%d of %d claims came back empty while thousands of events were pending", empty.Load(), claims.Load())
 	}
 }
+
+// TestFewKeysClaimOneBatchAtATime drains a backlog of fewer keys than a
+// batch holds with two batches allowed open: the first batch holds every
+// key, so a claim beside it can only come back empty. The relay must notice
+// and claim one batch at a time instead of repeating that claim (before,
+// about one empty claim per batch, each stepping over the whole backlog:
+// half the throughput of Concurrency 1).
+func TestFewKeysClaimOneBatchAtATime(t *testing.T) {
+	t.Parallel()
+	bu := setup(t)
+	const n, batch = 10000, 500
+	var events []*outbox.Event
+	for i := range n {
+		events = append(events, &outbox.Event{Type: "t", Topic: "t", Key: fmt.Sprint(i % 20), Payload: []byte("p")})
+	}
+	for i := 0; i < n; i += 1000 {
+		bu.insert(t, events[i:i+1000]...)
+	}
+	pub := &countingPublisher{}
+	var empty, claims atomic.Int64
+	runRelay(t, bu, pub, outbox.RelayConfig{BatchSize: batch, Concurrency: 2, PollInterval: time.Second, ClaimObserver: func(o outbox.ClaimOutcome) {
+		if pub.n.Load() < n-batch {
+			claims.Add(1)
+			if o.Events == 0 && o.Err == nil {
+				empty.Add(1)
+			}
+		}
+	}})
+	eventually(t, "backlog drained", func() bool { return pub.n.Load() >= n })
+	t.Logf("%d of %d claims came back empty", empty.Load(), claims.Load())
+	if batches := int64(n / batch); empty.Load() > batches/2 {
+		t.Fatalf("%d of %d claims came back empty for %d batches", empty.Load(), claims.Load(), batches)
+	}
+}
+
+// hangingPublisher acknowledges at once, except events of key "slow",
+// whose acknowledgment waits until release is closed.
+type hangingPublisher struct {
+	countingPublisher
+	release   chan struct{}
+	mu        sync.Mutex
+	delivered map[string]bool // by key
+}
+
+func (p *hangingPublisher) PublishAsync(_ string, msg *message.Message) (func(context.Context) error, error) {
+	key := msg.Metadata.Get(outbox.MetadataKey)
+	return func(ctx context.Context) error {
+		if key == "slow" {
+			select {
+			case <-p.release:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		p.mu.Lock()
+		p.delivered[key] = true
+		p.mu.Unlock()
+		p.n.Add(1)
+		return nil
+	}, nil
+}
+
+func (p *hangingPublisher) has(key string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.delivered[key]
+}
+
+// TestHungPublishOtherKeysFlow: while one event's publish hangs, its batch
+// stays open; events of other keys committed meanwhile are claimed beside
+// it and delivered, also after claims beside it came back empty (the relay
+// then waits for a batch to close, but not longer than PollInterval).
+func TestHungPublishOtherKeysFlow(t *testing.T) {
+	t.Parallel()
+	bu := setup(t)
+	pub := &hangingPublisher{release: make(chan struct{}), delivered: map[string]bool{}}
+	defer close(pub.release)
+	bu.insert(t, ev("slow", 0), ev("a", 0), ev("a", 1))
+	runRelay(t, bu, pub, outbox.RelayConfig{Concurrency: 2, PollInterval: 100 * time.Millisecond, PublishTimeout: 2 * time.Minute})
+	eventually(t, "key a delivered", func() bool { return pub.has("a") })
+	time.Sleep(time.Second) // claims beside the open batch find nothing meanwhile
+	bu.insert(t, ev("b", 0))
+	eventually(t, "key b delivered while slow/0 hangs", func() bool { return pub.has("b") })
+	if pub.has("slow") {
+		t.Fatal("slow/0 was acknowledged before its release")
+	}
+}

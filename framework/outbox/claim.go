@@ -16,13 +16,16 @@ import (
 // stays open (its slot taken) until its outcomes are recorded.
 type claimer struct {
 	*Relay
-	sched   *scheduler
-	slots   chan struct{} // one per open batch
-	hint    scanHint
-	records sync.WaitGroup
-	stopCtx context.Context // ends ShutdownTimeout after Run's context
-	wake    <-chan struct{} // insert notifications (nil: poll only)
-	nudged  <-chan struct{} // inserts by an Outbox of this process
+	sched  *scheduler
+	slots  chan struct{} // one per open batch
+	closed chan struct{} // a batch closed (capacity 1)
+	// unbounded is when the last claim without a ScanLimit began.
+	unbounded time.Time
+	hint      scanHint
+	records   sync.WaitGroup
+	stopCtx   context.Context // ends ShutdownTimeout after Run's context
+	wake      <-chan struct{} // insert notifications (nil: poll only)
+	nudged    <-chan struct{} // inserts by an Outbox of this process
 }
 
 // loop claims until ctx ends, then closes the scheduler's input.
@@ -32,6 +35,10 @@ func (c *claimer) loop(ctx context.Context) {
 	dbFailures := 0
 	idle := c.cfg.MinPollInterval
 	var lastWork time.Time
+	// misses counts the claims in a row that, made beside an open batch,
+	// found nothing; alone is how many claims to make alone (no batch open)
+	// before trying one beside an open batch again.
+	misses, alone := 0, 0
 	params := &outboxdriver.EventClaimBatchParams{RelayID: c.cfg.ID, Limit: c.cfg.BatchSize, Lease: c.cfg.LeaseDuration}
 	for {
 		select {
@@ -39,8 +46,30 @@ func (c *claimer) loop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		}
+		overlapped := len(c.slots) > 1
+		if overlapped && alone > 0 {
+			// With fewer keys than a batch holds, the open batches hold
+			// every key: a claim beside them finds nothing (and scans its
+			// window for it). Wait for one to close. An insert, or a
+			// batch open for a PollInterval (a slow publish), ends the
+			// wait: the claim beside the open batches finds the others.
+			<-c.slots
+			if why := c.idle(ctx, c.cfg.PollInterval, true); why == wokenByClose {
+				alone--
+			} else {
+				alone = 0
+			}
+			continue
+		}
 		params.FromSeq = c.hint.from()
 		start := time.Now()
+		bounded := overlapped && start.Sub(c.unbounded) < c.cfg.PollInterval
+		params.ScanLimit = 0
+		if bounded {
+			params.ScanLimit = scanWindow * params.Limit
+		} else {
+			c.unbounded = start
+		}
 		b, err := c.claim(ctx, params)
 		n := 0
 		if b != nil {
@@ -60,31 +89,61 @@ func (c *claimer) loop(ctx context.Context) {
 			continue
 		}
 		dbFailures = 0
+		if overlapped {
+			if n == 0 {
+				misses++
+				alone = 1 << min(misses, maxAloneShift)
+			} else {
+				misses, alone = 0, 0
+			}
+		}
 		if n == 0 {
-			c.hint.claimed(params.FromSeq, params.Limit, nil)
+			c.hint.claimed(params.FromSeq, params.Limit, nil, bounded)
 			<-c.slots
-			woken, nudged := c.idle(ctx, idle)
-			switch {
-			case woken: // a commit: claim at once
-			case nudged:
+			if overlapped && alone > 0 {
+				continue // the wait above, for a batch to close
+			}
+			switch c.idle(ctx, idle, len(c.slots) > 0) {
+			case wokenByCommit, wokenByClose: // claim at once
+			case wokenByNudge:
 				// An insert of this process (committed soon, if not yet):
 				// claim, then poll as while events flow.
 				idle, lastWork = c.cfg.MinPollInterval, time.Now()
-			case time.Since(lastWork) > c.cfg.PollInterval:
-				idle = min(idle*2, c.cfg.PollInterval)
+			default:
+				if time.Since(lastWork) > c.cfg.PollInterval {
+					idle = min(idle*2, c.cfg.PollInterval)
+				}
 			}
 			continue
 		}
-		c.hint.claimed(params.FromSeq, params.Limit, b)
+		c.hint.claimed(params.FromSeq, params.Limit, b, bounded)
 		idle, lastWork = c.cfg.MinPollInterval, time.Now()
 		c.sched.in <- b
 	}
 }
 
-// close frees b's slot once its outcomes are written.
+// scanWindow × BatchSize is the ScanLimit of a bounded claim.
+const scanWindow = 4
+
+// A claim made beside an open batch of the relay gets a ScanLimit: the
+// batch's keys would make it step over all their later events (with fewer
+// keys than a batch holds, the whole backlog). It gets none when the last
+// unbounded claim began a PollInterval ago or more, so that events beyond
+// the window are found within a PollInterval even while batches stay open.
+// After such a claim finds nothing, the next 2^misses claims (at most
+// 2^maxAloneShift) wait until no batch is open, or for an insert: the relay
+// then runs one batch at a time, which is all its keys allow.
+const maxAloneShift = 5
+
+// close frees b's slot once its outcomes are written, and wakes a claimer
+// that found nothing while b was open.
 func (c *claimer) close(b *claimedBatch) {
 	c.hint.closedBatch(b)
 	<-c.slots
+	select {
+	case c.closed <- struct{}{}:
+	default:
+	}
 }
 
 // observeClaim calls RelayConfig.ClaimObserver; a panic in it is logged.
@@ -298,18 +357,23 @@ func (h *scanHint) from() int64 {
 }
 
 // claimed records the claim that followed the last from: at most limit
-// events from fromSeq, which returned b (nil: none).
-func (h *scanHint) claimed(fromSeq int64, limit int, b *claimedBatch) {
+// events from fromSeq, which returned b (nil: none); bounded when it had a
+// ScanLimit.
+func (h *scanHint) claimed(fromSeq int64, limit int, b *claimedBatch, bounded bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if fromSeq == 0 {
 		h.fromZero = time.Now()
 	}
 	// How far the claim scanned: to its last event, or to the end when it
-	// took fewer than it could.
+	// took fewer than it could. A bounded claim that took fewer stopped
+	// somewhere after its last event: count only what it surely scanned.
 	end := int64(math.MaxInt64)
-	if b != nil && len(b.rows) >= limit {
+	switch {
+	case b != nil && (len(b.rows) >= limit || bounded):
 		end = b.rows[len(b.rows)-1].Seq
+	case bounded:
+		end = fromSeq
 	}
 	kept := h.regions[:0]
 	for _, r := range h.regions {
@@ -338,20 +402,39 @@ func (h *scanHint) closedBatch(b *claimedBatch) {
 	h.mu.Unlock()
 }
 
-// idle waits d, or until an insert notification (woken) or a nudge from an
-// Outbox of this process (nudged) arrives.
-func (c *claimer) idle(ctx context.Context, d time.Duration) (woken, nudged bool) {
+// wakeReason is what ended an idle wait.
+type wakeReason int
+
+const (
+	wokenByTimer  wakeReason = iota // d passed, or ctx ended
+	wokenByCommit                   // an insert notification
+	wokenByNudge                    // an insert by an Outbox of this process
+	wokenByClose                    // an open batch closed: its keys are free
+)
+
+// idle waits d, or until an insert notification or a nudge from an Outbox
+// of this process arrives; with open batches, also until one of them
+// closes.
+func (c *claimer) idle(ctx context.Context, d time.Duration, open bool) wakeReason {
+	var closed <-chan struct{}
+	if open {
+		closed = c.closed
+	}
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
 	case <-t.C:
+	case <-closed:
+		return wokenByClose
 	case _, ok := <-c.wake:
-		return ok, false
+		if ok {
+			return wokenByCommit
+		}
 	case <-c.nudged:
-		return false, true
+		return wokenByNudge
 	}
-	return false, false
+	return wokenByTimer
 }
 
 func sleep(ctx context.Context, d time.Duration) {

@@ -353,7 +353,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	defer unsubscribe()
 
 	sched := newScheduler(r, path, r.window())
-	c := &claimer{Relay: r, sched: sched, slots: make(chan struct{}, r.cfg.Concurrency), stopCtx: stopCtx, wake: wake, nudged: nudged}
+	c := &claimer{Relay: r, sched: sched, slots: make(chan struct{}, r.cfg.Concurrency), closed: make(chan struct{}, 1), stopCtx: stopCtx, wake: wake, nudged: nudged}
 	var scheduling sync.WaitGroup
 	scheduling.Go(func() { sched.run(ctx, hardCtx) })
 	c.loop(ctx)

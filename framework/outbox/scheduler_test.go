@@ -254,14 +254,14 @@ func TestScanHint(t *testing.T) {
 		t.Fatal("a new relay claims from the start")
 	}
 	b1 := batch(1)
-	h.claimed(0, limit, b1)
+	h.claimed(0, limit, b1, false)
 	if h.from() != 1 {
 		t.Fatalf("batch 1 (1..500) open: from %d, want 1", h.from())
 	}
 	// Claimed while batch 1 was open: it stepped over batch 1's keys, so
 	// their later events may lie anywhere in 1..1500.
 	b2 := batch(1001)
-	h.claimed(1, limit, b2)
+	h.claimed(1, limit, b2, false)
 	h.closedBatch(b1)
 	if h.from() != 1 {
 		t.Fatalf("batch 1 closed, batch 2 open: from %d, want 1 (what batch 2's claim stepped over)", h.from())
@@ -270,19 +270,19 @@ func TestScanHint(t *testing.T) {
 	// scan past 1500: the region stays, and its own step over batch 2
 	// adds 1001..1000.
 	b3 := batch(501)
-	h.claimed(1, limit, b3)
+	h.claimed(1, limit, b3, false)
 	if h.from() != 1 {
 		t.Fatalf("the region 1..1500 is not scanned through yet: from %d, want 1", h.from())
 	}
 	b4 := batch(1501)
-	h.claimed(1, limit, b4) // scanned 1..2000: through the region
+	h.claimed(1, limit, b4, false) // scanned 1..2000: through the region
 	h.closedBatch(b2)
 	h.closedBatch(b3)
 	h.closedBatch(b4)
 	if got := h.from(); got != 501 {
 		t.Fatalf("every batch closed: from %d, want 501 (the step over batches 2 and 3 in the last claim)", got)
 	}
-	h.claimed(501, limit, nil) // scanned to the end, nothing open
+	h.claimed(501, limit, nil, false) // scanned to the end, nothing open
 	if h.from() != 1501 {
 		t.Fatalf("nothing open, nothing left behind: from %d, want the last batch's first event 1501", h.from())
 	}
@@ -290,9 +290,46 @@ func TestScanHint(t *testing.T) {
 	if h.from() != 0 {
 		t.Fatalf("a hint older than rescanEvery: from %d, want a claim from the start", h.from())
 	}
-	h.claimed(0, limit, nil)
+	h.claimed(0, limit, nil, false)
 	if h.from() != 1501 {
 		t.Fatalf("after the claim from the start: from %d, want the hint again", h.from())
+	}
+}
+
+// TestScanHintBounded: a claim with a ScanLimit that took fewer events than
+// it could stopped at a point it does not know, so it scanned through no
+// region beyond its last event; an unbounded one scanned to the end.
+func TestScanHintBounded(t *testing.T) {
+	t.Parallel()
+	batch := func(first int64) *claimedBatch {
+		return &claimedBatch{rows: []*outboxdriver.EventRow{{Seq: first}, {Seq: first + 499}}}
+	}
+	const limit = 2
+	var h scanHint
+	h.from()
+	b1 := batch(1)
+	h.claimed(0, limit, b1, false)
+	h.from()
+	b2 := batch(1001)
+	h.claimed(1, limit, b2, false) // stepped over b1's keys: region 1..1500
+	h.closedBatch(b1)
+	h.closedBatch(b2)
+	if got := h.from(); got != 1 {
+		t.Fatalf("region 1..1500 left: from %d, want 1", got)
+	}
+	h.claimed(1, limit, nil, true)
+	if got := h.from(); got != 1 {
+		t.Fatalf("after a bounded claim that found nothing: from %d, want 1 (the region stays)", got)
+	}
+	b3 := &claimedBatch{rows: []*outboxdriver.EventRow{{Seq: 2}}}
+	h.claimed(1, limit, b3, true)
+	h.closedBatch(b3)
+	if got := h.from(); got != 1 {
+		t.Fatalf("after a bounded claim that took one event at 2: from %d, want 1 (the region stays)", got)
+	}
+	h.claimed(1, limit, nil, false)
+	if got := h.from(); got != 2 {
+		t.Fatalf("after an unbounded claim that found nothing: from %d, want 2 (the last batch's first event)", got)
 	}
 }
 

@@ -174,6 +174,16 @@ type EventClaimBatchParams struct {
 	// without the hint at least once a second. Per-key order does not rest
 	// on it. A driver may ignore it.
 	FromSeq int64
+	// ScanLimit, when positive, bounds the claim's scan: it examines at
+	// most the first ScanLimit pending events from FromSeq, and returns what
+	// it could claim among them (possibly nothing, while later events were
+	// claimable). The relay sets it on a claim made while another of its
+	// batches is open: the keys that batch holds would otherwise make the
+	// claim step over every later event of theirs, the whole backlog when
+	// there are fewer keys than a batch holds. A claim with no batch open
+	// is never bounded, so every claimable event is found. A driver may
+	// ignore it.
+	ScanLimit int
 }
 
 // EventExtendLeasesParams are the parameters of LeasedClaimer.EventExtendLeases.

@@ -77,6 +77,31 @@ func testHeld(t *testing.T, h Harness) {
 			eventIDs(a0, b0, a1, c0))
 	})
 
+	t.Run("ScanLimit bounds the scan", func(t *testing.T) {
+		// A claim made while another batch holds a key examines at most
+		// ScanLimit pending events: the held key's later events fill the
+		// window, so the free key after them waits for an unbounded claim.
+		t.Parallel()
+		b := setup(t, h)
+		a := []*outbox.Event{ev("a", 0), ev("a", 1), ev("a", 2), ev("a", 3)}
+		c0 := ev("c", 0)
+		b.insert(t, append(a, c0)...)
+		holder := claim(t, b, outboxdriver.EventClaimBatchParams{Limit: 1})
+		wantIDs(t, "the first claim", rowIDs(holder.Rows()), eventIDs(a[0]))
+		narrow := claim(t, b, outboxdriver.EventClaimBatchParams{Limit: 10, ScanLimit: 4})
+		wantIDs(t, "a claim examining 4 pending events (a0..a3)", rowIDs(narrow.Rows()), nil)
+		if err := narrow.Abort(); err != nil {
+			t.Fatal(err)
+		}
+		wide := claim(t, b, outboxdriver.EventClaimBatchParams{Limit: 10, ScanLimit: 5})
+		wantIDs(t, "a claim examining 5 pending events (a0..c0)", rowIDs(wide.Rows()), eventIDs(c0))
+		if err := wide.Abort(); err != nil {
+			t.Fatal(err)
+		}
+		unbounded := claim(t, b, outboxdriver.EventClaimBatchParams{Limit: 10})
+		wantIDs(t, "an unbounded claim", rowIDs(unbounded.Rows()), eventIDs(c0))
+	})
+
 	t.Run("an empty batch finishes and aborts", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t, h)

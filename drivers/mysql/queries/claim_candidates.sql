@@ -14,11 +14,21 @@
 -- backoff (a failed attempt waiting for its retry time), read from held_idx
 -- (held_key is the key of a pending event that was attempted).
 --
--- Parameters: EventClaimBatchParams.FromSeq, the table's lock-name prefix,
--- the limit. Time is the database's (UTC_TIMESTAMP(6)), never the
+-- With EventClaimBatchParams.ScanLimit, the scan stops at the ScanLimit-th
+-- pending row from FromSeq (the subquery reads that many entries of
+-- claim_idx, once, and takes no lock); without it, its LIMIT x, 0 yields no
+-- row and COALESCE leaves the scan unbounded.
+--
+-- Parameters: EventClaimBatchParams.FromSeq; for the bound FromSeq again,
+-- max(ScanLimit-1, 0) and 1 (bounded) or 0 (not); the table's lock-name
+-- prefix; the limit. Time is the database's (UTC_TIMESTAMP(6)), never the
 -- application's clock.
 SELECT o.seq FROM {{.Table}} o FORCE INDEX (claim_idx)
 WHERE o.status = 'pending' AND o.seq >= ?
+  AND o.seq <= COALESCE((
+      SELECT w.seq FROM {{.Table}} w FORCE INDEX (claim_idx)
+      WHERE w.status = 'pending' AND w.seq >= ?
+      ORDER BY w.seq LIMIT ?, ?), 9223372036854775807)
   AND o.next_attempt_at <= UTC_TIMESTAMP(6)
   AND (o.event_key = '' OR NOT EXISTS (
       SELECT 1 FROM {{.Table}} p

@@ -11,6 +11,11 @@
 -- each row the scan visits, so the scan must be the ordered scan of the
 -- pending index that stops at the limit (see claim_session.sql).
 --
+-- When $3 (ScanLimit) is positive, the scan stops at the $3-th pending row
+-- from $2 (the InitPlan reads that many entries of the pending index and
+-- takes no lock); when it is 0, the LIMIT 0 yields no row and COALESCE
+-- leaves the scan unbounded.
+--
 -- The EXISTS keeps a key's rows behind an earlier event of the key in
 -- backoff (a failed attempt waiting for its retry time); it reads the
 -- partial "inplay" index, whose predicate (attempts > 0 OR locked_by IS NOT
@@ -18,6 +23,11 @@
 SELECT o.seq, o.id, o.type, o.topic, o.key, o.payload, o.headers, o.attempts, o.created_at
 FROM {{.Table}} o
 WHERE o.status = 'pending' AND o.seq >= $2
+  AND o.seq <= COALESCE((
+      SELECT w.seq FROM {{.Table}} w
+      WHERE w.status = 'pending' AND w.seq >= $2
+      ORDER BY w.seq OFFSET greatest($3::int - 1, 0)
+      LIMIT CASE WHEN $3::int > 0 THEN 1 ELSE 0 END), 9223372036854775807)
   AND o.next_attempt_at <= statement_timestamp()
   AND CASE WHEN o.key = '' THEN true
       WHEN EXISTS (
