@@ -179,17 +179,19 @@ func (a *app) runRelay(ctx context.Context, logger *slog.Logger, rc relayConfig,
 		go m.pollStats(ctx, ob.Stats, logger)
 	}
 	defer m.up.Set(0)
-	stopped := make(chan struct{})
-	defer close(stopped)
-	go func() {
-		select {
-		case <-ctx.Done():
-			logger.Info("stopping: finishing in-flight events (a second signal exits at once)",
-				"cause", context.Cause(ctx).Error(), "shutdown_timeout", cmp.Or(rc.ShutdownTimeout, 10*time.Second))
-		case <-stopped:
-		}
-	}()
-	return relay.Run(ctx)
+	// The stop is logged as soon as it begins, and always before the
+	// process exits, even when the relay stops faster than the log runs.
+	logged := make(chan struct{})
+	stopLog := context.AfterFunc(ctx, func() {
+		defer close(logged)
+		logger.Info("stopping: finishing in-flight events (a second signal exits at once)",
+			"cause", context.Cause(ctx).Error(), "shutdown_timeout", cmp.Or(rc.ShutdownTimeout, 10*time.Second))
+	})
+	err = relay.Run(ctx)
+	if !stopLog() {
+		<-logged
+	}
+	return err
 }
 
 // brokerHealthy asks the broker client itself (outboxbroker.CheckHealth: a
