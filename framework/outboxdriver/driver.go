@@ -158,6 +158,9 @@ type InsertEvent struct {
 	Payload   []byte
 	Headers   []byte // JSON object, never nil
 	CreatedAt time.Time
+	// Ack, when set, asks for a business acknowledgment: a driver that
+	// implements Acknowledger stores its ack row in the same transaction.
+	Ack *InsertAck
 }
 
 // EventClaimBatchParams are the parameters of LeasedClaimer.EventClaimBatch
