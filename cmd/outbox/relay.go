@@ -240,6 +240,8 @@ type relayMetrics struct {
 	published, failed, dead, retry *prometheus.CounterVec
 	publishLatency, lag            *prometheus.HistogramVec
 	pending, deadGauge, oldest     *prometheus.GaugeVec
+	ackAwaiting, ackOldest         *prometheus.GaugeVec
+	ackRejected, ackUnacknowledged *prometheus.GaugeVec
 	claimErrors                    prometheus.Counter
 	up                             prometheus.Gauge
 }
@@ -271,13 +273,21 @@ func newRelayMetrics(table string) *relayMetrics {
 			Help: "Dead events waiting for an operator (polled every 15s; absent while the database cannot be read)."}, tableLabel),
 		oldest: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "outbox_oldest_pending_age_seconds",
 			Help: "Age of the oldest pending event (polled every 15s; absent while the database cannot be read)."}, tableLabel),
+		ackAwaiting: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "outbox_ack_awaiting",
+			Help: "Events inserted with AwaitAck whose receiver has not answered yet (polled every 15s)."}, tableLabel),
+		ackOldest: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "outbox_ack_oldest_awaiting_seconds",
+			Help: "Age of the oldest event awaiting its receiver's answer (polled every 15s)."}, tableLabel),
+		ackRejected: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "outbox_ack_rejected",
+			Help: "Events their receiver rejected (polled every 15s)."}, tableLabel),
+		ackUnacknowledged: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "outbox_ack_unacknowledged",
+			Help: "Events resent MaxResends times without an answer, waiting for an operator (polled every 15s)."}, tableLabel),
 		claimErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "outbox_claim_errors_total",
 			Help: "Claims that failed with a database error (the relay retries with backoff)."}),
 		up: prometheus.NewGauge(prometheus.GaugeOpts{Name: "outbox_relay_up",
 			Help: "1 while the relay runs and its last claim succeeded; 0 while claims fail (database down) or after it stopped."}),
 	}
 	reg.MustRegister(m.published, m.failed, m.dead, m.retry, m.publishLatency, m.lag, m.pending, m.deadGauge, m.oldest,
-		m.claimErrors, m.up, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		m.ackAwaiting, m.ackOldest, m.ackRejected, m.ackUnacknowledged, m.claimErrors, m.up, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
@@ -361,6 +371,7 @@ func (m *relayMetrics) updateStats(ctx context.Context, read stats, logger *slog
 		m.pending.Reset()
 		m.deadGauge.Reset()
 		m.oldest.Reset()
+		m.resetAck()
 		if ctx.Err() == nil {
 			logger.Warn("reading outbox stats for metrics failed", "err", err)
 		}
@@ -369,6 +380,23 @@ func (m *relayMetrics) updateStats(ctx context.Context, read stats, logger *slog
 	m.pending.WithLabelValues(m.table).Set(float64(s.Pending))
 	m.deadGauge.WithLabelValues(m.table).Set(float64(s.Dead))
 	m.oldest.WithLabelValues(m.table).Set(s.OldestPendingAge.Seconds())
+	if s.Ack == nil {
+		m.resetAck()
+		return
+	}
+	m.ackAwaiting.WithLabelValues(m.table).Set(float64(s.Ack.Awaiting))
+	m.ackOldest.WithLabelValues(m.table).Set(s.Ack.OldestAwaitingAge.Seconds())
+	m.ackRejected.WithLabelValues(m.table).Set(float64(s.Ack.Rejected))
+	m.ackUnacknowledged.WithLabelValues(m.table).Set(float64(s.Ack.Unacknowledged))
+}
+
+// resetAck removes the acknowledgment gauges (stats unreadable, or a driver
+// without acknowledgments).
+func (m *relayMetrics) resetAck() {
+	m.ackAwaiting.Reset()
+	m.ackOldest.Reset()
+	m.ackRejected.Reset()
+	m.ackUnacknowledged.Reset()
 }
 
 // serveMetrics serves /metrics, /healthz (process up) and /readyz (database
