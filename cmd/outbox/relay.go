@@ -80,6 +80,7 @@ The default address is loopback only (` + defaultMetricsAddr + `).`,
 	f.DurationVar(&rc.ShutdownTimeout, "shutdown-timeout", 0, "after SIGTERM, how long to wait for in-flight publishes and their outcomes (default 10s; a second signal exits at once)")
 	f.BoolVar(&rc.DeleteDelivered, "delete-delivered", false, "PostgreSQL: delete each event once delivered instead of keeping it as history (much less database work; list/show/status then see no delivered events)")
 	f.StringVar(&rc.Publish, "publish", "", "publish path: direct (event messages through the middlewares to the broker, pipelined) or forwarder (Watermill's forwarder and envelope: same messages, more CPU) (default direct)")
+	f.DurationVar(&rc.AckSweepInterval, "ack-sweep-interval", 0, "how often to resend events whose business acknowledgment is overdue; negative: no sweep in this relay (default 1s)")
 	f.BoolVar(&metrics, "metrics", false, "serve /metrics, /healthz, /readyz on "+defaultMetricsAddr)
 	f.StringVar(&metricsAddr, "metrics-addr", "", "serve /metrics, /healthz, /readyz on this address")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
@@ -91,18 +92,19 @@ The default address is loopback only (` + defaultMetricsAddr + `).`,
 // mergeRelay gives flags precedence over the YAML file.
 func mergeRelay(flags, file relayConfig) relayConfig {
 	return relayConfig{
-		BatchSize:       cmp.Or(flags.BatchSize, file.BatchSize),
-		Concurrency:     cmp.Or(flags.Concurrency, file.Concurrency),
-		PollInterval:    cmp.Or(flags.PollInterval, file.PollInterval),
-		MinPoll:         cmp.Or(flags.MinPoll, file.MinPoll),
-		MaxAttempts:     cmp.Or(flags.MaxAttempts, file.MaxAttempts),
-		LeaseDuration:   cmp.Or(flags.LeaseDuration, file.LeaseDuration),
-		PublishTimeout:  cmp.Or(flags.PublishTimeout, file.PublishTimeout),
-		BackoffMin:      cmp.Or(flags.BackoffMin, file.BackoffMin),
-		BackoffMax:      cmp.Or(flags.BackoffMax, file.BackoffMax),
-		ShutdownTimeout: cmp.Or(flags.ShutdownTimeout, file.ShutdownTimeout),
-		Publish:         cmp.Or(flags.Publish, file.Publish),
-		DeleteDelivered: flags.DeleteDelivered || file.DeleteDelivered,
+		BatchSize:        cmp.Or(flags.BatchSize, file.BatchSize),
+		Concurrency:      cmp.Or(flags.Concurrency, file.Concurrency),
+		PollInterval:     cmp.Or(flags.PollInterval, file.PollInterval),
+		MinPoll:          cmp.Or(flags.MinPoll, file.MinPoll),
+		MaxAttempts:      cmp.Or(flags.MaxAttempts, file.MaxAttempts),
+		LeaseDuration:    cmp.Or(flags.LeaseDuration, file.LeaseDuration),
+		PublishTimeout:   cmp.Or(flags.PublishTimeout, file.PublishTimeout),
+		BackoffMin:       cmp.Or(flags.BackoffMin, file.BackoffMin),
+		BackoffMax:       cmp.Or(flags.BackoffMax, file.BackoffMax),
+		ShutdownTimeout:  cmp.Or(flags.ShutdownTimeout, file.ShutdownTimeout),
+		Publish:          cmp.Or(flags.Publish, file.Publish),
+		DeleteDelivered:  flags.DeleteDelivered || file.DeleteDelivered,
+		AckSweepInterval: cmp.Or(flags.AckSweepInterval, file.AckSweepInterval),
 	}
 }
 
@@ -163,7 +165,8 @@ func (a *app) runRelay(ctx context.Context, logger *slog.Logger, rc relayConfig,
 		ID: id, BatchSize: rc.BatchSize, Concurrency: rc.Concurrency, PollInterval: rc.PollInterval, MinPollInterval: rc.MinPoll, MaxAttempts: rc.MaxAttempts,
 		LeaseDuration: rc.LeaseDuration, PublishTimeout: rc.PublishTimeout,
 		BackoffMin: rc.BackoffMin, BackoffMax: rc.BackoffMax, ShutdownTimeout: rc.ShutdownTimeout, Publish: outbox.PublishPath(rc.Publish),
-		Observer: m.observe, ClaimObserver: m.observeClaim, Logger: logger,
+		AckSweepInterval: rc.AckSweepInterval,
+		Observer:         m.observe, ClaimObserver: m.observeClaim, Logger: logger,
 	})
 	if err != nil {
 		return &codedError{exitUsage, err}
