@@ -194,7 +194,7 @@ func run(ctx context.Context, dbURL string, logger *slog.Logger) (*Summary, erro
 	if err != nil {
 		return nil, err
 	}
-	defer db.Exec(`DROP TABLE IF EXISTS "` + table + `", "` + table + `_migrations"`) //nolint:errcheck
+	defer db.Exec(`DROP TABLE IF EXISTS "` + table + `", "` + table + `_migrations", "` + table + `_acks"`) //nolint:errcheck
 	ob, err := outbox.New(drv, outbox.Config{Logger: logger})
 	if err != nil {
 		return nil, err
