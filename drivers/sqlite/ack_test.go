@@ -142,7 +142,8 @@ func swallowSilent(h message.HandlerFunc) message.HandlerFunc {
 func TestAckHandlerHostileReplies(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	ev := &outbox.Event{Type: "t", Topic: "x", AwaitAck: &outbox.AckPolicy{Deadline: time.Hour}}
+	ev := &outbox.Event{Type: "t", Topic: "x"}
+	ev.AwaitAck = &outbox.AckPolicy{Deadline: 10 * time.Minute, MaxResends: 5, ResendBackoff: 30 * time.Minute}
 	plain := &outbox.Event{Type: "t", Topic: "x"}
 	b.insert(t, ev, plain)
 	handler, err := outboxack.Handler(outboxack.Config{Outbox: b.ob})
