@@ -210,6 +210,9 @@ func (o *Outbox) attachAcks(ctx context.Context, events []*StoredEvent) error {
 		ids[i] = e.ID
 	}
 	rows, err := ack.AckGet(ctx, &outboxdriver.AckGetParams{IDs: ids})
+	if errors.Is(err, ErrNotMigrated) {
+		return nil // the ack table's migration has not run yet: no event awaits an answer
+	}
 	if err != nil {
 		return err
 	}
@@ -315,6 +318,9 @@ func (o *Outbox) ackStats(ctx context.Context) (*AckStats, error) {
 		return nil, nil
 	}
 	s, err := ack.AckStats(ctx, &outboxdriver.AckStatsParams{})
+	if errors.Is(err, ErrNotMigrated) {
+		return nil, nil // the ack table's migration has not run yet
+	}
 	if err != nil {
 		return nil, err
 	}

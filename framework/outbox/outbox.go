@@ -380,7 +380,8 @@ type Stats struct {
 	// DeliveredLastMinute counts events delivered in the last 60 seconds.
 	DeliveredLastMinute int64
 	// Ack holds the business acknowledgment counters (nil when the driver
-	// does not implement outboxdriver.Acknowledger).
+	// does not implement outboxdriver.Acknowledger, or its ack table is not
+	// migrated yet).
 	Ack *AckStats
 }
 
