@@ -72,6 +72,19 @@ func TestAckCommands(t *testing.T) {
 	if r.code != 0 || !strings.Contains(r.stdout, "rejected") || !strings.Contains(r.stdout, "unknown insured") || strings.Contains(r.stdout, "\x1b") {
 		t.Fatalf("show: %+v", r)
 	}
+	// The web console: an ack column and filter, the state on the event page.
+	base := startUI(t, table)
+	code, body, _ := get(t, uiClient(), base+"/events?ack=unacknowledged")
+	if code != 200 || !strings.Contains(body, silent.ID) || strings.Contains(body, refused.ID) || !strings.Contains(body, `<td class="ack">unacknowledged</td>`) {
+		t.Fatalf("console events?ack=unacknowledged: %d\n%.2000s", code, body)
+	}
+	if code, _, _ = get(t, uiClient(), base+"/events?ack=maybe"); code != 400 {
+		t.Fatalf("console events?ack=maybe: %d, want 400", code)
+	}
+	code, body, _ = get(t, uiClient(), base+"/events/"+refused.ID)
+	if code != 200 || !strings.Contains(body, "acknowledgment") || !strings.Contains(body, "rejected: unknown insured") || strings.Contains(body, "\x1b") {
+		t.Fatalf("console event page: %d\n%.2000s", code, body)
+	}
 	if r = runCLI(t, env, "retry", "--all-unacknowledged", "--dry-run"); r.code != 0 || !strings.Contains(r.stdout, "would retry 1 event(s)") {
 		t.Fatalf("retry --dry-run: %+v", r)
 	}
