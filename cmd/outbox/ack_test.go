@@ -33,7 +33,7 @@ func TestAckCommands(t *testing.T) {
 	}
 	// Both were delivered a while ago; the receiver rejects one and never
 	// answers the other, which the sweep gives up on (MaxResends 0).
-	if _, err := db.Exec(`UPDATE "`+table+`" SET status = 'delivered', delivered_at = now() - interval '1 minute'`); err != nil {
+	if _, err := db.Exec(`UPDATE "` + table + `" SET status = 'delivered', delivered_at = now() - interval '1 minute'`); err != nil {
 		t.Fatal(err)
 	}
 	tx, _ = db.Begin()
