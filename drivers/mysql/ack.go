@@ -188,3 +188,8 @@ func (d *Driver) AckStats(ctx context.Context, _ *outboxdriver.AckStatsParams) (
 	}
 	return s, nil
 }
+
+// AckPurge implements outboxdriver.Acknowledger.
+func (d *Driver) AckPurge(ctx context.Context, p *outboxdriver.AckPurgeParams) (int64, error) {
+	return d.execRC(ctx, d.queries.ackPurge, p.Limit)
+}

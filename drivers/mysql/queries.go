@@ -20,6 +20,7 @@ type queries struct {
 	retryIDs, retryDead, purge, stats, get                           string
 	ackAnswer, ackExists, ackGet, ackList, ackDue                    string
 	ackMarkResent, ackMarkUnacknowledged, ackRearm, ackStats         string
+	ackPurge                                                         string
 }
 
 // loadQueries renders the driver's statements once, and parses the list
@@ -37,7 +38,7 @@ func (d *Driver) loadQueries() error {
 		"retry_ids": &q.retryIDs, "retry_dead": &q.retryDead, "purge": &q.purge, "stats": &q.stats, "get": &q.get,
 		"ack_answer": &q.ackAnswer, "ack_exists": &q.ackExists, "ack_get": &q.ackGet, "ack_list": &q.ackList,
 		"ack_due": &q.ackDue, "ack_mark_resent": &q.ackMarkResent, "ack_mark_unacknowledged": &q.ackMarkUnacknowledged,
-		"ack_rearm": &q.ackRearm, "ack_stats": &q.ackStats,
+		"ack_rearm": &q.ackRearm, "ack_stats": &q.ackStats, "ack_purge": &q.ackPurge,
 	}); err != nil {
 		return fmt.Errorf("mysql: %w", err)
 	}

@@ -165,3 +165,8 @@ func (d *Driver) AckStats(ctx context.Context, _ *outboxdriver.AckStatsParams) (
 	}
 	return s, nil
 }
+
+// AckPurge implements outboxdriver.Acknowledger.
+func (d *Driver) AckPurge(ctx context.Context, p *outboxdriver.AckPurgeParams) (int64, error) {
+	return d.exec(ctx, d.queries.ackPurge, p.Limit)
+}

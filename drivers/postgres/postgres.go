@@ -197,6 +197,7 @@ type queries struct {
 	retryIDs, retryDead, purge, stats, get, list                  string
 	ackAnswer, ackExists, ackGet, ackList, ackDue                 string
 	ackMarkResent, ackMarkUnacknowledged, ackRearm, ackStats      string
+	ackPurge                                                      string
 }
 
 // newQueries renders every statement for one table, once.
@@ -213,7 +214,7 @@ func newQueries(data queryData) (queries, error) {
 		"stats": &q.stats, "get": &q.get, "list": &q.list,
 		"ack_answer": &q.ackAnswer, "ack_exists": &q.ackExists, "ack_get": &q.ackGet, "ack_list": &q.ackList,
 		"ack_due": &q.ackDue, "ack_mark_resent": &q.ackMarkResent, "ack_mark_unacknowledged": &q.ackMarkUnacknowledged,
-		"ack_rearm": &q.ackRearm, "ack_stats": &q.ackStats,
+		"ack_rearm": &q.ackRearm, "ack_stats": &q.ackStats, "ack_purge": &q.ackPurge,
 	})
 	if err != nil {
 		return queries{}, fmt.Errorf("postgres: %w", err)

@@ -169,3 +169,8 @@ func (d *Driver) AckStats(ctx context.Context, _ *outboxdriver.AckStatsParams) (
 	s.Now = fromMicros(nowUS)
 	return s, nil
 }
+
+// AckPurge implements outboxdriver.Acknowledger.
+func (d *Driver) AckPurge(ctx context.Context, p *outboxdriver.AckPurgeParams) (int64, error) {
+	return d.execImmediate(ctx, d.queries.ackPurge, p.Limit)
+}

@@ -195,7 +195,7 @@ type queries struct {
 	retryIDs, retryDead, purge, stats, get, list         string
 	ackAnswer, ackExists, ackGet, ackList, ackDue        string
 	ackMarkResent, ackMarkUnacknowledged, ackRearm       string
-	ackStats                                             string
+	ackStats, ackPurge                                   string
 }
 
 //go:embed queries/*.sql
@@ -230,7 +230,7 @@ func newQueries(t, a string) (queries, error) {
 		"get": &q.get, "list": &q.list,
 		"ack_answer": &q.ackAnswer, "ack_exists": &q.ackExists, "ack_get": &q.ackGet, "ack_list": &q.ackList,
 		"ack_due": &q.ackDue, "ack_mark_resent": &q.ackMarkResent, "ack_mark_unacknowledged": &q.ackMarkUnacknowledged,
-		"ack_rearm": &q.ackRearm, "ack_stats": &q.ackStats,
+		"ack_rearm": &q.ackRearm, "ack_stats": &q.ackStats, "ack_purge": &q.ackPurge,
 	} {
 		b, err := queryFS.ReadFile("queries/" + name + ".sql")
 		if err != nil {

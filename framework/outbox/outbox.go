@@ -30,6 +30,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -453,7 +454,9 @@ type PurgeOptions struct {
 }
 
 // Purge deletes delivered events older than olderThan, in bounded batches,
-// and returns how many it deleted. Pending and dead events are never purged.
+// and returns how many it deleted. Pending and dead events are never purged,
+// nor events whose business acknowledgment is awaiting or unacknowledged
+// (they are not done); the ack rows of purged events are deleted after them.
 // It stops early, returning what it deleted so far, when ctx is cancelled.
 func (o *Outbox) Purge(ctx context.Context, olderThan time.Duration, opts PurgeOptions) (int64, error) {
 	if olderThan < 0 {
@@ -478,7 +481,30 @@ func (o *Outbox) Purge(ctx context.Context, olderThan time.Duration, opts PurgeO
 			opts.Progress(total)
 		}
 		if n < int64(batch) {
-			return total, nil
+			return total, o.purgeAcks(ctx, batch)
+		}
+	}
+}
+
+// purgeAcks deletes, in bounded batches, the ack rows whose event is gone.
+func (o *Outbox) purgeAcks(ctx context.Context, batch int) error {
+	ack, ok := o.driver.(outboxdriver.Acknowledger)
+	if !ok {
+		return nil
+	}
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		n, err := ack.AckPurge(ctx, &outboxdriver.AckPurgeParams{Limit: batch})
+		if errors.Is(err, ErrNotMigrated) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("outbox: purge acknowledgments: %w", err)
+		}
+		if n < int64(batch) {
+			return nil
 		}
 	}
 }

@@ -68,6 +68,10 @@ type Acknowledger interface {
 	// still Resends and reports whether it did.
 	AckMarkUnacknowledged(ctx context.Context, params *AckMarkParams) (bool, error)
 
+	// AckPurge deletes at most Limit ack rows whose event no longer exists
+	// (purged) and returns how many it deleted.
+	AckPurge(ctx context.Context, params *AckPurgeParams) (int64, error)
+
 	// AckRearm makes the unacknowledged acks of the given events awaiting
 	// again with no resends counted, and returns how many changed.
 	AckRearm(ctx context.Context, params *AckRearmParams) (int64, error)
@@ -132,6 +136,11 @@ type AckMarkParams struct {
 	// Resends is the count the caller read: the update happens only if it
 	// is still the stored one.
 	Resends int
+}
+
+// AckPurgeParams are the parameters of Acknowledger.AckPurge.
+type AckPurgeParams struct {
+	Limit int
 }
 
 // AckRearmParams are the parameters of Acknowledger.AckRearm.

@@ -137,4 +137,20 @@ func testAck(t *testing.T, h Harness) {
 	if r := get(a.ID); r.Reason != "unknown insured person" {
 		t.Fatalf("rejection reason %q", r.Reason)
 	}
+
+	// Purge keeps what is not done (awaiting, unacknowledged), removes the
+	// answered events, then their ack rows.
+	waiting := ev("d", 4)
+	waiting.AwaitAck = &policy
+	b.insert(t, waiting)
+	b.settle(t, eventIDs(waiting))
+	h.Elapse(t, b.drv, 2*time.Hour)
+	mustN(t, "EventPurge", 3)(b.drv.EventPurge(b.ctx, &outboxdriver.EventPurgeParams{Before: time.Now().Add(-time.Hour), Limit: 100}))
+	if _, err := b.drv.EventGet(b.ctx, &outboxdriver.EventGetParams{ID: waiting.ID}); err != nil {
+		t.Fatalf("an event awaiting its answer was purged: %v", err)
+	}
+	mustN(t, "AckPurge", 2)(ack.AckPurge(b.ctx, &outboxdriver.AckPurgeParams{Limit: 100}))
+	if r := get(waiting.ID); r == nil || get(a.ID) != nil {
+		t.Fatalf("after AckPurge: waiting %+v, purged a %+v", r, get(a.ID))
+	}
 }
