@@ -39,6 +39,7 @@ type childSpec struct {
 	PublishTimeout time.Duration // relay PublishTimeout
 	MaxAttempts    int           // zero means 1000
 	BackoffMax     time.Duration // zero means 1s
+	AckSweep       time.Duration // relay AckSweepInterval; zero means its default
 }
 
 // runChildIfAsked runs the subprocess relay when this process was started
@@ -73,16 +74,17 @@ func runChildIfAsked(t *testing.T, h Harness) bool {
 	}
 	pub := &journal{inner: broker.NewPublisher(t, spec.BrokerAddr), f: f, gen: spec.Gen}
 	r, err := outbox.NewRelay(drv, pub, outbox.RelayConfig{
-		ID:             fmt.Sprintf("%s-%d-gen%d", cmp.Or(spec.Role, "child"), os.Getpid(), spec.Gen),
-		BatchSize:      spec.BatchSize,
-		LeaseDuration:  spec.Lease,
-		PollInterval:   20 * time.Millisecond,
-		PublishTimeout: spec.PublishTimeout,
-		MaxAttempts:    cmp.Or(spec.MaxAttempts, 1000),
-		BackoffMin:     50 * time.Millisecond,
-		BackoffMax:     cmp.Or(spec.BackoffMax, time.Second),
-		Publish:        h.Publish,
-		Concurrency:    h.Concurrency,
+		ID:               fmt.Sprintf("%s-%d-gen%d", cmp.Or(spec.Role, "child"), os.Getpid(), spec.Gen),
+		BatchSize:        spec.BatchSize,
+		LeaseDuration:    spec.Lease,
+		PollInterval:     20 * time.Millisecond,
+		PublishTimeout:   spec.PublishTimeout,
+		MaxAttempts:      cmp.Or(spec.MaxAttempts, 1000),
+		BackoffMin:       50 * time.Millisecond,
+		BackoffMax:       cmp.Or(spec.BackoffMax, time.Second),
+		Publish:          h.Publish,
+		Concurrency:      h.Concurrency,
+		AckSweepInterval: spec.AckSweep,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -69,6 +69,7 @@ func Run(t *testing.T, h Harness) {
 		{"C5", c5Tests()},
 		{"C6", c6Tests()},
 		{"C7", c7Tests()},
+		{"C8", c8Tests(cellTest)},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {

@@ -44,7 +44,7 @@ func MySQLAt(raw string) Database {
 			return mysql.New(db, mysql.Config{Table: table})
 		},
 		DropTable: func(db *sql.DB, table string) error {
-			_, err := db.Exec("DROP TABLE IF EXISTS `" + table + "`, `" + table + "_migrations`, `" + table + "_relay_lock`")
+			_, err := db.Exec("DROP TABLE IF EXISTS `" + table + "`, `" + table + "_migrations`, `" + table + "_relay_lock`, `" + table + "_acks`")
 			return err
 		},
 		LockTimeout: "SET SESSION innodb_lock_wait_timeout = 1",

@@ -50,7 +50,7 @@ func PostgresAt(dsn string) Database {
 			return postgres.New(db, postgres.Config{Table: table})
 		},
 		DropTable: func(db *sql.DB, table string) error {
-			_, err := db.Exec(`DROP TABLE IF EXISTS "` + table + `", "` + table + `_migrations"`)
+			_, err := db.Exec(`DROP TABLE IF EXISTS "` + table + `", "` + table + `_migrations", "` + table + `_acks"`)
 			return err
 		},
 		LockTimeout: "SET lock_timeout = '1s'",

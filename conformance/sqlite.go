@@ -37,6 +37,9 @@ func SQLite(path string) Database {
 			if err == nil {
 				_, err = db.Exec(`DROP TABLE IF EXISTS "` + table + `_migrations"`)
 			}
+			if err == nil {
+				_, err = db.Exec(`DROP TABLE IF EXISTS "` + table + `_acks"`)
+			}
 			return err
 		},
 		SerialWriters: true,

@@ -30,7 +30,7 @@ const (
 
 // Lines are the contract lines of DESIGN.md, in the order the summary shows
 // them.
-var Lines = []string{"C1", "C2", "C3", "C4", "C5", "C6", "C7"}
+var Lines = []string{"C1", "C2", "C3", "C4", "C5", "C6", "C7", "C8"}
 
 // Result is the outcome of one test Run ran, or of a whole cell that was
 // skipped before any test ran (Line and Test empty).
@@ -40,7 +40,7 @@ type Result struct {
 	Suite string
 	// Cell is Harness.Name.
 	Cell string
-	// Line is the contract line, "C1" … "C7".
+	// Line is the contract line, "C1" … "C8".
 	Line string
 	// Test is the test's name inside its line, e.g. "broker_cut".
 	Test string

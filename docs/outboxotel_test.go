@@ -52,7 +52,7 @@ func testTraceFlow(t *testing.T, global propagation.TextMapPropagator) {
 	}
 	defer db.Close()
 	table := outboxtest.UniqueName("otel")
-	defer db.Exec(`DROP TABLE IF EXISTS "` + table + `", "` + table + `_migrations"`)
+	defer db.Exec(`DROP TABLE IF EXISTS "` + table + `", "` + table + `_migrations", "` + table + `_acks"`)
 	drv, err := postgres.New(db, postgres.Config{Table: table})
 	if err != nil {
 		t.Fatal(err)

@@ -96,7 +96,7 @@ func (a *app) statusCommand() *cobra.Command {
 	var out outputFlag
 	cmd := &cobra.Command{
 		Use:     "status",
-		Short:   "Show pending and dead counts, the oldest pending age and last minute's throughput",
+		Short:   "Show pending and dead counts, the oldest pending age, last minute's throughput and the acknowledgment counts",
 		Example: "  outbox status\n  outbox status -o json",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -109,11 +109,17 @@ func (a *app) statusCommand() *cobra.Command {
 					return err
 				}
 				if out.format == "json" {
-					return a.writeJSON(map[string]any{
+					j := map[string]any{
 						"table": tableName(drv), "pending": s.Pending, "dead": s.Dead,
 						"oldest_pending_age_seconds": s.OldestPendingAge.Seconds(),
 						"delivered_last_minute":      s.DeliveredLastMinute,
-					})
+					}
+					if s.Ack != nil {
+						j["ack"] = map[string]any{"awaiting": s.Ack.Awaiting, "rejected": s.Ack.Rejected,
+							"unacknowledged":              s.Ack.Unacknowledged,
+							"oldest_awaiting_age_seconds": s.Ack.OldestAwaitingAge.Seconds()}
+					}
+					return a.writeJSON(j)
 				}
 				tw := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
 				fmt.Fprintf(tw, "table\t%s\n", tableName(drv))
@@ -121,6 +127,12 @@ func (a *app) statusCommand() *cobra.Command {
 				fmt.Fprintf(tw, "dead\t%d\n", s.Dead)
 				fmt.Fprintf(tw, "oldest pending\t%s\n", s.OldestPendingAge.Round(time.Millisecond))
 				fmt.Fprintf(tw, "delivered last minute\t%d (%.1f/s)\n", s.DeliveredLastMinute, float64(s.DeliveredLastMinute)/60)
+				if s.Ack != nil {
+					fmt.Fprintf(tw, "ack awaiting\t%d\n", s.Ack.Awaiting)
+					fmt.Fprintf(tw, "ack oldest awaiting\t%s\n", s.Ack.OldestAwaitingAge.Round(time.Millisecond))
+					fmt.Fprintf(tw, "ack rejected\t%d\n", s.Ack.Rejected)
+					fmt.Fprintf(tw, "ack unacknowledged\t%d\n", s.Ack.Unacknowledged)
+				}
 				return tw.Flush()
 			})
 		},
@@ -146,12 +158,30 @@ type eventJSON struct {
 	Headers       map[string]string `json:"headers,omitempty"`
 	Payload       json.RawMessage   `json:"payload,omitempty"`
 	PayloadBase64 []byte            `json:"payload_base64,omitempty"`
+	Ack           *ackJSON          `json:"ack,omitempty"`
+}
+
+// ackJSON is the JSON form of an event's acknowledgment state.
+type ackJSON struct {
+	Status               string     `json:"status"`
+	Reason               string     `json:"reason,omitempty"`
+	Resends              int        `json:"resends"`
+	MaxResends           int        `json:"max_resends"`
+	DeadlineSeconds      float64    `json:"deadline_seconds"`
+	ResendBackoffSeconds float64    `json:"resend_backoff_seconds"`
+	AnsweredAt           *time.Time `json:"answered_at,omitempty"`
+	ResentAt             *time.Time `json:"resent_at,omitempty"`
 }
 
 func toJSON(e *outbox.StoredEvent, withBody bool) eventJSON {
 	j := eventJSON{ID: e.ID, Seq: e.Seq, Type: e.Type, Topic: e.Topic, Key: e.Key, Status: string(e.Status),
 		Attempts: e.Attempts, LastError: e.LastError, CreatedAt: e.CreatedAt, NextAttemptAt: e.NextAttemptAt,
 		DeliveredAt: e.DeliveredAt, LockedBy: e.LockedBy}
+	if a := e.Ack; a != nil {
+		j.Ack = &ackJSON{Status: string(a.Status), Reason: a.Reason, Resends: a.Resends, MaxResends: a.Policy.MaxResends,
+			DeadlineSeconds: a.Policy.Deadline.Seconds(), ResendBackoffSeconds: a.Policy.ResendBackoff.Seconds(),
+			AnsweredAt: a.AnsweredAt, ResentAt: a.ResentAt}
+	}
 	if withBody {
 		j.Headers = e.Headers
 		if json.Valid(e.Payload) {
@@ -165,11 +195,11 @@ func toJSON(e *outbox.StoredEvent, withBody bool) eventJSON {
 
 func (a *app) listCommand() *cobra.Command {
 	var (
-		out              outputFlag
-		status, typ, key string
-		since, until     string
-		limit            int
-		after            int64
+		out                   outputFlag
+		status, typ, key, ack string
+		since, until          string
+		limit                 int
+		after                 int64
 	)
 	cmd := &cobra.Command{
 		Use:   "list",
@@ -177,15 +207,20 @@ func (a *app) listCommand() *cobra.Command {
 		Example: `  outbox list --status dead
   outbox list --type care.invoice.issued --since 2h -o json
   outbox list --key INV-001 --since 2026-11-01T00:00:00Z --until 7d
-  outbox list --after 1200 --limit 50      # next page (the cursor is printed after each page)`,
+  outbox list --after 1200 --limit 50      # next page (the cursor is printed after each page)
+  outbox list --ack unacknowledged         # events whose receiver never answered`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := out.check(); err != nil {
 				return err
 			}
-			f := outbox.ListFilter{Status: outbox.Status(status), Type: typ, Key: key, After: after, Limit: limit}
+			f := outbox.ListFilter{Status: outbox.Status(status), Type: typ, Key: key, After: after, Limit: limit,
+				Ack: outbox.AckStatus(ack)}
 			if status != "" && !f.Status.Valid() {
 				return usageError("--status %q: want pending, delivered or dead", status)
+			}
+			if ack != "" && !f.Ack.Valid() {
+				return usageError("--ack %q: want awaiting, acknowledged, rejected or unacknowledged", ack)
 			}
 			var err error
 			if f.Since, err = parseTime(since); err != nil {
@@ -210,10 +245,14 @@ func (a *app) listCommand() *cobra.Command {
 					return a.writeJSON(map[string]any{"events": events, "next": page.Next})
 				}
 				tw := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
-				fmt.Fprintln(tw, "SEQ\tID\tTYPE\tTOPIC\tKEY\tSTATUS\tATTEMPTS\tCREATED\tLAST ERROR")
+				fmt.Fprintln(tw, "SEQ\tID\tTYPE\tTOPIC\tKEY\tSTATUS\tACK\tATTEMPTS\tCREATED\tLAST ERROR")
 				for _, e := range page.Events {
-					fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", e.Seq, e.ID, printable(e.Type), printable(e.Topic),
-						printable(e.Key), e.Status, e.Attempts, e.CreatedAt.UTC().Format(time.RFC3339),
+					ackState := "-"
+					if e.Ack != nil {
+						ackState = string(e.Ack.Status)
+					}
+					fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", e.Seq, e.ID, printable(e.Type), printable(e.Topic),
+						printable(e.Key), e.Status, ackState, e.Attempts, e.CreatedAt.UTC().Format(time.RFC3339),
 						printable(truncate(oneLine(e.LastError), 60)))
 				}
 				if err := tw.Flush(); err != nil {
@@ -230,6 +269,7 @@ func (a *app) listCommand() *cobra.Command {
 	f.StringVar(&status, "status", "", "pending, delivered or dead")
 	f.StringVar(&typ, "type", "", "event type")
 	f.StringVar(&key, "key", "", "event key")
+	f.StringVar(&ack, "ack", "", "acknowledgment state: awaiting, acknowledged, rejected or unacknowledged")
 	f.StringVar(&since, "since", "", "created at or after: RFC 3339 time or age (2h, 7d)")
 	f.StringVar(&until, "until", "", "created before: RFC 3339 time or age")
 	f.IntVar(&limit, "limit", 100, "page size (1..10000)")
@@ -308,6 +348,19 @@ func (a *app) showCommand() *cobra.Command {
 				if e.LastError != "" {
 					fmt.Fprintf(tw, "last error\t%s\n", printable(e.LastError))
 				}
+				if ack := e.Ack; ack != nil {
+					fmt.Fprintf(tw, "ack\t%s (resends %d of %d, deadline %s, resend backoff %s)\n", ack.Status, ack.Resends,
+						ack.Policy.MaxResends, ack.Policy.Deadline, ack.Policy.ResendBackoff)
+					if ack.Reason != "" {
+						fmt.Fprintf(tw, "ack reason\t%s\n", printable(ack.Reason))
+					}
+					if ack.AnsweredAt != nil {
+						fmt.Fprintf(tw, "ack answered\t%s\n", ack.AnsweredAt.UTC().Format(time.RFC3339Nano))
+					}
+					if ack.ResentAt != nil {
+						fmt.Fprintf(tw, "ack last resend\t%s\n", ack.ResentAt.UTC().Format(time.RFC3339Nano))
+					}
+				}
 				for k, v := range e.Headers {
 					fmt.Fprintf(tw, "header %s\t%s\n", printable(k), printable(v))
 				}
@@ -357,8 +410,8 @@ func (a *app) confirm(prompt string, yes bool) error {
 
 func (a *app) retryCommand() *cobra.Command {
 	var (
-		allDead, dryRun, yes bool
-		typ                  string
+		allDead, allUnacked, dryRun, yes bool
+		typ                              string
 	)
 	cmd := &cobra.Command{
 		Use:   "retry [ID...]",
@@ -366,19 +419,28 @@ func (a *app) retryCommand() *cobra.Command {
 		Long: `retry makes the given events pending again with a fresh attempt budget:
 dead events are retried, delivered events are resent, pending events in
 backoff are scheduled now. --all-dead retries every dead event (of --type).
+--all-unacknowledged resends every event whose receiver never answered
+(acknowledgment unacknowledged) and awaits its answer again.
 It prints how many events it will change and asks for confirmation (or --yes).`,
 		Example: `  outbox retry 01933b7e-8a4c-7d2e-9a51-5f0c3b1e2d4f
   outbox retry --all-dead --dry-run
-  outbox retry --all-dead --type care.invoice.issued --yes`,
+  outbox retry --all-dead --type care.invoice.issued --yes
+  outbox retry --all-unacknowledged --yes`,
 		RunE: func(cmd *cobra.Command, ids []string) error {
-			if allDead == (len(ids) > 0) {
-				return usageError("give event ids or --all-dead (not both)")
+			modes := 0
+			for _, on := range []bool{allDead, allUnacked, len(ids) > 0} {
+				if on {
+					modes++
+				}
+			}
+			if modes != 1 {
+				return usageError("give event ids, --all-dead or --all-unacknowledged (exactly one)")
 			}
 			if typ != "" && !allDead {
 				return usageError("--type only narrows --all-dead")
 			}
 			return a.withOutbox(cmd, func(ctx context.Context, _ outboxdriver.Driver, ob *outbox.Outbox) error {
-				n, err := a.countRetry(ctx, ob, ids, typ)
+				n, err := a.countRetry(ctx, ob, ids, typ, allUnacked)
 				if err != nil {
 					return err
 				}
@@ -394,9 +456,12 @@ It prints how many events it will change and asks for confirmation (or --yes).`,
 					return err
 				}
 				var done int64
-				if allDead {
+				switch {
+				case allDead:
 					done, err = ob.RetryDead(ctx, typ)
-				} else {
+				case allUnacked:
+					done, err = ob.RetryUnacknowledged(ctx)
+				default:
 					done, err = ob.Retry(ctx, ids...)
 				}
 				if err != nil {
@@ -409,6 +474,7 @@ It prints how many events it will change and asks for confirmation (or --yes).`,
 	}
 	f := cmd.Flags()
 	f.BoolVar(&allDead, "all-dead", false, "retry every dead event")
+	f.BoolVar(&allUnacked, "all-unacknowledged", false, "resend every event whose acknowledgment is unacknowledged")
 	f.StringVar(&typ, "type", "", "with --all-dead: only events of this type")
 	f.BoolVar(&dryRun, "dry-run", false, "print how many events would change, change nothing")
 	f.BoolVarP(&yes, "yes", "y", false, "do not ask for confirmation")
@@ -416,7 +482,7 @@ It prints how many events it will change and asks for confirmation (or --yes).`,
 }
 
 // countRetry counts the events a retry would change.
-func (a *app) countRetry(ctx context.Context, ob *outbox.Outbox, ids []string, typ string) (int, error) {
+func (a *app) countRetry(ctx context.Context, ob *outbox.Outbox, ids []string, typ string, unacked bool) (int, error) {
 	if len(ids) > 0 {
 		n := 0
 		for _, id := range ids {
@@ -435,6 +501,9 @@ func (a *app) countRetry(ctx context.Context, ob *outbox.Outbox, ids []string, t
 	}
 	n := 0
 	f := outbox.ListFilter{Status: outbox.StatusDead, Type: typ, Limit: 10000}
+	if unacked {
+		f = outbox.ListFilter{Ack: outbox.AckUnacknowledged, Limit: 10000}
+	}
 	for {
 		page, err := ob.List(ctx, f)
 		if err != nil {

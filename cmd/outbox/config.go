@@ -73,6 +73,8 @@ type relayConfig struct {
 	Publish         string        `yaml:"publish"`
 	// DeleteDelivered is PostgreSQL's Config.DeleteDelivered.
 	DeleteDelivered bool `yaml:"delete_delivered"`
+	// AckSweepInterval is RelayConfig.AckSweepInterval.
+	AckSweepInterval time.Duration `yaml:"ack_sweep_interval"`
 }
 
 func (a *app) loadConfig() error {

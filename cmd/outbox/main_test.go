@@ -99,7 +99,7 @@ func postgresDialect() dialect {
 		quote:        func(t string) string { return `"` + t + `"` },
 		dead:         `UPDATE {T} SET status = 'dead', last_error = 'boom' WHERE id = $1`,
 		oldDelivered: `UPDATE {T} SET status = 'delivered', delivered_at = now() - interval '8 days' WHERE id = $1`,
-		drop:         []string{"", "_migrations"},
+		drop:         []string{"", "_migrations", "_acks"},
 	}
 }
 
@@ -125,7 +125,7 @@ func mysqlDialect() dialect {
 		quote:        func(t string) string { return "`" + t + "`" },
 		dead:         `UPDATE {T} SET status = 'dead', last_error = 'boom' WHERE id = ?`,
 		oldDelivered: `UPDATE {T} SET status = 'delivered', delivered_at = UTC_TIMESTAMP(6) - INTERVAL 8 DAY WHERE id = ?`,
-		drop:         []string{"", "_migrations", "_relay_lock"},
+		drop:         []string{"", "_migrations", "_relay_lock", "_acks"},
 	}
 }
 

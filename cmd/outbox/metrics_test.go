@@ -109,3 +109,25 @@ func sample(m *relayMetrics, series string) (float64, bool) {
 	}
 	return 0, false
 }
+
+// TestAckMetrics: the acknowledgment gauges follow Stats.Ack and disappear
+// when the stats cannot be read.
+func TestAckMetrics(t *testing.T) {
+	t.Parallel()
+	m := newRelayMetrics("app.outbox")
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	ctx := context.Background()
+	m.updateStats(ctx, func(context.Context) (*outbox.Stats, error) {
+		return &outbox.Stats{Ack: &outbox.AckStats{Awaiting: 4, Rejected: 1, Unacknowledged: 2, OldestAwaitingAge: 90 * time.Second}}, nil
+	}, logger)
+	for g, want := range map[string]float64{"outbox_ack_awaiting": 4, "outbox_ack_rejected": 1,
+		"outbox_ack_unacknowledged": 2, "outbox_ack_oldest_awaiting_seconds": 90} {
+		if v, ok := sample(m, g+`{table="app.outbox"}`); !ok || v != want {
+			t.Errorf("%s = %v (exported %v), want %v", g, v, ok, want)
+		}
+	}
+	m.updateStats(ctx, func(context.Context) (*outbox.Stats, error) { return nil, errors.New("down") }, logger)
+	if v, ok := sample(m, `outbox_ack_awaiting{table="app.outbox"}`); ok {
+		t.Errorf("outbox_ack_awaiting still exported (%v) while the database fails", v)
+	}
+}

@@ -80,6 +80,7 @@ The default address is loopback only (` + defaultMetricsAddr + `).`,
 	f.DurationVar(&rc.ShutdownTimeout, "shutdown-timeout", 0, "after SIGTERM, how long to wait for in-flight publishes and their outcomes (default 10s; a second signal exits at once)")
 	f.BoolVar(&rc.DeleteDelivered, "delete-delivered", false, "PostgreSQL: delete each event once delivered instead of keeping it as history (much less database work; list/show/status then see no delivered events)")
 	f.StringVar(&rc.Publish, "publish", "", "publish path: direct (event messages through the middlewares to the broker, pipelined) or forwarder (Watermill's forwarder and envelope: same messages, more CPU) (default direct)")
+	f.DurationVar(&rc.AckSweepInterval, "ack-sweep-interval", 0, "how often to resend events whose business acknowledgment is overdue; negative: no sweep in this relay (default 1s)")
 	f.BoolVar(&metrics, "metrics", false, "serve /metrics, /healthz, /readyz on "+defaultMetricsAddr)
 	f.StringVar(&metricsAddr, "metrics-addr", "", "serve /metrics, /healthz, /readyz on this address")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
@@ -91,18 +92,19 @@ The default address is loopback only (` + defaultMetricsAddr + `).`,
 // mergeRelay gives flags precedence over the YAML file.
 func mergeRelay(flags, file relayConfig) relayConfig {
 	return relayConfig{
-		BatchSize:       cmp.Or(flags.BatchSize, file.BatchSize),
-		Concurrency:     cmp.Or(flags.Concurrency, file.Concurrency),
-		PollInterval:    cmp.Or(flags.PollInterval, file.PollInterval),
-		MinPoll:         cmp.Or(flags.MinPoll, file.MinPoll),
-		MaxAttempts:     cmp.Or(flags.MaxAttempts, file.MaxAttempts),
-		LeaseDuration:   cmp.Or(flags.LeaseDuration, file.LeaseDuration),
-		PublishTimeout:  cmp.Or(flags.PublishTimeout, file.PublishTimeout),
-		BackoffMin:      cmp.Or(flags.BackoffMin, file.BackoffMin),
-		BackoffMax:      cmp.Or(flags.BackoffMax, file.BackoffMax),
-		ShutdownTimeout: cmp.Or(flags.ShutdownTimeout, file.ShutdownTimeout),
-		Publish:         cmp.Or(flags.Publish, file.Publish),
-		DeleteDelivered: flags.DeleteDelivered || file.DeleteDelivered,
+		BatchSize:        cmp.Or(flags.BatchSize, file.BatchSize),
+		Concurrency:      cmp.Or(flags.Concurrency, file.Concurrency),
+		PollInterval:     cmp.Or(flags.PollInterval, file.PollInterval),
+		MinPoll:          cmp.Or(flags.MinPoll, file.MinPoll),
+		MaxAttempts:      cmp.Or(flags.MaxAttempts, file.MaxAttempts),
+		LeaseDuration:    cmp.Or(flags.LeaseDuration, file.LeaseDuration),
+		PublishTimeout:   cmp.Or(flags.PublishTimeout, file.PublishTimeout),
+		BackoffMin:       cmp.Or(flags.BackoffMin, file.BackoffMin),
+		BackoffMax:       cmp.Or(flags.BackoffMax, file.BackoffMax),
+		ShutdownTimeout:  cmp.Or(flags.ShutdownTimeout, file.ShutdownTimeout),
+		Publish:          cmp.Or(flags.Publish, file.Publish),
+		DeleteDelivered:  flags.DeleteDelivered || file.DeleteDelivered,
+		AckSweepInterval: cmp.Or(flags.AckSweepInterval, file.AckSweepInterval),
 	}
 }
 
@@ -163,7 +165,8 @@ func (a *app) runRelay(ctx context.Context, logger *slog.Logger, rc relayConfig,
 		ID: id, BatchSize: rc.BatchSize, Concurrency: rc.Concurrency, PollInterval: rc.PollInterval, MinPollInterval: rc.MinPoll, MaxAttempts: rc.MaxAttempts,
 		LeaseDuration: rc.LeaseDuration, PublishTimeout: rc.PublishTimeout,
 		BackoffMin: rc.BackoffMin, BackoffMax: rc.BackoffMax, ShutdownTimeout: rc.ShutdownTimeout, Publish: outbox.PublishPath(rc.Publish),
-		Observer: m.observe, ClaimObserver: m.observeClaim, Logger: logger,
+		AckSweepInterval: rc.AckSweepInterval,
+		Observer:         m.observe, ClaimObserver: m.observeClaim, Logger: logger,
 	})
 	if err != nil {
 		return &codedError{exitUsage, err}
@@ -242,6 +245,8 @@ type relayMetrics struct {
 	published, failed, dead, retry *prometheus.CounterVec
 	publishLatency, lag            *prometheus.HistogramVec
 	pending, deadGauge, oldest     *prometheus.GaugeVec
+	ackAwaiting, ackOldest         *prometheus.GaugeVec
+	ackRejected, ackUnacknowledged *prometheus.GaugeVec
 	claimErrors                    prometheus.Counter
 	up                             prometheus.Gauge
 }
@@ -273,13 +278,21 @@ func newRelayMetrics(table string) *relayMetrics {
 			Help: "Dead events waiting for an operator (polled every 15s; absent while the database cannot be read)."}, tableLabel),
 		oldest: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "outbox_oldest_pending_age_seconds",
 			Help: "Age of the oldest pending event (polled every 15s; absent while the database cannot be read)."}, tableLabel),
+		ackAwaiting: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "outbox_ack_awaiting",
+			Help: "Events inserted with AwaitAck whose receiver has not answered yet (polled every 15s)."}, tableLabel),
+		ackOldest: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "outbox_ack_oldest_awaiting_seconds",
+			Help: "Age of the oldest event awaiting its receiver's answer (polled every 15s)."}, tableLabel),
+		ackRejected: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "outbox_ack_rejected",
+			Help: "Events their receiver rejected (polled every 15s)."}, tableLabel),
+		ackUnacknowledged: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "outbox_ack_unacknowledged",
+			Help: "Events resent MaxResends times without an answer, waiting for an operator (polled every 15s)."}, tableLabel),
 		claimErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "outbox_claim_errors_total",
 			Help: "Claims that failed with a database error (the relay retries with backoff)."}),
 		up: prometheus.NewGauge(prometheus.GaugeOpts{Name: "outbox_relay_up",
 			Help: "1 while the relay runs and its last claim succeeded; 0 while claims fail (database down) or after it stopped."}),
 	}
 	reg.MustRegister(m.published, m.failed, m.dead, m.retry, m.publishLatency, m.lag, m.pending, m.deadGauge, m.oldest,
-		m.claimErrors, m.up, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		m.ackAwaiting, m.ackOldest, m.ackRejected, m.ackUnacknowledged, m.claimErrors, m.up, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
@@ -363,6 +376,7 @@ func (m *relayMetrics) updateStats(ctx context.Context, read stats, logger *slog
 		m.pending.Reset()
 		m.deadGauge.Reset()
 		m.oldest.Reset()
+		m.resetAck()
 		if ctx.Err() == nil {
 			logger.Warn("reading outbox stats for metrics failed", "err", err)
 		}
@@ -371,6 +385,23 @@ func (m *relayMetrics) updateStats(ctx context.Context, read stats, logger *slog
 	m.pending.WithLabelValues(m.table).Set(float64(s.Pending))
 	m.deadGauge.WithLabelValues(m.table).Set(float64(s.Dead))
 	m.oldest.WithLabelValues(m.table).Set(s.OldestPendingAge.Seconds())
+	if s.Ack == nil {
+		m.resetAck()
+		return
+	}
+	m.ackAwaiting.WithLabelValues(m.table).Set(float64(s.Ack.Awaiting))
+	m.ackOldest.WithLabelValues(m.table).Set(s.Ack.OldestAwaitingAge.Seconds())
+	m.ackRejected.WithLabelValues(m.table).Set(float64(s.Ack.Rejected))
+	m.ackUnacknowledged.WithLabelValues(m.table).Set(float64(s.Ack.Unacknowledged))
+}
+
+// resetAck removes the acknowledgment gauges (stats unreadable, or a driver
+// without acknowledgments).
+func (m *relayMetrics) resetAck() {
+	m.ackAwaiting.Reset()
+	m.ackOldest.Reset()
+	m.ackRejected.Reset()
+	m.ackUnacknowledged.Reset()
 }
 
 // serveMetrics serves /metrics, /healthz (process up) and /readyz (database

@@ -24,6 +24,12 @@ func TestSchemaErrors(t *testing.T) {
 		src  string
 		want []string // each must appear, in order, as a line of the error
 	}{
+		"await_ack bad duration": {strings.Replace(okEvent, "    key: invoice_id\n", "    key: invoice_id\n    await_ack: {deadline: soon}\n", 1),
+			[]string{`bad.yaml:7:27: events[0].await_ack.deadline: deadline "soon" is not a Go duration`}},
+		"await_ack deadline too long": {strings.Replace(okEvent, "    key: invoice_id\n", "    key: invoice_id\n    await_ack: {deadline: 9000h}\n", 1),
+			[]string{`bad.yaml:7:27: events[0].await_ack.deadline: deadline 9000h is out of range`}},
+		"await_ack without deadline": {strings.Replace(okEvent, "    key: invoice_id\n", "    key: invoice_id\n    await_ack: {max_resends: 2}\n", 1),
+			[]string{`bad.yaml:7:16: events[0].await_ack: missing required key "deadline"`}},
 		"unknown key in field": {okEvent + "      amount: {type: money, colour: red}\n",
 			[]string{`bad.yaml:9:29: events[0].fields.amount.colour: unknown key "colour"`}},
 		"unknown key in event with suggestion": {strings.Replace(okEvent, "    key: invoice_id\n", "    key: invoice_id\n    Topic: x\n", 1),

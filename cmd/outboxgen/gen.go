@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/dave/jennifer/jen"
 )
@@ -688,9 +689,31 @@ func (g *gen) event(e *Event) {
 	if e.Key != "" {
 		keyDoc = "Key from " + e.Key
 	}
+	eventDict := jen.Dict{
+		jen.Id("Type"):    jen.Id(n + "Type"),
+		jen.Id("Topic"):   jen.Id(n + "Topic"),
+		jen.Id("Key"):     key,
+		jen.Id("Payload"): jen.Id("payload"),
+		jen.Id("Headers"): jen.Map(jen.String()).String().Values(jen.Dict{
+			jen.Lit("content-type"):      jen.Lit("application/json"),
+			jen.Id("HeaderEventVersion"): jen.Lit(strconv.Itoa(e.Version)),
+		}),
+	}
+	ackDoc := ""
+	if a := e.AwaitAck; a != nil {
+		policy := jen.Dict{jen.Id("Deadline"): durationCode(a.Deadline)}
+		if a.MaxResends != 0 {
+			policy[jen.Id("MaxResends")] = jen.Lit(a.MaxResends)
+		}
+		if a.ResendBackoff != 0 {
+			policy[jen.Id("ResendBackoff")] = durationCode(a.ResendBackoff)
+		}
+		eventDict[jen.Id("AwaitAck")] = jen.Op("&").Qual(outboxPkg, "AckPolicy").Values(policy)
+		ackDoc = fmt.Sprintf(" It awaits the receiver's acknowledgment (await_ack: deadline %s, %d resends).", a.Deadline, a.MaxResends)
+	}
 	g.f.Add(comment(depDoc(wrap(fmt.Sprintf("OutboxEvent validates ev and returns it as an *outbox.Event ready for "+
 		"Outbox.Insert: JSON payload, Type %s, Topic %s, %s, and the headers content-type and %s. "+
-		"A validation failure wraps outbox.ErrInvalidEvent and one *FieldError per problem.", n+"Type", n+"Topic", keyDoc, HeaderEventVersion))...)...))
+		"A validation failure wraps outbox.ErrInvalidEvent and one *FieldError per problem.", n+"Type", n+"Topic", keyDoc, HeaderEventVersion) + ackDoc)...)...))
 	g.f.Func().Params(jen.Id("ev").Id(n)).Id("OutboxEvent").Params().Params(jen.Op("*").Qual(outboxPkg, "Event"), jen.Error()).Block(
 		jen.If(jen.Err().Op(":=").Id("ev").Dot("Validate").Call(), jen.Err().Op("!=").Nil()).Block(
 			jen.Return(jen.Nil(), jen.Qual("fmt", "Errorf").Call(jen.Lit("%w: %s v%d: %w"), jen.Qual(outboxPkg, "ErrInvalidEvent"), jen.Id(n+"Type"), jen.Id(n+"Version"), jen.Err())),
@@ -699,16 +722,7 @@ func (g *gen) event(e *Event) {
 		jen.If(jen.Err().Op("!=").Nil()).Block(
 			jen.Return(jen.Nil(), jen.Qual("fmt", "Errorf").Call(jen.Lit("%w: encode %s v%d: %w"), jen.Qual(outboxPkg, "ErrInvalidEvent"), jen.Id(n+"Type"), jen.Id(n+"Version"), jen.Err())),
 		),
-		jen.Return(jen.Op("&").Qual(outboxPkg, "Event").Values(jen.Dict{
-			jen.Id("Type"):    jen.Id(n + "Type"),
-			jen.Id("Topic"):   jen.Id(n + "Topic"),
-			jen.Id("Key"):     key,
-			jen.Id("Payload"): jen.Id("payload"),
-			jen.Id("Headers"): jen.Map(jen.String()).String().Values(jen.Dict{
-				jen.Lit("content-type"):      jen.Lit("application/json"),
-				jen.Id("HeaderEventVersion"): jen.Lit(strconv.Itoa(e.Version)),
-			}),
-		}), jen.Nil()),
+		jen.Return(jen.Op("&").Qual(outboxPkg, "Event").Values(eventDict), jen.Nil()),
 	)
 	g.f.Line()
 	g.f.Add(comment(depDoc(
@@ -1074,4 +1088,18 @@ func (g *gen) helpers() {
 			}
 		})
 	}
+}
+
+// durationCode writes d as Go code in its largest whole unit, e.g.
+// 10 * time.Minute.
+func durationCode(d time.Duration) jen.Code {
+	for _, u := range []struct {
+		name string
+		d    time.Duration
+	}{{"Hour", time.Hour}, {"Minute", time.Minute}, {"Second", time.Second}, {"Millisecond", time.Millisecond}} {
+		if d%u.d == 0 {
+			return jen.Lit(int(d/u.d)).Op("*").Qual("time", u.name)
+		}
+	}
+	return jen.Qual("time", "Duration").Call(jen.Lit(int64(d)))
 }

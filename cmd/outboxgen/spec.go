@@ -17,6 +17,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -105,6 +106,16 @@ type Event struct {
 	Fields        []*Field
 	Pos           Pos
 	keyField      *Field
+	// AwaitAck is the event's await_ack (nil when absent).
+	AwaitAck *AwaitAck
+}
+
+// AwaitAck is an event's await_ack section: the outbox.AckPolicy its
+// insert helper sets.
+type AwaitAck struct {
+	Deadline      time.Duration
+	MaxResends    int
+	ResendBackoff time.Duration // 0 = Deadline
 }
 
 // Field is one field of an event or named object.
@@ -370,7 +381,7 @@ var (
 // eventTypeRE matches the JSON pointer of an event's wire type.
 var eventTypeRE = regexp.MustCompile(`^/events/[0-9]+/type$`)
 
-var knownKeys = []string{"info", "types", "events", "name", "go_name", "type", "version", "topic", "key", "description", "deprecated", "fields", "enum", "optional", "nullable", "go_type", "items", "values", "currency", "min", "max", "pattern", "max_length", "min_items", "title"}
+var knownKeys = []string{"info", "types", "events", "name", "go_name", "type", "version", "topic", "key", "description", "deprecated", "fields", "enum", "optional", "nullable", "go_type", "items", "values", "currency", "min", "max", "pattern", "max_length", "min_items", "title", "await_ack", "deadline", "max_resends", "resend_backoff"}
 
 func suggest(prop string, _ *jsonschema.ValidationError) string {
 	if slices.Contains(knownKeys, prop) {
@@ -653,6 +664,9 @@ func (p *parser) build(root map[string]any) *Spec {
 		if !topicSeen[e.Topic] {
 			topicSeen[e.Topic] = true
 			p.declare(scopeChannels, channelID(e.Topic), ptrJoin(ptr, "topic"), false, fmt.Sprintf("channel of topic %q", e.Topic), "rename one of the topics")
+		}
+		if am, ok := em["await_ack"].(map[string]any); ok {
+			e.AwaitAck = p.awaitAck(ptrJoin(ptr, "await_ack"), am)
 		}
 		e.Fields = p.fields(s, ptrJoin(ptr, "fields"), em["fields"].(map[string]any), e.GoName)
 		if e.Key != "" {
@@ -983,3 +997,34 @@ var initialisms = func() map[string]string {
 	}
 	return m
 }()
+
+// maxAckDuration is outbox.MaxAckDeadline (90 days).
+const maxAckDuration = 90 * 24 * time.Hour
+
+// awaitAck reads an await_ack section (the meta-schema checked its shape).
+func (p *parser) awaitAck(ptr string, m map[string]any) *AwaitAck {
+	a := &AwaitAck{}
+	dur := func(name string) time.Duration {
+		v, ok := m[name]
+		if !ok {
+			return 0
+		}
+		text := fmt.Sprint(v)
+		d, err := time.ParseDuration(text)
+		switch {
+		case err != nil:
+			p.errAt(ptrJoin(ptr, name), "%s %q is not a Go duration such as 10m or 1h30m", name, text)
+		case d < time.Millisecond || d > maxAckDuration:
+			p.errAt(ptrJoin(ptr, name), "%s %s is out of range [1ms, %s]", name, text, maxAckDuration)
+		case d%time.Millisecond != 0:
+			p.errAt(ptrJoin(ptr, name), "%s %s is finer than a millisecond", name, text)
+		}
+		return d
+	}
+	a.Deadline = dur("deadline")
+	a.ResendBackoff = dur("resend_backoff")
+	if v, ok := m["max_resends"]; ok {
+		a.MaxResends, _ = p.count(ptrJoin(ptr, "max_resends"), v, 0)
+	}
+	return a
+}

@@ -195,7 +195,7 @@ func TestNotMigrated(t *testing.T) {
 		t.Fatalf("EventInsert: want ErrNotMigrated, got %v", err)
 	}
 	st, err := b.drv.MigrateStatus(b.ctx, &outboxdriver.MigrateStatusParams{})
-	if err != nil || len(st.Applied) != 0 || !slices.Equal(st.Pending, []int{1, 2, 3}) {
+	if err != nil || len(st.Applied) != 0 || !slices.Equal(st.Pending, []int{1, 2, 3, 4}) {
 		t.Fatalf("MigrateStatus = %+v, %v", st, err)
 	}
 }
@@ -211,7 +211,7 @@ func TestMigrate(t *testing.T) {
 			}
 		}
 		st, err := b.drv.MigrateStatus(b.ctx, &outboxdriver.MigrateStatusParams{})
-		if err != nil || !slices.Equal(st.Applied, []int{1, 2, 3}) || len(st.Pending) != 0 {
+		if err != nil || !slices.Equal(st.Applied, []int{1, 2, 3, 4}) || len(st.Pending) != 0 {
 			t.Fatalf("MigrateStatus = %+v, %v", st, err)
 		}
 		if n := b.tableCount(t, b.drv.cfg.Table+"_relay_lock"); n != 0 {
@@ -265,7 +265,7 @@ func TestMigrate(t *testing.T) {
 			}
 		}
 		var n int
-		if err := b.db.QueryRow("SELECT COUNT(*) FROM " + b.drv.verTable).Scan(&n); err != nil || n != 3 {
+		if err := b.db.QueryRow("SELECT COUNT(*) FROM " + b.drv.verTable).Scan(&n); err != nil || n != 4 {
 			t.Fatalf("version rows = %d, %v", n, err)
 		}
 		if err := b.drv.Ping(b.ctx); err != nil {

@@ -84,6 +84,9 @@ func (d *Driver) EventInsert(ctx context.Context, p *outboxdriver.EventInsertPar
 				return err
 			}
 		}
+		if err := d.insertAcks(ctx, p.Tx, chunk); err != nil {
+			return err
+		}
 	}
 	return nil
 }

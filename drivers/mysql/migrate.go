@@ -24,7 +24,7 @@ var statementEnd = regexp.MustCompile(`;[ \t]*(\r?\n|$)`)
 
 // migrations renders the embedded, versioned migration files for this table.
 func (d *Driver) migrations() ([]outboxdriver.Migration, error) {
-	data := struct{ Table, LockTable string }{Table: d.table, LockTable: d.lockTable}
+	data := struct{ Table, LockTable, AckTable string }{Table: d.table, LockTable: d.lockTable, AckTable: d.ackTable}
 	migs, err := outboxdriver.RenderMigrations(migrationFS, "migrations", data, nil)
 	if err != nil {
 		return nil, fmt.Errorf("mysql: %w", err)

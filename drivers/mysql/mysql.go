@@ -71,6 +71,7 @@ type Driver struct {
 	table     string // quoted
 	lockTable string // quoted; only migrations 001 (creates) and 003 (drops) name it
 	verTable  string // quoted
+	ackTable  string // quoted <table>_acks
 	queries   queries
 	listTmpl  *template.Template // queries/list.sql.tmpl
 	insertN1  string
@@ -105,6 +106,7 @@ func New(db *sql.DB, cfg Config) (*Driver, error) {
 		table:     quote(cfg.Table),
 		lockTable: quote(cfg.Table + "_relay_lock"),
 		verTable:  quote(cfg.Table + "_migrations"),
+		ackTable:  quote(cfg.Table + "_acks"),
 	}
 	if err := d.loadQueries(); err != nil {
 		return nil, err

@@ -18,12 +18,15 @@ var queryFS embed.FS
 type queries struct {
 	claimCandidates, claimLock, claimGaps, markDelivered, markFailed string
 	retryIDs, retryDead, purge, stats, get                           string
+	ackAnswer, ackExists, ackGet, ackList, ackDue                    string
+	ackMarkResent, ackMarkUnacknowledged, ackRearm, ackStats         string
+	ackPurge                                                         string
 }
 
 // loadQueries renders the driver's statements once, and parses the list
 // template that EventList renders per call.
 func (d *Driver) loadQueries() error {
-	data := struct{ Table string }{Table: d.table}
+	data := struct{ Table, AckTable string }{Table: d.table, AckTable: d.ackTable}
 	rendered, err := outboxdriver.RenderQueries(queryFS, "queries", data, nil)
 	if err != nil {
 		return fmt.Errorf("mysql: %w", err)
@@ -33,6 +36,9 @@ func (d *Driver) loadQueries() error {
 		"claim_candidates": &q.claimCandidates, "claim_lock": &q.claimLock, "claim_gaps": &q.claimGaps,
 		"mark_delivered": &q.markDelivered, "mark_failed": &q.markFailed,
 		"retry_ids": &q.retryIDs, "retry_dead": &q.retryDead, "purge": &q.purge, "stats": &q.stats, "get": &q.get,
+		"ack_answer": &q.ackAnswer, "ack_exists": &q.ackExists, "ack_get": &q.ackGet, "ack_list": &q.ackList,
+		"ack_due": &q.ackDue, "ack_mark_resent": &q.ackMarkResent, "ack_mark_unacknowledged": &q.ackMarkUnacknowledged,
+		"ack_rearm": &q.ackRearm, "ack_stats": &q.ackStats, "ack_purge": &q.ackPurge,
 	}); err != nil {
 		return fmt.Errorf("mysql: %w", err)
 	}

@@ -17,7 +17,9 @@ func TestDriver(t *testing.T) {
 		NewDriver: func(t *testing.T) outboxdriver.Driver {
 			db := openDB(t)
 			table := outboxtest.UniqueName("ob")
-			t.Cleanup(func() { _, _ = db.Exec(`DROP TABLE IF EXISTS "` + table + `", "` + table + `_migrations"`) })
+			t.Cleanup(func() {
+				_, _ = db.Exec(`DROP TABLE IF EXISTS "` + table + `", "` + table + `_migrations", "` + table + `_acks"`)
+			})
 			drv, err := postgres.New(db, postgres.Config{Table: table})
 			if err != nil {
 				t.Fatal(err)

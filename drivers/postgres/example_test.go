@@ -69,7 +69,9 @@ func TestReadmeUsage(t *testing.T) {
 
 	db := openDB(t)
 	table := outboxtest.UniqueName("readme")
-	t.Cleanup(func() { _, _ = db.Exec(`DROP TABLE IF EXISTS "` + table + `", "` + table + `_migrations"`) })
+	t.Cleanup(func() {
+		_, _ = db.Exec(`DROP TABLE IF EXISTS "` + table + `", "` + table + `_migrations", "` + table + `_acks"`)
+	})
 	broker := gochannel.NewGoChannel(gochannel.Config{Persistent: true}, watermill.NopLogger{})
 	ctx := context.Background()
 	received, _ := broker.Subscribe(ctx, "invoices")

@@ -25,7 +25,9 @@ func TestPgxStdlib(t *testing.T) {
 	}
 	defer db.Close()
 	table := outboxtest.UniqueName("pgx")
-	t.Cleanup(func() { _, _ = db.Exec(`DROP TABLE IF EXISTS "` + table + `", "` + table + `_migrations"`) })
+	t.Cleanup(func() {
+		_, _ = db.Exec(`DROP TABLE IF EXISTS "` + table + `", "` + table + `_migrations", "` + table + `_acks"`)
+	})
 	drv, err := postgres.New(db, postgres.Config{Table: table})
 	if err != nil {
 		t.Fatal(err)

@@ -75,6 +75,7 @@ type Driver struct {
 	db       *sql.DB
 	cfg      Config
 	table    string // quoted, qualified
+	ackTable string // quoted, qualified <table>_acks
 	migLock  int64  // advisory lock serializing migrations on this table
 	queries  queries
 	insertN1 string
@@ -105,10 +106,14 @@ func New(db *sql.DB, cfg Config) (*Driver, error) {
 	if cfg.Schema != "" {
 		d.table = quote(cfg.Schema) + "." + quote(cfg.Table)
 	}
+	d.ackTable = quote(cfg.Table + "_acks")
+	if cfg.Schema != "" {
+		d.ackTable = quote(cfg.Schema) + "." + d.ackTable
+	}
 	d.migLock = hashKey("outboxkit:migrate:" + d.table)
 	// The key space keeps the per-key advisory locks of different outbox
 	// tables apart (the first half of the two-int lock keys).
-	q, err := newQueries(queryData{Table: d.table, KeySpace: int32(hashKey("outboxkit:claim:" + d.table)),
+	q, err := newQueries(queryData{Table: d.table, AckTable: d.ackTable, KeySpace: int32(hashKey("outboxkit:claim:" + d.table)),
 		DeleteDelivered: cfg.DeleteDelivered})
 	if err != nil {
 		return nil, err
@@ -181,6 +186,7 @@ var queryFS embed.FS
 // queryData is what the queries/*.sql templates are rendered with.
 type queryData struct {
 	Table           string // validated, quoted, optionally schema-qualified
+	AckTable        string // the table's <table>_acks, quoted and qualified alike
 	KeySpace        int32  // advisory lock key space of the table's keys
 	DeleteDelivered bool   // Config.DeleteDelivered
 }
@@ -189,6 +195,9 @@ type queryData struct {
 type queries struct {
 	claimSession, claimHeld, claimGaps, markDelivered, markFailed string
 	retryIDs, retryDead, purge, stats, get, list                  string
+	ackAnswer, ackExists, ackGet, ackList, ackDue                 string
+	ackMarkResent, ackMarkUnacknowledged, ackRearm, ackStats      string
+	ackPurge                                                      string
 }
 
 // newQueries renders every statement for one table, once.
@@ -203,6 +212,9 @@ func newQueries(data queryData) (queries, error) {
 		"mark_delivered": &q.markDelivered, "mark_failed": &q.markFailed,
 		"retry_ids": &q.retryIDs, "retry_dead": &q.retryDead, "purge": &q.purge,
 		"stats": &q.stats, "get": &q.get, "list": &q.list,
+		"ack_answer": &q.ackAnswer, "ack_exists": &q.ackExists, "ack_get": &q.ackGet, "ack_list": &q.ackList,
+		"ack_due": &q.ackDue, "ack_mark_resent": &q.ackMarkResent, "ack_mark_unacknowledged": &q.ackMarkUnacknowledged,
+		"ack_rearm": &q.ackRearm, "ack_stats": &q.ackStats, "ack_purge": &q.ackPurge,
 	})
 	if err != nil {
 		return queries{}, fmt.Errorf("postgres: %w", err)
@@ -273,6 +285,9 @@ func (d *Driver) EventInsert(ctx context.Context, p *outboxdriver.EventInsertPar
 			if err := d.checkDuplicates(ctx, p.Tx, chunk, start); err != nil {
 				return err
 			}
+		}
+		if err := d.insertAcks(ctx, p.Tx, chunk); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -358,7 +373,7 @@ var migrationFS embed.FS
 
 // migrations renders the embedded, versioned migration files for this table.
 func (d *Driver) migrations() ([]outboxdriver.Migration, error) {
-	data := struct{ Table string }{Table: d.table}
+	data := struct{ Table, AckTable string }{Table: d.table, AckTable: d.ackTable}
 	funcs := template.FuncMap{
 		"idx": func(suffix string) string { return quote(d.cfg.Table + "_" + suffix + "_idx") },
 	}

@@ -51,7 +51,7 @@ func setup(t testing.TB) *bundle {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		_, _ = db.Exec(`DROP TABLE IF EXISTS "` + table + `", "` + table + `_migrations"`)
+		_, _ = db.Exec(`DROP TABLE IF EXISTS "` + table + `", "` + table + `_migrations", "` + table + `_acks"`)
 	})
 	ob, err := outbox.New(drv, outbox.Config{})
 	if err != nil {

@@ -106,10 +106,11 @@ type Config struct {
 
 // Driver implements outboxdriver.Driver for SQLite.
 type Driver struct {
-	db      *sql.DB
-	cfg     Config
-	table   string // quoted
-	queries queries
+	db       *sql.DB
+	cfg      Config
+	table    string // quoted
+	ackTable string // quoted <table>_acks
+	queries  queries
 
 	fileOnce sync.Once
 	file     string // the database's main file, once known (writeKey)
@@ -127,8 +128,8 @@ func New(db *sql.DB, cfg Config) (*Driver, error) {
 	if err := outboxdriver.ValidateIdentifier("sqlite.Config.Table", cfg.Table); err != nil {
 		return nil, err
 	}
-	d := &Driver{db: db, cfg: cfg, table: quote(cfg.Table)}
-	q, err := newQueries(d.table)
+	d := &Driver{db: db, cfg: cfg, table: quote(cfg.Table), ackTable: quote(cfg.Table + "_acks")}
+	q, err := newQueries(d.table, d.ackTable)
 	if err != nil {
 		return nil, err
 	}
@@ -192,6 +193,9 @@ type queries struct {
 	candidates, claim, extend, markDelivered, markFailed string
 	release                                              string
 	retryIDs, retryDead, purge, stats, get, list         string
+	ackAnswer, ackExists, ackGet, ackList, ackDue        string
+	ackMarkResent, ackMarkUnacknowledged, ackRearm       string
+	ackStats, ackPurge                                   string
 }
 
 //go:embed queries/*.sql
@@ -202,15 +206,17 @@ var queryFS embed.FS
 // fragments here (it is assembled per call, one row per event). The only
 // substitutions are {T}, the validated, quoted table name, {NOW}, the
 // database clock in unix microseconds, {IDS}, the ids of the JSON array
-// bound as ?1, and {COLUMNS}, the stored event's columns; values are always
-// bind parameters.
-func newQueries(t string) (queries, error) {
+// bound as ?1, {COLUMNS}, the stored event's columns, {A}, the quoted ack
+// table, and {ACKCOLUMNS}, its columns (alias a); values are always bind
+// parameters.
+func newQueries(t, a string) (queries, error) {
 	r := strings.NewReplacer("{T}", t, "{NOW}", now, "{IDS}", ids("?1"), "{COLUMNS}", columns)
 	claimable, err := queryFS.ReadFile("queries/claimable.sql")
 	if err != nil {
 		return queries{}, fmt.Errorf("sqlite: query claimable: %w", err)
 	}
 	r = strings.NewReplacer("{T}", t, "{NOW}", now, "{IDS}", ids("?1"), "{COLUMNS}", columns,
+		"{A}", a, "{ACKCOLUMNS}", ackColumns,
 		"{CLAIMABLE}", r.Replace(outboxdriver.StripCommentLines(string(claimable))))
 	q := queries{
 		insertPrefix: r.Replace(`INSERT INTO {T} (id, type, topic, key, payload, headers, created_at, next_attempt_at) VALUES `),
@@ -222,6 +228,9 @@ func newQueries(t string) (queries, error) {
 		"mark_delivered": &q.markDelivered, "mark_failed": &q.markFailed, "release": &q.release,
 		"retry_ids": &q.retryIDs, "retry_dead": &q.retryDead, "purge": &q.purge, "stats": &q.stats,
 		"get": &q.get, "list": &q.list,
+		"ack_answer": &q.ackAnswer, "ack_exists": &q.ackExists, "ack_get": &q.ackGet, "ack_list": &q.ackList,
+		"ack_due": &q.ackDue, "ack_mark_resent": &q.ackMarkResent, "ack_mark_unacknowledged": &q.ackMarkUnacknowledged,
+		"ack_rearm": &q.ackRearm, "ack_stats": &q.ackStats, "ack_purge": &q.ackPurge,
 	} {
 		b, err := queryFS.ReadFile("queries/" + name + ".sql")
 		if err != nil {
@@ -269,6 +278,9 @@ func (d *Driver) EventInsert(ctx context.Context, p *outboxdriver.EventInsertPar
 			if err := outboxdriver.CheckDuplicates(ctx, p.Tx, d.queries.duplicates, []any{idList(ids)}, chunk, start); err != nil {
 				return interpretError(err)
 			}
+		}
+		if err := d.insertAcks(ctx, p.Tx, chunk); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -580,7 +592,7 @@ var migrationFS embed.FS
 
 // migrations renders the embedded, versioned migration files for this table.
 func (d *Driver) migrations() ([]outboxdriver.Migration, error) {
-	data := struct{ Table string }{Table: d.table}
+	data := struct{ Table, AckTable string }{Table: d.table, AckTable: d.ackTable}
 	funcs := template.FuncMap{
 		"idx": func(suffix string) string { return quote(d.cfg.Table + "_" + suffix + "_idx") },
 	}

@@ -230,7 +230,7 @@ func TestMigrate(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(st.Pending) != 0 || len(st.Applied) != 1 {
+		if len(st.Pending) != 0 || len(st.Applied) != 2 {
 			t.Fatalf("after migrate: status %+v", st)
 		}
 		if err := drv.Ping(context.Background()); err != nil {

@@ -2,10 +2,16 @@
 // service saves an invoice and an InvoiceIssued event in ONE transaction; the
 // relay delivers it to the health-insurance teletransmission service; the
 // teletransmission consumer (generated typed decoder behind the inbox)
-// acknowledges it (SUCCESS) exactly once, even when it is delivered again;
-// while the gateway is down, deliveries fail, are retried with backoff and
-// finally marked dead; the operator resends them with Retry once the gateway
-// is back. An invoice whose transaction failed is never sent.
+// processes it exactly once, even when it is delivered again, and answers on
+// a reply topic: SUCCESS for most invoices, a rejection with its reason for
+// an invoice of an unknown insured person. The billing service waits for
+// that answer (the schema's await_ack): its reply handler (framework/outboxack)
+// records each answer in its database; one answer is lost, so that invoice
+// is resent after its deadline (same id: the inbox does not process it
+// twice, the service answers again) and then acknowledged. While the gateway
+// is down, deliveries fail, are retried with backoff and finally marked dead;
+// the operator resends them with RetryDead once the gateway is back. An
+// invoice whose transaction failed is never sent.
 //
 // It needs PostgreSQL (OUTBOX_DB_URL, default the local test database). The
 // broker is Watermill's in-process gochannel so the example runs anywhere;
@@ -35,7 +41,11 @@ import (
 	"github.com/outboxkit/outboxkit/examples/invoicing/events"
 	"github.com/outboxkit/outboxkit/framework/inbox"
 	"github.com/outboxkit/outboxkit/framework/outbox"
+	"github.com/outboxkit/outboxkit/framework/outboxack"
 )
+
+// ReplyTopic is where the teletransmission service answers.
+const ReplyTopic = "care.invoice-replies"
 
 // Billing is the care center's billing service.
 type Billing struct {
@@ -91,6 +101,15 @@ type Teletransmission struct {
 	handle  message.NoPublishHandlerFunc
 	calls   atomic.Int64 // handler runs (first deliveries)
 	applied atomic.Int64 // messages acked, duplicates included
+
+	// replies carries the answers back to the billing service.
+	replies message.Publisher
+	// unknownPatient is an insured person the health insurance does not
+	// know: its invoices are rejected.
+	unknownPatient string
+	// loseAnswer is an invoice number whose first answer is lost.
+	loseAnswer string
+	lost       atomic.Bool
 }
 
 func newTeletransmission(db *sql.DB, in *inbox.Inbox, table string) (*Teletransmission, error) {
@@ -105,8 +124,12 @@ func newTeletransmission(db *sql.DB, in *inbox.Inbox, table string) (*Teletransm
 			return errors.New("teletransmission: no inbox transaction")
 		}
 		t.calls.Add(1)
-		_, err := tx.ExecContext(ctx, `INSERT INTO `+t.table+` (event_id, invoice_number, status) VALUES ($1, $2, 'SUCCESS')`,
-			msg.UUID, inv.Number)
+		status, reason := outboxack.StatusSuccess, ""
+		if inv.PatientID == t.unknownPatient {
+			status, reason = outboxack.StatusRejected, "unknown insured person "+inv.PatientID
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO `+t.table+` (event_id, invoice_number, status, reason) VALUES ($1, $2, $3, $4)`,
+			msg.UUID, inv.Number, status, reason)
 		return err
 	})
 	t.handle = in.NoPublishMiddleware(dec.Handle)
@@ -127,13 +150,35 @@ func (t *Teletransmission) consume(ctx context.Context, msgs <-chan *message.Mes
 				continue
 			}
 			t.applied.Add(1)
+			if err := t.answer(ctx, m.UUID); err != nil {
+				m.Nack()
+				continue
+			}
 			m.Ack()
 		}
 	}
 }
 
-// acknowledged returns the invoice numbers acknowledged SUCCESS, one row per
-// sent invoice.
+// answer sends the recorded outcome of event id, also for a redelivery the
+// inbox skipped: the sender resends when it did not get the answer.
+func (t *Teletransmission) answer(ctx context.Context, id string) error {
+	var number, status, reason string
+	err := t.db.QueryRowContext(ctx, `SELECT invoice_number, status, reason FROM `+t.table+` WHERE event_id = $1`, id).Scan(&number, &status, &reason)
+	if err != nil {
+		return err
+	}
+	if number == t.loseAnswer && t.lost.CompareAndSwap(false, true) {
+		return nil // this answer never reaches the billing service
+	}
+	outcome := outbox.AckSuccess
+	if status == outboxack.StatusRejected {
+		outcome = outbox.AckRejection(reason)
+	}
+	return t.replies.Publish(ReplyTopic, outboxack.NewReply(id, outcome))
+}
+
+// acknowledged returns the invoice numbers processed, one row per sent
+// invoice (answered SUCCESS or rejected).
 func (t *Teletransmission) acknowledged(ctx context.Context) ([]string, error) {
 	rows, err := t.db.QueryContext(ctx, `SELECT invoice_number FROM `+t.table)
 	if err != nil {
@@ -156,9 +201,15 @@ func (t *Teletransmission) count(ctx context.Context) int {
 	return len(got)
 }
 
-// Summary is what the run did; the numbers must add up.
+// Summary is what the run did; the numbers must add up: every issued
+// invoice is processed once by the teletransmission service and answered
+// (AckSuccess + AckRejected == Issued); each redelivery (the operator's
+// resend, the resends after a lost answer) is a duplicate the inbox skipped.
 type Summary struct {
 	Issued, RolledBack, Dead, Resent, Acknowledged, Duplicates int
+	// AckSuccess and AckRejected count the answers recorded by the billing
+	// service; AckResends the resends after silence (the lost answer).
+	AckSuccess, AckRejected, AckResends int
 }
 
 func main() {
@@ -169,8 +220,9 @@ func main() {
 		fmt.Fprintln(os.Stderr, "invoicing:", err)
 		os.Exit(1)
 	}
-	fmt.Printf("issued %d, rolled back %d (never sent), dead while gateway down %d, resent %d, acknowledged %d, duplicates skipped %d\n",
-		s.Issued, s.RolledBack, s.Dead, s.Resent, s.Acknowledged, s.Duplicates)
+	fmt.Printf("issued %d, rolled back %d (never sent), dead while gateway down %d, resent %d, processed %d, duplicates skipped %d; "+
+		"answers: SUCCESS %d, rejected %d, resent after silence %d\n",
+		s.Issued, s.RolledBack, s.Dead, s.Resent, s.Acknowledged, s.Duplicates, s.AckSuccess, s.AckRejected, s.AckResends)
 }
 
 func run(ctx context.Context, dbURL string, logger *slog.Logger) (*Summary, error) {
@@ -194,7 +246,7 @@ func run(ctx context.Context, dbURL string, logger *slog.Logger) (*Summary, erro
 	if err != nil {
 		return nil, err
 	}
-	defer db.Exec(`DROP TABLE IF EXISTS "` + table + `", "` + table + `_migrations"`) //nolint:errcheck
+	defer db.Exec(`DROP TABLE IF EXISTS "` + table + `", "` + table + `_migrations", "` + table + `_acks"`) //nolint:errcheck
 	ob, err := outbox.New(drv, outbox.Config{Logger: logger})
 	if err != nil {
 		return nil, err
@@ -207,7 +259,7 @@ func run(ctx context.Context, dbURL string, logger *slog.Logger) (*Summary, erro
 	// its acknowledgements and, through package inbox, the ids it processed.
 	acks := `"teletransmissions_` + suffix + `"`
 	if _, err := db.ExecContext(ctx, `CREATE TABLE `+acks+` (event_id uuid PRIMARY KEY, invoice_number text NOT NULL,
-		status text NOT NULL)`); err != nil {
+		status text NOT NULL, reason text NOT NULL)`); err != nil {
 		return nil, fmt.Errorf("create teletransmissions: %w", err)
 	}
 	defer db.Exec(`DROP TABLE IF EXISTS ` + acks + `, "` + table + `_inbox"`) //nolint:errcheck
@@ -229,12 +281,34 @@ func run(ctx context.Context, dbURL string, logger *slog.Logger) (*Summary, erro
 	if err != nil {
 		return nil, err
 	}
+	tele.replies = broker
 	go tele.consume(ctx, msgs)
+
+	// The billing service's side of the answers: outboxack's handler records
+	// each reply in a transaction of the billing database.
+	record, err := outboxack.Handler(outboxack.Config{Outbox: ob, Logger: logger})
+	if err != nil {
+		return nil, err
+	}
+	replies, err := broker.Subscribe(ctx, ReplyTopic)
+	if err != nil {
+		return nil, err
+	}
+	go func() {
+		for m := range replies {
+			if err := record(m); err != nil {
+				m.Nack()
+				continue
+			}
+			m.Ack()
+		}
+	}()
 
 	gateway := &Gateway{Publisher: broker}
 	relay, err := outbox.NewRelay(drv, gateway, outbox.RelayConfig{
 		PollInterval: 20 * time.Millisecond, MaxAttempts: 3,
 		BackoffMin: 10 * time.Millisecond, BackoffMax: 50 * time.Millisecond, Logger: logger,
+		AckSweepInterval: 100 * time.Millisecond,
 	})
 	if err != nil {
 		return nil, err
@@ -247,14 +321,17 @@ func run(ctx context.Context, dbURL string, logger *slog.Logger) (*Summary, erro
 	billing := &Billing{db: db, ob: ob, invoices: invoices}
 	s := &Summary{}
 	patients := []string{uuid.NewString(), uuid.NewString(), uuid.NewString()}
+	unknown := uuid.NewString()
+	tele.unknownPatient = unknown
+	tele.loseAnswer = fmt.Sprintf("INV-%04d-%06d", time.Now().Year(), 2) // the second invoice
 	seq := 0
 	var rolledBack []string // invoice numbers whose transaction failed
 	var issuedIDs []string  // event ids of committed invoices
-	issue := func(amount string) {
+	issue := func(amount string, patient ...string) {
 		seq++
 		inv := events.InvoiceIssued{
 			InvoiceID: uuid.NewString(),
-			PatientID: patients[seq%len(patients)],
+			PatientID: cmp.Or(append(patient, patients[seq%len(patients)])...),
 			Number:    fmt.Sprintf("INV-%04d-%06d", time.Now().Year(), seq),
 			Amount:    events.Money{Amount: events.Decimal(amount), Currency: "EUR"},
 			IssuedAt:  time.Now(),
@@ -272,10 +349,11 @@ func run(ctx context.Context, dbURL string, logger *slog.Logger) (*Summary, erro
 		s.Issued++
 		issuedIDs = append(issuedIDs, id)
 	}
-	for range 5 {
+	for range 4 {
 		issue("25.00")
 	}
-	issue("-1.00") // fails the schema's min 0.01: the transaction rolls back
+	issue("25.00", unknown) // rejected by the health insurance
+	issue("-1.00")          // fails the schema's min 0.01: the transaction rolls back
 	if err := waitFor(ctx, func() bool { return tele.count(ctx) == s.Issued }); err != nil {
 		return nil, fmt.Errorf("first invoices not acknowledged: %w", err)
 	}
@@ -321,6 +399,34 @@ func run(ctx context.Context, dbURL string, logger *slog.Logger) (*Summary, erro
 	}); err != nil {
 		return nil, fmt.Errorf("resent invoice not redelivered: %w", err)
 	}
+	// Every invoice is answered: acknowledged, or rejected with its reason.
+	if err := waitFor(ctx, func() bool {
+		st, err := ob.Stats(ctx)
+		return err == nil && st.Ack != nil && st.Ack.Awaiting == 0
+	}); err != nil {
+		return nil, fmt.Errorf("invoices still awaiting an answer: %w", err)
+	}
+	for _, id := range issuedIDs {
+		e, err := ob.Get(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		switch e.Ack.Status {
+		case outbox.AckAcknowledged:
+			s.AckSuccess++
+		case outbox.AckRejected:
+			s.AckRejected++
+			logger.Info("invoice rejected", "event_id", id, "reason", e.Ack.Reason)
+		default:
+			return nil, fmt.Errorf("invoice event %s: answer %s", id, e.Ack.Status)
+		}
+		s.AckResends += e.Ack.Resends
+	}
+	// A resend decided just before its answer arrived lands afterwards:
+	// give the redeliveries counted in AckResends a moment to arrive.
+	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
+	_ = waitFor(wctx, func() bool { return int(tele.applied.Load()-tele.calls.Load()) >= 1+s.AckResends })
+	wcancel()
 	acked, err := tele.acknowledged(ctx)
 	if err != nil {
 		return nil, err
@@ -331,7 +437,8 @@ func run(ctx context.Context, dbURL string, logger *slog.Logger) (*Summary, erro
 			return nil, fmt.Errorf("rolled-back invoice %s was sent", number)
 		}
 	}
-	if s.Acknowledged != s.Issued || s.Resent != s.Dead || s.Duplicates != 1 {
+	if s.Acknowledged != s.Issued || s.Resent != s.Dead || s.AckSuccess+s.AckRejected != s.Issued ||
+		s.AckRejected != 1 || s.AckResends < 1 || s.Duplicates != 1+s.AckResends {
 		return s, fmt.Errorf("numbers do not add up: %+v", *s)
 	}
 	return s, nil

@@ -17,7 +17,13 @@ func TestInvoicingStory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Summary{Issued: 8, RolledBack: 1, Dead: 3, Resent: 3, Acknowledged: 8, Duplicates: 1}
+	// One answer is lost, so at least one resend after silence; more only
+	// if the machine is slow enough for another answer to miss a deadline.
+	if s.AckResends < 1 {
+		t.Fatalf("summary %+v: the invoice whose answer was lost was not resent", *s)
+	}
+	want := Summary{Issued: 8, RolledBack: 1, Dead: 3, Resent: 3, Acknowledged: 8, Duplicates: 1 + s.AckResends,
+		AckSuccess: 7, AckRejected: 1, AckResends: s.AckResends}
 	if *s != want {
 		t.Fatalf("summary %+v, want %+v", *s, want)
 	}

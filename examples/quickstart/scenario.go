@@ -176,7 +176,7 @@ func (e *env) sharedDB(ctx context.Context, db *sql.DB, newDriver func(table str
 		return nil, err
 	}
 	tables := []string{e.tables.invoices, e.tables.ledger}
-	for _, suffix := range append([]string{"", "_migrations", "_inbox"}, extra...) {
+	for _, suffix := range append([]string{"", "_migrations", "_inbox", "_acks"}, extra...) {
 		tables = append(tables, p+"outbox"+suffix)
 	}
 	e.cleanup(func() {

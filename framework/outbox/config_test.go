@@ -25,6 +25,7 @@ func TestRelayConfigValidation(t *testing.T) {
 		"concurrency":          {RelayConfig{Concurrency: 65}, "Concurrency"},
 		"negative publish ttl": {RelayConfig{PublishTimeout: -time.Second}, "PublishTimeout"},
 		"unknown publish path": {RelayConfig{Publish: "batch"}, "Publish"},
+		"ack sweep too short":  {RelayConfig{AckSweepInterval: time.Microsecond}, "AckSweepInterval"},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {

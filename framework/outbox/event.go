@@ -39,6 +39,15 @@ type Event struct {
 
 	// CreatedAt is set by Insert (UTC); any value given is ignored.
 	CreatedAt time.Time
+
+	// AwaitAck, when set, makes the event wait for a business
+	// acknowledgment from its receiver after the broker has it: SUCCESS
+	// (Outbox.Acknowledge, or package outboxack's reply handler), a
+	// rejection, or silence, after which the relay resends it (see
+	// AckPolicy). Nil means the event is done once the broker acknowledged
+	// it. The driver must implement outboxdriver.Acknowledger (all of
+	// outboxkit's do).
+	AwaitAck *AckPolicy
 }
 
 // NewJSONEvent returns an event whose payload is v encoded as JSON, with the
@@ -88,6 +97,10 @@ type StoredEvent struct {
 	DeliveredAt   *time.Time
 	LockedBy      string
 	LockedUntil   *time.Time
+	// Ack is the business acknowledgment state of an event inserted with
+	// AwaitAck (nil for the others). Event.AwaitAck is left nil: the policy
+	// is Ack.Policy.
+	Ack *AckState
 }
 
 func storedFromRow(r *outboxdriver.EventRow) (*StoredEvent, error) {

@@ -30,6 +30,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -253,10 +254,20 @@ func (o *Outbox) prepare(ctx context.Context, i int, e *Event, now time.Time) (o
 	if payload == nil {
 		payload = []byte{}
 	}
-	return outboxdriver.InsertEvent{
+	row := outboxdriver.InsertEvent{
 		ID: id, Type: e.Type, Topic: e.Topic, Key: e.Key,
 		Payload: payload, Headers: hb, CreatedAt: now,
-	}, nil
+	}
+	if e.AwaitAck != nil {
+		if field, reason := e.AwaitAck.validate(); field != "" {
+			return outboxdriver.InsertEvent{}, invalid(field, reason)
+		}
+		if _, ok := o.driver.(outboxdriver.Acknowledger); !ok {
+			return outboxdriver.InsertEvent{}, invalid("AwaitAck", fmt.Sprintf("the %s driver does not support acknowledgments", o.driver.Name()))
+		}
+		row.Ack = insertAck(e.AwaitAck)
+	}
+	return row, nil
 }
 
 // Get returns one stored event by id, or an error wrapping ErrNotFound. A
@@ -271,7 +282,11 @@ func (o *Outbox) Get(ctx context.Context, id string) (*StoredEvent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("outbox: get %s: %w", id, err)
 	}
-	return readable(storedFromRow(row)), nil
+	s := readable(storedFromRow(row))
+	if err := o.attachAcks(ctx, []*StoredEvent{s}); err != nil {
+		return nil, fmt.Errorf("outbox: get %s: ack state: %w", id, err)
+	}
+	return s, nil
 }
 
 // readable keeps an unreadable row visible to operators: the decode error
@@ -295,6 +310,9 @@ type ListFilter struct {
 	Topic string
 	// LastError keeps events whose last error is exactly this text.
 	LastError string
+	// Ack keeps events whose business acknowledgment is in this state
+	// (events inserted with AwaitAck only).
+	Ack AckStatus
 	// Since keeps events created at or after it.
 	Since time.Time
 	// Until keeps events created before it.
@@ -324,6 +342,12 @@ func (o *Outbox) List(ctx context.Context, f ListFilter) (*ListPage, error) {
 	if limit < 0 || limit > 10000 {
 		return nil, fmt.Errorf("outbox: list: Limit %d out of range 1..10000", f.Limit)
 	}
+	if f.Ack != "" {
+		if !f.Ack.Valid() {
+			return nil, fmt.Errorf("outbox: list: unknown ack state %q (want awaiting, acknowledged, rejected or unacknowledged)", f.Ack)
+		}
+		return o.listByAck(ctx, f, limit)
+	}
 	rows, err := o.driver.EventList(ctx, &outboxdriver.EventListParams{
 		Status: f.Status, Type: f.Type, Key: f.Key, Topic: f.Topic, LastError: f.LastError,
 		Since: f.Since, Until: f.Until,
@@ -340,6 +364,9 @@ func (o *Outbox) List(ctx context.Context, f ListFilter) (*ListPage, error) {
 	for _, r := range rows {
 		page.Events = append(page.Events, readable(storedFromRow(r)))
 	}
+	if err := o.attachAcks(ctx, page.Events); err != nil {
+		return nil, fmt.Errorf("outbox: list: ack state: %w", err)
+	}
 	return page, nil
 }
 
@@ -353,6 +380,10 @@ type Stats struct {
 	OldestPendingAge time.Duration
 	// DeliveredLastMinute counts events delivered in the last 60 seconds.
 	DeliveredLastMinute int64
+	// Ack holds the business acknowledgment counters (nil when the driver
+	// does not implement outboxdriver.Acknowledger, or its ack table is not
+	// migrated yet).
+	Ack *AckStats
 }
 
 // Stats returns the outbox counters.
@@ -365,13 +396,18 @@ func (o *Outbox) Stats(ctx context.Context) (*Stats, error) {
 	if !s.OldestPending.IsZero() {
 		out.OldestPendingAge = max(0, s.Now.Sub(s.OldestPending))
 	}
+	if out.Ack, err = o.ackStats(ctx); err != nil {
+		return nil, fmt.Errorf("outbox: stats: acks: %w", err)
+	}
 	return out, nil
 }
 
 // Retry makes the given events pending again with a fresh attempt budget, so
 // the relay (re)publishes them: dead events are retried, delivered ones are
 // resent, pending ones not currently leased are scheduled immediately. It
-// returns how many events changed. Unknown ids are ignored.
+// returns how many events changed. Unknown ids are ignored. An event whose
+// business acknowledgment is unacknowledged awaits it again, with its
+// resends counted from zero.
 func (o *Outbox) Retry(ctx context.Context, ids ...string) (int64, error) {
 	if len(ids) == 0 {
 		return 0, nil
@@ -387,6 +423,13 @@ func (o *Outbox) Retry(ctx context.Context, ids ...string) (int64, error) {
 	n, err := o.driver.EventRetry(ctx, &outboxdriver.EventRetryParams{IDs: norm})
 	if err != nil {
 		return 0, fmt.Errorf("outbox: retry: %w", err)
+	}
+	// Re-armed after the retry: until the resend is delivered, the sweep
+	// sees a pending event and leaves it alone.
+	if ack, ok := o.driver.(outboxdriver.Acknowledger); ok {
+		if _, err := ack.AckRearm(ctx, &outboxdriver.AckRearmParams{IDs: norm}); err != nil {
+			return n, fmt.Errorf("outbox: retry: re-arm acknowledgments: %w", err)
+		}
 	}
 	return n, nil
 }
@@ -411,7 +454,9 @@ type PurgeOptions struct {
 }
 
 // Purge deletes delivered events older than olderThan, in bounded batches,
-// and returns how many it deleted. Pending and dead events are never purged.
+// and returns how many it deleted. Pending and dead events are never purged,
+// nor events whose business acknowledgment is awaiting or unacknowledged
+// (they are not done); the ack rows of purged events are deleted after them.
 // It stops early, returning what it deleted so far, when ctx is cancelled.
 func (o *Outbox) Purge(ctx context.Context, olderThan time.Duration, opts PurgeOptions) (int64, error) {
 	if olderThan < 0 {
@@ -436,7 +481,30 @@ func (o *Outbox) Purge(ctx context.Context, olderThan time.Duration, opts PurgeO
 			opts.Progress(total)
 		}
 		if n < int64(batch) {
-			return total, nil
+			return total, o.purgeAcks(ctx, batch)
+		}
+	}
+}
+
+// purgeAcks deletes, in bounded batches, the ack rows whose event is gone.
+func (o *Outbox) purgeAcks(ctx context.Context, batch int) error {
+	ack, ok := o.driver.(outboxdriver.Acknowledger)
+	if !ok {
+		return nil
+	}
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		n, err := ack.AckPurge(ctx, &outboxdriver.AckPurgeParams{Limit: batch})
+		if errors.Is(err, ErrNotMigrated) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("outbox: purge acknowledgments: %w", err)
+		}
+		if n < int64(batch) {
+			return nil
 		}
 	}
 }

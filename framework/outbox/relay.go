@@ -117,9 +117,23 @@ type RelayConfig struct {
 	// must not block.
 	ClaimObserver func(ClaimOutcome)
 
+	// AckSweepInterval is how often the relay looks for events inserted
+	// with Event.AwaitAck whose answer is overdue, resends them through the
+	// driver's retry-by-id path (the same event id), and gives up on those
+	// resent AckPolicy.MaxResends times (unacknowledged). Relays sweeping
+	// at once never resend an event twice for one deadline (each resend is
+	// a conditional update of the ack row). Zero means
+	// DefaultAckSweepInterval (1s); negative turns the sweep off in this
+	// relay (another relay, or none, must sweep). Only drivers that
+	// implement outboxdriver.Acknowledger are swept.
+	AckSweepInterval time.Duration
+
 	// Logger receives operational logs, also Watermill's. Nil discards them.
 	Logger *slog.Logger
 }
+
+// DefaultAckSweepInterval is RelayConfig.AckSweepInterval's default.
+const DefaultAckSweepInterval = time.Second
 
 // PublishPath is how the relay hands each claimed event to the Publisher.
 // Both paths publish the same message (the event id as UUID, the payload,
@@ -211,6 +225,7 @@ func (c RelayConfig) withDefaults() RelayConfig {
 	c.BackoffMax = cmp.Or(c.BackoffMax, 5*time.Minute)
 	c.ShutdownTimeout = cmp.Or(c.ShutdownTimeout, 10*time.Second)
 	c.Publish = cmp.Or(c.Publish, PublishDirect)
+	c.AckSweepInterval = cmp.Or(c.AckSweepInterval, DefaultAckSweepInterval)
 	if c.Logger == nil {
 		c.Logger = discardLogger()
 	}
@@ -243,6 +258,8 @@ func (c RelayConfig) validate() error {
 		return configError("ShutdownTimeout %s must be positive", c.ShutdownTimeout)
 	case c.Publish != PublishForwarder && c.Publish != PublishDirect:
 		return configError("Publish %q is not %q or %q", c.Publish, PublishForwarder, PublishDirect)
+	case c.AckSweepInterval > 0 && c.AckSweepInterval < time.Millisecond:
+		return configError("AckSweepInterval %s must be at least 1ms (or negative: no sweep)", c.AckSweepInterval)
 	}
 	return nil
 }
@@ -356,6 +373,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	c := &claimer{Relay: r, sched: sched, slots: make(chan struct{}, r.cfg.Concurrency), closed: make(chan struct{}, 1), stopCtx: stopCtx, wake: wake, nudged: nudged}
 	var scheduling sync.WaitGroup
 	scheduling.Go(func() { sched.run(ctx, hardCtx) })
+	scheduling.Go(func() { r.sweepAcks(ctx) })
 	c.loop(ctx)
 	scheduling.Wait()
 	// The batches' outcomes are being recorded; the publishing path stops

@@ -78,7 +78,9 @@ type Driver interface {
 	EventList(ctx context.Context, params *EventListParams) ([]*EventRow, error)
 
 	// EventPurge deletes at most Limit delivered events older than Before and
-	// returns how many it deleted. Pending and dead events are never purged.
+	// returns how many it deleted. Pending and dead events are never purged,
+	// nor (drivers implementing Acknowledger) events whose acknowledgment is
+	// awaiting or unacknowledged.
 	EventPurge(ctx context.Context, params *EventPurgeParams) (int64, error)
 
 	// EventRetry makes dead (or, by id, delivered) events pending again with a
@@ -158,6 +160,9 @@ type InsertEvent struct {
 	Payload   []byte
 	Headers   []byte // JSON object, never nil
 	CreatedAt time.Time
+	// Ack, when set, asks for a business acknowledgment: a driver that
+	// implements Acknowledger stores its ack row in the same transaction.
+	Ack *InsertAck
 }
 
 // EventClaimBatchParams are the parameters of LeasedClaimer.EventClaimBatch

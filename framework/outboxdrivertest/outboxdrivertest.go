@@ -5,8 +5,9 @@
 // test bodies from one driver to the next.
 //
 // Run covers the Driver contract (insert, get, list, stats, purge, retry,
-// migrations) and the claim protocol the driver implements
-// (outboxdriver.HeldClaimer or outboxdriver.LeasedClaimer), with the
+// migrations), the claim protocol the driver implements
+// (outboxdriver.HeldClaimer or outboxdriver.LeasedClaimer) and, when the
+// driver implements it, outboxdriver.Acknowledger, with the
 // driver's methods called directly: no relay, no broker. Driver-specific
 // behaviour (query plans, notifications, locking against writers) stays in
 // the driver's own tests; relay behaviour end to end is the conformance
@@ -68,6 +69,9 @@ func Run(t *testing.T, h Harness) {
 		t.Run("Held", func(t *testing.T) { testHeld(t, h) })
 	} else {
 		t.Run("Leased", func(t *testing.T) { testLeased(t, h) })
+	}
+	if _, ok := probe.(outboxdriver.Acknowledger); ok {
+		t.Run("Ack", func(t *testing.T) { testAck(t, h) })
 	}
 }
 

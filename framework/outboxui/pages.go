@@ -149,12 +149,13 @@ func (h *Handler) findGroup(ctx context.Context, hash string) (*outboxGroup, err
 }
 
 type eventsData struct {
-	Filter   map[string]string
-	Statuses []string
-	Events   []eventRow
-	Next     string
-	Err      string
-	Group    string
+	Filter    map[string]string
+	Statuses  []string
+	AckStates []string
+	Events    []eventRow
+	Next      string
+	Err       string
+	Group     string
 }
 
 // parseWhen reads a time filter: RFC 3339, a datetime-local value
@@ -177,12 +178,13 @@ func parseWhen(s string, now time.Time) (time.Time, error) {
 
 func (h *Handler) events(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	d := eventsData{Filter: map[string]string{}, Statuses: []string{"", "pending", "delivered", "dead"}}
-	for _, k := range []string{"status", "type", "topic", "key", "since", "until", "error"} {
+	d := eventsData{Filter: map[string]string{}, Statuses: []string{"", "pending", "delivered", "dead"},
+		AckStates: []string{"", "awaiting", "acknowledged", "rejected", "unacknowledged"}}
+	for _, k := range []string{"status", "ack", "type", "topic", "key", "since", "until", "error"} {
 		d.Filter[k] = q.Get(k)
 	}
 	f := outbox.ListFilter{Status: outbox.Status(q.Get("status")), Type: q.Get("type"), Topic: q.Get("topic"),
-		Key: q.Get("key"), Limit: h.cfg.PageSize}
+		Key: q.Get("key"), Ack: outbox.AckStatus(q.Get("ack")), Limit: h.cfg.PageSize}
 	var err error
 	now := time.Now()
 	if f.Since, err = parseWhen(q.Get("since"), now); err == nil {
@@ -196,6 +198,9 @@ func (h *Handler) events(w http.ResponseWriter, r *http.Request) {
 	}
 	if err == nil && f.Status != "" && !f.Status.Valid() {
 		err = fmt.Errorf("status %q: want pending, delivered or dead", shorten(line(string(f.Status)), 20))
+	}
+	if err == nil && f.Ack != "" && !f.Ack.Valid() {
+		err = fmt.Errorf("ack %q: want awaiting, acknowledged, rejected or unacknowledged", shorten(line(string(f.Ack)), 20))
 	}
 	if err == nil && q.Get("error") != "" {
 		var g *outboxGroup

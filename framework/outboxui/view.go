@@ -122,17 +122,25 @@ func fmtAge(d time.Duration) string {
 
 // eventRow is one line of the event list.
 type eventRow struct {
-	ID, Status, Topic, Type, Key, LastError, Created string
-	Seq                                              int64
-	Attempts                                         int
+	ID, Status, Ack, Topic, Type, Key, LastError, Created string
+	Seq                                                   int64
+	Attempts                                              int
 }
 
 func toRow(e *outbox.StoredEvent) eventRow {
 	return eventRow{
 		ID: line(e.ID), Status: string(e.Status), Topic: shorten(line(e.Topic), 60), Type: shorten(line(e.Type), 60),
 		Key: shorten(line(e.Key), 40), LastError: shorten(line(e.LastError), 120), Created: fmtTime(e.CreatedAt),
-		Seq: e.Seq, Attempts: e.Attempts,
+		Seq: e.Seq, Attempts: e.Attempts, Ack: ackOf(e),
 	}
+}
+
+// ackOf is the event's acknowledgment state, "" when it awaits none.
+func ackOf(e *outbox.StoredEvent) string {
+	if e.Ack == nil {
+		return ""
+	}
+	return string(e.Ack.Status)
 }
 
 // header is one event header, cleaned.
@@ -141,6 +149,7 @@ type header struct{ Name, Value string }
 // eventDetail is the detail page's model.
 type eventDetail struct {
 	ID, Status, Topic, Type, Key, LastError, TraceID, LockedBy string
+	Ack, AckReason                                             string
 	Created, NextAttempt, Delivered, LockedUntil               string
 	Seq                                                        int64
 	Attempts                                                   int
@@ -154,6 +163,10 @@ func toDetail(e *outbox.StoredEvent, maxPayload int) eventDetail {
 		LastError: clean(e.LastError, true), TraceID: traceID(e.Headers), LockedBy: line(e.LockedBy),
 		Created: fmtTime(e.CreatedAt), NextAttempt: fmtTime(e.NextAttemptAt),
 		Seq: e.Seq, Attempts: e.Attempts, Payload: showPayload(e.Payload, maxPayload),
+		Ack: ackOf(e),
+	}
+	if e.Ack != nil {
+		d.AckReason = shorten(line(e.Ack.Reason), 500)
 	}
 	if e.DeliveredAt != nil {
 		d.Delivered = fmtTime(*e.DeliveredAt)

@@ -46,7 +46,9 @@ func TestEndToEndPostgresNATS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _, _ = db.Exec(`DROP TABLE IF EXISTS "` + table + `", "` + table + `_migrations"`) })
+	t.Cleanup(func() {
+		_, _ = db.Exec(`DROP TABLE IF EXISTS "` + table + `", "` + table + `_migrations", "` + table + `_acks"`)
+	})
 	roundTrip(t, db, drv)
 }
 

@@ -308,7 +308,8 @@ func (v InvoiceIssued) MarshalJSON() ([]byte, error) {
 // Outbox.Insert: JSON payload, Type InvoiceIssuedType, Topic
 // InvoiceIssuedTopic, Key from invoice_id, and the headers content-type and
 // event-version. A validation failure wraps outbox.ErrInvalidEvent and one
-// *FieldError per problem.
+// *FieldError per problem. It awaits the receiver's acknowledgment (await_ack:
+// deadline 1s, 3 resends).
 func (ev InvoiceIssued) OutboxEvent() (*outbox.Event, error) {
 	if err := ev.Validate(); err != nil {
 		return nil, fmt.Errorf("%w: %s v%d: %w", outbox.ErrInvalidEvent, InvoiceIssuedType, InvoiceIssuedVersion, err)
@@ -318,6 +319,11 @@ func (ev InvoiceIssued) OutboxEvent() (*outbox.Event, error) {
 		return nil, fmt.Errorf("%w: encode %s v%d: %w", outbox.ErrInvalidEvent, InvoiceIssuedType, InvoiceIssuedVersion, err)
 	}
 	return &outbox.Event{
+		AwaitAck: &outbox.AckPolicy{
+			Deadline:      1 * time.Second,
+			MaxResends:    3,
+			ResendBackoff: 2 * time.Second,
+		},
 		Headers: map[string]string{
 			"content-type":     "application/json",
 			HeaderEventVersion: "1",

@@ -420,7 +420,7 @@ func (r *run) openTable(ctx context.Context, suffix string) (t *Target, table st
 	var once sync.Once
 	done = func() {
 		once.Do(func() {
-			dropTables(r.dialect, t.Driver.DB(), table, table+"_migrations", table+"_relay_lock", table+"_inbox")
+			dropTables(r.dialect, t.Driver.DB(), table, table+"_migrations", table+"_relay_lock", table+"_inbox", table+"_acks")
 			t.Close()
 		})
 	}

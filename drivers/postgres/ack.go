@@ -1,0 +1,172 @@
+package postgres
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strings"
+
+	"github.com/outboxkit/outboxkit/framework/outboxdriver"
+)
+
+var _ outboxdriver.Acknowledger = (*Driver)(nil)
+
+// insertAcks writes the ack rows of the chunk's events that await an
+// acknowledgment, in one statement of the writer's transaction; a chunk
+// without any costs nothing.
+func (d *Driver) insertAcks(ctx context.Context, tx *sql.Tx, chunk []outboxdriver.InsertEvent) error {
+	var b strings.Builder
+	var args []any
+	for _, e := range chunk {
+		if e.Ack == nil {
+			continue
+		}
+		if len(args) == 0 {
+			b.WriteString("INSERT INTO " + d.ackTable + " (event_id, deadline_ms, resend_backoff_ms, max_resends, created_at) VALUES ")
+		} else {
+			b.WriteByte(',')
+		}
+		p := len(args)
+		fmt.Fprintf(&b, "($%d::uuid,$%d,$%d,$%d,$%d)", p+1, p+2, p+3, p+4, p+5)
+		args = append(args, e.ID, e.Ack.Deadline.Milliseconds(), e.Ack.ResendBackoff.Milliseconds(), e.Ack.MaxResends, e.CreatedAt)
+	}
+	if len(args) == 0 {
+		return nil
+	}
+	b.WriteString(" ON CONFLICT (event_id) DO NOTHING")
+	_, err := tx.ExecContext(ctx, b.String(), args...)
+	return interpretError(err)
+}
+
+// AckAnswer implements outboxdriver.Acknowledger.
+func (d *Driver) AckAnswer(ctx context.Context, p *outboxdriver.AckAnswerParams) (bool, error) {
+	res, err := p.Tx.ExecContext(ctx, d.queries.ackAnswer, p.EventID, string(p.Status), p.Reason)
+	if err != nil {
+		return false, interpretError(err)
+	}
+	if n, err := res.RowsAffected(); err != nil || n > 0 {
+		return n > 0, interpretError(err)
+	}
+	var n int
+	if err := p.Tx.QueryRowContext(ctx, d.queries.ackExists, p.EventID).Scan(&n); err != nil {
+		return false, interpretError(err)
+	}
+	if n == 0 {
+		return false, outboxdriver.ErrAckNotFound
+	}
+	return false, nil
+}
+
+func scanAck(sc outboxdriver.Scanner) (*outboxdriver.AckRow, error) {
+	a := &outboxdriver.AckRow{}
+	var status string
+	var deadline, backoff int64
+	var answered, resent sql.NullTime
+	if err := sc.Scan(&a.EventID, &status, &a.Reason, &deadline, &backoff, &a.MaxResends, &a.Resends,
+		&a.CreatedAt, &answered, &resent); err != nil {
+		return nil, interpretError(err)
+	}
+	a.Status = outboxdriver.AckStatus(status)
+	a.Deadline, a.ResendBackoff = outboxdriver.Millis(deadline), outboxdriver.Millis(backoff)
+	if answered.Valid {
+		a.AnsweredAt = &answered.Time
+	}
+	if resent.Valid {
+		a.ResentAt = &resent.Time
+	}
+	return a, nil
+}
+
+func (d *Driver) queryAcks(ctx context.Context, query string, args ...any) ([]*outboxdriver.AckRow, error) {
+	rows, err := d.db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, interpretError(err)
+	}
+	defer rows.Close()
+	var out []*outboxdriver.AckRow
+	for rows.Next() {
+		a, err := scanAck(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, a)
+	}
+	return out, interpretError(rows.Err())
+}
+
+// AckGet implements outboxdriver.Acknowledger.
+func (d *Driver) AckGet(ctx context.Context, p *outboxdriver.AckGetParams) (map[string]*outboxdriver.AckRow, error) {
+	out := map[string]*outboxdriver.AckRow{}
+	if len(p.IDs) == 0 {
+		return out, nil
+	}
+	acks, err := d.queryAcks(ctx, d.queries.ackGet, idList(p.IDs))
+	for _, a := range acks {
+		out[a.EventID] = a
+	}
+	return out, err
+}
+
+// AckList implements outboxdriver.Acknowledger.
+func (d *Driver) AckList(ctx context.Context, p *outboxdriver.AckListParams) ([]string, error) {
+	rows, err := d.db.QueryContext(ctx, d.queries.ackList, string(p.Status), p.AfterSeq, p.Limit)
+	if err != nil {
+		return nil, interpretError(err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, interpretError(err)
+		}
+		out = append(out, id)
+	}
+	return out, interpretError(rows.Err())
+}
+
+// AckListDue implements outboxdriver.Acknowledger.
+func (d *Driver) AckListDue(ctx context.Context, p *outboxdriver.AckListDueParams) ([]*outboxdriver.AckRow, error) {
+	return d.queryAcks(ctx, d.queries.ackDue, p.Limit)
+}
+
+func (d *Driver) execOne(ctx context.Context, query string, args ...any) (bool, error) {
+	n, err := d.exec(ctx, query, args...)
+	return n > 0, err
+}
+
+// AckMarkResent implements outboxdriver.Acknowledger.
+func (d *Driver) AckMarkResent(ctx context.Context, p *outboxdriver.AckMarkParams) (bool, error) {
+	return d.execOne(ctx, d.queries.ackMarkResent, p.EventID, p.Resends)
+}
+
+// AckMarkUnacknowledged implements outboxdriver.Acknowledger.
+func (d *Driver) AckMarkUnacknowledged(ctx context.Context, p *outboxdriver.AckMarkParams) (bool, error) {
+	return d.execOne(ctx, d.queries.ackMarkUnacknowledged, p.EventID, p.Resends)
+}
+
+// AckRearm implements outboxdriver.Acknowledger.
+func (d *Driver) AckRearm(ctx context.Context, p *outboxdriver.AckRearmParams) (int64, error) {
+	if len(p.IDs) == 0 {
+		return 0, nil
+	}
+	return d.exec(ctx, d.queries.ackRearm, idList(p.IDs))
+}
+
+// AckStats implements outboxdriver.Acknowledger.
+func (d *Driver) AckStats(ctx context.Context, _ *outboxdriver.AckStatsParams) (*outboxdriver.AckStats, error) {
+	s := &outboxdriver.AckStats{}
+	var oldest sql.NullTime
+	if err := d.db.QueryRowContext(ctx, d.queries.ackStats).Scan(&s.Awaiting, &s.Rejected, &s.Unacknowledged, &oldest, &s.Now); err != nil {
+		return nil, interpretError(err)
+	}
+	if oldest.Valid {
+		s.OldestAwaiting = oldest.Time
+	}
+	return s, nil
+}
+
+// AckPurge implements outboxdriver.Acknowledger.
+func (d *Driver) AckPurge(ctx context.Context, p *outboxdriver.AckPurgeParams) (int64, error) {
+	return d.exec(ctx, d.queries.ackPurge, p.Limit)
+}

@@ -1,0 +1,4 @@
+-- ack_rearm: makes the unacknowledged acks of the events {IDS} awaiting
+-- again, with no resend counted (an operator's retry).
+UPDATE {A} SET status = 'awaiting', resends = 0, resent_at = NULL
+WHERE event_id IN {IDS} AND status = 'unacknowledged'
