@@ -268,8 +268,9 @@ type Relay struct {
 	backoff   backoff.Policy
 	log       *slog.Logger
 
-	held   outboxdriver.HeldClaimer
-	leased outboxdriver.LeasedClaimer
+	held     outboxdriver.HeldClaimer
+	leased   outboxdriver.LeasedClaimer
+	streamer outboxdriver.Streamer
 
 	runMu sync.Mutex
 	ran   bool
@@ -286,8 +287,9 @@ func NewRelay(driver outboxdriver.Driver, publisher message.Publisher, cfg Relay
 	}
 	held, _ := driver.(outboxdriver.HeldClaimer)
 	leased, _ := driver.(outboxdriver.LeasedClaimer)
-	if held == nil && leased == nil {
-		return nil, configError("driver %T implements no claim protocol (outboxdriver.HeldClaimer or outboxdriver.LeasedClaimer)", driver)
+	streamer, _ := driver.(outboxdriver.Streamer)
+	if held == nil && leased == nil && streamer == nil {
+		return nil, configError("driver %T implements no claim protocol (outboxdriver.HeldClaimer or outboxdriver.LeasedClaimer) nor outboxdriver.Streamer", driver)
 	}
 	cfg = cfg.withDefaults()
 	if err := cfg.validate(); err != nil {
@@ -301,6 +303,7 @@ func NewRelay(driver outboxdriver.Driver, publisher message.Publisher, cfg Relay
 		log:       cfg.Logger.With("relay", cfg.ID, "table", driver.Table()),
 		held:      held,
 		leased:    leased,
+		streamer:  streamer,
 	}, nil
 }
 
@@ -339,6 +342,14 @@ func (r *Relay) Run(ctx context.Context) error {
 		return err
 	}
 	_, async := path.(*asyncPath)
+	if r.streamer != nil {
+		r.log.Info("relay started", "batch_size", r.cfg.BatchSize, "concurrency", r.cfg.Concurrency,
+			"publish", r.cfg.Publish, "async_publisher", async, "mode", "stream")
+		err := r.runStream(ctx, hardCtx, stopCtx, path)
+		stopPublishing(stopCtx)
+		r.log.Info("relay stopped")
+		return err
+	}
 	r.log.Info("relay started", "batch_size", r.cfg.BatchSize, "concurrency", r.cfg.Concurrency,
 		"publish", r.cfg.Publish, "async_publisher", async, "claim", r.protocol())
 
@@ -371,6 +382,9 @@ func (r *Relay) Run(ctx context.Context) error {
 
 // protocol names the driver's claim protocol, for logs.
 func (r *Relay) protocol() string {
+	if r.streamer != nil {
+		return "stream"
+	}
 	if r.held != nil {
 		return "held"
 	}
