@@ -296,8 +296,9 @@ func testUnreachableDSN(t *testing.T, h Harness) {
 	}
 	dead := ln.Addr().String()
 	ln.Close() // nothing listens there now
-	db := openDB(t, h, h.Database.DSNVia(dead))
-	drv := newDriver(t, h, db, "unreachable_outbox")
+	deadDSN := h.Database.DSNVia(dead)
+	db := openDB(t, h, deadDSN)
+	drv := newDriverAt(t, h, db, deadDSN, "unreachable_outbox")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	err = drv.MigrateUp(ctx, &outboxdriver.MigrateUpParams{})

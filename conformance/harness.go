@@ -82,6 +82,18 @@ type Database struct {
 	// field, for an invalid table name.
 	NewDriver func(db *sql.DB, table string) (outboxdriver.Driver, error)
 
+	// NewDriverAt, when set, is used instead of NewDriver wherever the
+	// suite builds a driver, with the DSN db was opened with: a driver
+	// with a connection of its own (a CDC driver's replication connection)
+	// then dials the same address, so the database-cut test cuts it too.
+	NewDriverAt func(db *sql.DB, dsn, table string) (outboxdriver.Driver, error)
+
+	// Require, when set, is called before any test of the cell runs: it
+	// skips the cell (or fails it, when OUTBOX_TEST_REQUIRE demands the
+	// database) when the database cannot be had, e.g. a test cluster that
+	// did not start. Nil requires nothing beyond Services.
+	Require func(t testing.TB)
+
 	// DropTable removes the table and whatever its migrations created, after
 	// each test. Nil leaves them behind.
 	DropTable func(db *sql.DB, table string) error

@@ -189,6 +189,7 @@ type queryData struct {
 type queries struct {
 	claimSession, claimHeld, claimGaps, markDelivered, markFailed string
 	retryIDs, retryDead, purge, stats, get, list                  string
+	streamDelivered, streamFailed, streamHeld, streamInplay       string
 }
 
 // newQueries renders every statement for one table, once.
@@ -203,6 +204,8 @@ func newQueries(data queryData) (queries, error) {
 		"mark_delivered": &q.markDelivered, "mark_failed": &q.markFailed,
 		"retry_ids": &q.retryIDs, "retry_dead": &q.retryDead, "purge": &q.purge,
 		"stats": &q.stats, "get": &q.get, "list": &q.list,
+		"stream_delivered": &q.streamDelivered, "stream_failed": &q.streamFailed,
+		"stream_held": &q.streamHeld, "stream_inplay": &q.streamInplay,
 	})
 	if err != nil {
 		return queries{}, fmt.Errorf("postgres: %w", err)
@@ -360,7 +363,10 @@ var migrationFS embed.FS
 func (d *Driver) migrations() ([]outboxdriver.Migration, error) {
 	data := struct{ Table string }{Table: d.table}
 	funcs := template.FuncMap{
-		"idx": func(suffix string) string { return quote(d.cfg.Table + "_" + suffix + "_idx") },
+		"idx":     func(suffix string) string { return quote(d.cfg.Table + "_" + suffix + "_idx") },
+		"pub":     func() string { return quote(d.Publication()) },
+		"pubname": func() string { return d.Publication() },
+		"state":   func() string { return d.stateTable() },
 	}
 	migs, err := outboxdriver.RenderMigrations(migrationFS, "migrations", data, funcs)
 	if err != nil {

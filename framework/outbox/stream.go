@@ -38,7 +38,7 @@ func (r *Relay) runStream(ctx, hardCtx, stopCtx context.Context, path publishPat
 	failures := 0
 	for ctx.Err() == nil {
 		start := time.Now()
-		st, err := r.streamer.EventStreamOpen(ctx, &outboxdriver.EventStreamOpenParams{RelayID: r.cfg.ID, BatchSize: r.cfg.BatchSize})
+		st, err := r.streamer.EventStreamOpen(ctx, &outboxdriver.EventStreamOpenParams{RelayID: r.cfg.ID, BatchSize: r.cfg.BatchSize, Logger: r.log})
 		if err != nil {
 			if ctx.Err() != nil {
 				break
@@ -154,13 +154,8 @@ func (r *Relay) streamSession(ctx, hardCtx, stopCtx context.Context, path publis
 		}
 		sb := &streamBatch{end: b.End, n: len(b.Rows), unsettled: len(b.Rows)}
 		ss.mu.Lock()
-		if b.End == 0 {
-			// Read from the table: nothing to confirm, already safe.
-			sb.unsettled = 0
-		} else {
-			for _, row := range b.Rows {
-				ss.unsettled[row] = sb
-			}
+		for _, row := range b.Rows {
+			ss.unsettled[row] = sb
 		}
 		ss.fifo = append(ss.fifo, sb)
 		ss.mu.Unlock()

@@ -49,10 +49,10 @@ func (b *flakyBroker) PublishAsync(topic string, msg *message.Message) (func(con
 
 // hookLog records a stream-mode scheduler's outcomes.
 type hookLog struct {
-	mu        sync.Mutex
-	acks      []string
-	fails     []outboxdriver.FailedAttempt
-	holds     []string
+	mu    sync.Mutex
+	acks  []string
+	fails []outboxdriver.FailedAttempt
+	holds []string
 }
 
 func (h *hookLog) delivered(row *outboxdriver.EventRow) {

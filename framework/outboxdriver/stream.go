@@ -3,6 +3,7 @@ package outboxdriver
 import (
 	"context"
 	"errors"
+	"log/slog"
 )
 
 // Streamer is an optional capability of a driver, discovered by the relay
@@ -65,6 +66,9 @@ type EventStreamOpenParams struct {
 	RelayID string
 	// BatchSize is the number of events a batch aims at.
 	BatchSize int
+	// Logger receives the stream's operational logs (e.g. waiting as a
+	// hot standby); nil discards them.
+	Logger *slog.Logger
 }
 
 // StreamBatch is a batch of events read from a change stream.
