@@ -137,6 +137,9 @@ func testInsertNotBlocked(t *testing.T, h Harness) {
 		}
 	}
 	t.Logf("insert+commit while a relay is stuck on a hanging broker: mean %s, worst %s (measured, not asserted)", sum/n, worst)
+	if h.Database.OneRelayStreams {
+		skipf(t, "database %s: one relay streams at a time, the other is a hot standby that cannot take keys over from a live, stuck one (the INSERTs above did not wait)", h.Database.Name)
+	}
 	eventually(t, "the healthy relay delivering other keys", hangGuard, func() bool { return e.got.hasAll(fresh) })
 	for _, ev := range held {
 		if e.got.count(ev.ID) != 0 && ev.Key == "stuck" {

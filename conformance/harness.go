@@ -114,6 +114,12 @@ type Database struct {
 	// merely being slow. Empty skips that test.
 	LockTimeout string
 
+	// OneRelayStreams is true when only one relay at a time relays the
+	// table (a CDC driver: relays share one replication slot, and the
+	// others wait as hot standbys). The test of a healthy relay taking
+	// other keys over from a stuck one then checks the writers only.
+	OneRelayStreams bool
+
 	// DeletesDelivered is true when the driver deletes events once delivered
 	// instead of keeping them as history (postgres.Config.DeleteDelivered).
 	// Tests that read a delivered event then expect it gone, and the resend

@@ -74,6 +74,7 @@ func PostgresCDC() Database {
 	dsn, startErr := pgtest.Start()
 	db := PostgresAt(dsn)
 	db.Name = "postgres_cdc"
+	db.OneRelayStreams = true
 	db.Require = func(t testing.TB) {
 		t.Helper()
 		if startErr != nil {

@@ -470,12 +470,13 @@ type stream struct {
 
 // Next implements outboxdriver.EventStream.
 func (s *stream) Next(ctx context.Context) (*outboxdriver.StreamBatch, error) {
-	if s.initial != nil {
-		rows := s.initial
-		s.initial = nil
-		if len(rows) > 0 {
-			return &outboxdriver.StreamBatch{Rows: rows}, nil
-		}
+	if len(s.initial) > 0 {
+		// In batches, so that the relay's window bounds what a crash
+		// publishes again.
+		n := min(len(s.initial), s.batch)
+		rows := s.initial[:n:n]
+		s.initial = s.initial[n:]
+		return &outboxdriver.StreamBatch{Rows: rows}, nil
 	}
 	for {
 		s.mu.Lock()
@@ -601,8 +602,8 @@ func (s *stream) read() {
 		close(stopWake)
 		cancel()
 		if err != nil {
-			if pgconn.Timeout(err) && !s.conn.IsClosed() {
-				continue
+			if (pgconn.Timeout(err) || errors.Is(err, context.Canceled)) && !s.conn.IsClosed() {
+				continue // the status interval ran out, or a Confirm waits
 			}
 			s.stop(fmt.Errorf("postgres: replication stream: %w", err))
 			return

@@ -95,6 +95,8 @@ type streamSession struct {
 	outstanding int
 	room        chan struct{}
 	broken      bool // the stream failed a Confirm: confirm no more
+	// cancel ends the session (when the stream breaks).
+	cancel context.CancelFunc
 }
 
 // streamBatch is one StreamBatch on its way.
@@ -122,6 +124,7 @@ func (r *Relay) streamSession(ctx, hardCtx, stopCtx context.Context, path publis
 		opsReady: make(chan struct{}, 1), room: make(chan struct{})}
 	sessCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	ss.cancel = cancel
 	window := r.window()
 	sched := newScheduler(r, path, window)
 	sched.stream = &streamKeys{hooks: ss, active: map[string]*keyRun{}, chained: map[string][]*keyRun{},
@@ -336,6 +339,7 @@ func (ss *streamSession) settle(ctx context.Context, group []streamOp) {
 			ss.mu.Lock()
 			ss.broken = true
 			ss.mu.Unlock()
+			ss.cancel()
 			ss.log.Warn("confirming the change stream failed; the events after the last confirmed position will be streamed again", "err", err)
 			return
 		}
