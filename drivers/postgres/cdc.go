@@ -411,10 +411,13 @@ func (c *CDC) startStream(ctx context.Context, conn *pgconn.PgConn, created bool
 	}
 	s := &stream{c: c, conn: conn, batch: max(p.BatchSize, 1), initial: initial, scanEnd: uint64(scanEnd),
 		backlogDone: backlogDone, relations: map[uint32]*relation{}, skip: map[string]struct{}{},
-		ready: make(chan struct{}, 1), done: make(chan struct{}), sentCh: make(chan struct{}), wake: make(chan struct{}, 1),
+		ready: make(chan struct{}, 1), done: make(chan struct{}), sentCh: make(chan struct{}),
 		types: pgtype.NewMap()}
 	for _, r := range initial {
 		s.skip[r.ID] = struct{}{}
+	}
+	if p.Logger != nil {
+		p.Logger.Debug("change stream started", "slot", c.cdc.Slot, "created", created, "from_table", len(initial))
 	}
 	go s.read()
 	return s, nil
@@ -463,7 +466,7 @@ type stream struct {
 	sentCh chan struct{} // closed and replaced when sent grows
 
 	confirmReq atomic.Uint64
-	wake       chan struct{} // a Confirm is waiting
+	recvCancel atomic.Pointer[context.CancelFunc] // ends the reader's current receive
 	closeOnce  sync.Once
 	closing    atomic.Bool
 }
@@ -525,10 +528,7 @@ func (s *stream) Confirm(ctx context.Context, pos uint64) error {
 		}
 		s.backlogMu.Unlock()
 	}
-	select {
-	case s.wake <- struct{}{}:
-	default:
-	}
+	s.wakeReader()
 	for {
 		s.mu.Lock()
 		sent, ch, err := s.sent, s.sentCh, s.err
@@ -553,13 +553,17 @@ func (s *stream) Confirm(ctx context.Context, pos uint64) error {
 func (s *stream) Close() error {
 	s.closeOnce.Do(func() {
 		s.closing.Store(true)
-		select {
-		case s.wake <- struct{}{}:
-		default:
-		}
+		s.wakeReader()
 	})
 	<-s.done
 	return nil
+}
+
+// wakeReader ends the reader's current receive, if any.
+func (s *stream) wakeReader() {
+	if c := s.recvCancel.Load(); c != nil {
+		(*c)()
+	}
 }
 
 func (s *stream) stop(err error) {
@@ -589,20 +593,20 @@ func (s *stream) read() {
 				return
 			}
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), s.c.cdc.StatusInterval-time.Since(s.lastStatus))
-		stopWake := make(chan struct{})
-		go func() {
-			select {
-			case <-s.wake:
-				cancel()
-			case <-stopWake:
-			}
-		}()
+		ctx, cancel := context.WithTimeout(context.Background(), max(s.c.cdc.StatusInterval-time.Since(s.lastStatus), time.Millisecond))
+		// A Confirm cancels the receive to have its position sent: it
+		// stores its position before it loads recvCancel, and this
+		// goroutine stores recvCancel before it checks the position, so
+		// one of the two sees the other.
+		s.recvCancel.Store(&cancel)
+		if s.confirmReq.Load() > s.sent || s.closing.Load() {
+			cancel()
+		}
 		msg, err := s.conn.ReceiveMessage(ctx)
-		close(stopWake)
+		s.recvCancel.Store(nil)
 		cancel()
 		if err != nil {
-			if (pgconn.Timeout(err) || errors.Is(err, context.Canceled)) && !s.conn.IsClosed() {
+			if (pgconn.Timeout(err) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) && !s.conn.IsClosed() {
 				continue // the status interval ran out, or a Confirm waits
 			}
 			s.stop(fmt.Errorf("postgres: replication stream: %w", err))
