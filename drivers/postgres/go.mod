@@ -12,6 +12,8 @@ require (
 	github.com/lib/pq v1.12.3
 )
 
+require github.com/jackc/pgio v1.0.0 // indirect
+
 require (
 	github.com/jackc/pglogrepl v0.0.0-20251213150135-2e8d0df862c1
 	github.com/jackc/pgpassfile v1.0.0 // indirect
