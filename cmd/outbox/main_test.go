@@ -17,6 +17,7 @@ import (
 
 	"github.com/outboxkit/outboxkit/drivers/mysql"
 	"github.com/outboxkit/outboxkit/drivers/postgres"
+	"github.com/outboxkit/outboxkit/drivers/postgres/pgtest"
 	"github.com/outboxkit/outboxkit/framework/outbox"
 	"github.com/outboxkit/outboxkit/framework/outboxdriver"
 	"github.com/outboxkit/outboxkit/framework/outboxtest"
@@ -49,6 +50,7 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
+	pgtest.Stop()
 	os.Exit(code)
 }
 

@@ -240,6 +240,10 @@ type SlotStatus struct {
 	CurrentLSN string
 	// LagBytes is how far ConfirmedLSN is behind CurrentLSN.
 	LagBytes int64
+	// LagSeconds is the streaming connection's flush lag as the server
+	// measures it (pg_stat_replication.flush_lag): how long ago the WAL
+	// the relay last confirmed was written. 0 when caught up or inactive.
+	LagSeconds float64
 	// RetainedBytes is the WAL the slot keeps (CurrentLSN - RestartLSN).
 	RetainedBytes int64
 	// WALStatus is pg_replication_slots.wal_status: reserved, extended,
@@ -260,9 +264,10 @@ func (c *CDC) SlotStatus(ctx context.Context) (*SlotStatus, error) {
 	var lag, retained sql.NullInt64
 	err := c.db.QueryRowContext(ctx, `SELECT slot_name, active, active_pid, confirmed_flush_lsn::text, restart_lsn::text,
 	    pg_current_wal_lsn()::text, pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint,
-	    pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint, wal_status, safe_wal_size
-	FROM pg_replication_slots WHERE slot_name = $1`, c.cdc.Slot).Scan(&s.Slot, &s.Active, &pid, &confirmed, &restart,
-		&s.CurrentLSN, &lag, &retained, &walStatus, &safe)
+	    pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint, wal_status, safe_wal_size,
+	    coalesce((SELECT extract(epoch FROM r.flush_lag)::float8 FROM pg_stat_replication r WHERE r.pid = s.active_pid), 0)
+	FROM pg_replication_slots s WHERE slot_name = $1`, c.cdc.Slot).Scan(&s.Slot, &s.Active, &pid, &confirmed, &restart,
+		&s.CurrentLSN, &lag, &retained, &walStatus, &safe, &s.LagSeconds)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("%w: %q", ErrSlotNotFound, c.cdc.Slot)
 	}
