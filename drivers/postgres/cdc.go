@@ -455,6 +455,7 @@ type stream struct {
 
 	// Reader state (reader goroutine only).
 	relations  map[uint32]*relation
+	cols       []tupleCol // decodeChange's buffer
 	cur        []*outboxdriver.EventRow
 	inTxn      bool
 	lastCommit uint64 // end of the last transaction received
@@ -687,6 +688,9 @@ func (s *stream) handle(data []byte) error {
 }
 
 func (s *stream) decode(wal []byte) error {
+	if len(wal) > 0 && (wal[0] == 'I' || wal[0] == 'U') {
+		return s.decodeChange(wal)
+	}
 	msg, err := pglogrepl.Parse(wal)
 	if err != nil {
 		return fmt.Errorf("postgres: decoding pgoutput: %w", err)
@@ -702,37 +706,6 @@ func (s *stream) decode(wal []byte) error {
 		s.relations[m.RelationID] = rel
 	case *pglogrepl.BeginMessage:
 		s.inTxn, s.cur = true, nil
-	case *pglogrepl.InsertMessage:
-		rel := s.relations[m.RelationID]
-		if rel == nil || !rel.ours {
-			return nil
-		}
-		row, err := s.row(rel, m.Tuple)
-		if err != nil {
-			return err
-		}
-		s.cur = append(s.cur, row)
-	case *pglogrepl.UpdateMessage:
-		rel := s.relations[m.RelationID]
-		if rel == nil || !rel.ours || m.NewTuple == nil {
-			return nil
-		}
-		if text(rel, m.NewTuple, "status") != string(outboxdriver.StatusPending) || text(rel, m.NewTuple, "locked_by") != "retry" {
-			return nil // the relay's own writes, or an application's
-		}
-		id := text(rel, m.NewTuple, "id")
-		// Read the row as stored: a large payload is not in the update
-		// when it did not change (TOAST).
-		row, err := s.c.EventGet(context.Background(), &outboxdriver.EventGetParams{ID: id})
-		if errors.Is(err, outboxdriver.ErrNotFound) {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("postgres: reading retried event %s: %w", id, err)
-		}
-		if row.Status == outboxdriver.StatusPending {
-			s.cur = append(s.cur, row)
-		}
 	case *pglogrepl.CommitMessage:
 		end := uint64(m.TransactionEndLSN)
 		s.inTxn, s.lastCommit = false, max(s.lastCommit, end)
@@ -764,16 +737,60 @@ func (s *stream) decode(wal []byte) error {
 	return nil
 }
 
-func text(rel *relation, t *pglogrepl.TupleData, col string) string {
+// decodeChange handles an Insert (a new event) or an Update (a retry when
+// it marks a pending row locked_by = 'retry'; anything else is ignored).
+func (s *stream) decodeChange(wal []byte) error {
+	relID, cols, err := decodeChange(wal, s.cols)
+	if err != nil {
+		return err
+	}
+	s.cols = cols
+	rel := s.relations[relID]
+	if rel == nil || !rel.ours {
+		return nil
+	}
+	if wal[0] == 'I' {
+		row, err := s.row(rel, cols)
+		if err != nil {
+			return err
+		}
+		s.cur = append(s.cur, row)
+		return nil
+	}
+	if !colIs(rel, cols, "status", string(outboxdriver.StatusPending)) || !colIs(rel, cols, "locked_by", "retry") {
+		return nil // the relay's own writes, or an application's
+	}
+	id := text(rel, cols, "id")
+	// Read the row as stored: a large payload is not in the update when it
+	// did not change (TOAST).
+	row, err := s.c.EventGet(context.Background(), &outboxdriver.EventGetParams{ID: id})
+	if errors.Is(err, outboxdriver.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("postgres: reading retried event %s: %w", id, err)
+	}
+	if row.Status == outboxdriver.StatusPending {
+		s.cur = append(s.cur, row)
+	}
+	return nil
+}
+
+func colIs(rel *relation, cols []tupleCol, col, want string) bool {
 	i, ok := rel.cols[col]
-	if !ok || i >= len(t.Columns) || t.Columns[i].DataType != pglogrepl.TupleDataTypeText {
+	return ok && i < len(cols) && cols[i].kind == 't' && string(cols[i].data) == want
+}
+
+func text(rel *relation, cols []tupleCol, col string) string {
+	i, ok := rel.cols[col]
+	if !ok || i >= len(cols) || cols[i].kind != 't' {
 		return ""
 	}
-	return string(t.Columns[i].Data)
+	return string(cols[i].data)
 }
 
 // row decodes an inserted outbox row.
-func (s *stream) row(rel *relation, t *pglogrepl.TupleData) (*outboxdriver.EventRow, error) {
+func (s *stream) row(rel *relation, t []tupleCol) (*outboxdriver.EventRow, error) {
 	r := &outboxdriver.EventRow{Status: outboxdriver.Status(text(rel, t, "status")), ID: text(rel, t, "id"),
 		Type: text(rel, t, "type"), Topic: text(rel, t, "topic"), Key: text(rel, t, "key"),
 		Headers: []byte(text(rel, t, "headers")), LastError: text(rel, t, "last_error"), LockedBy: text(rel, t, "locked_by")}
@@ -790,9 +807,9 @@ func (s *stream) row(rel *relation, t *pglogrepl.TupleData) (*outboxdriver.Event
 	}
 	// A value that does not decode leaves the field empty: the relay then
 	// marks the event dead as unreadable, with the reason.
-	if i, ok := rel.cols["payload"]; ok && i < len(t.Columns) {
+	if i, ok := rel.cols["payload"]; ok && i < len(t) && t[i].kind == 't' {
 		var b []byte
-		if err := s.types.Scan(pgtype.ByteaOID, pgtype.TextFormatCode, t.Columns[i].Data, &b); err == nil {
+		if err := s.types.Scan(pgtype.ByteaOID, pgtype.TextFormatCode, t[i].data, &b); err == nil {
 			r.Payload = b
 		}
 	}

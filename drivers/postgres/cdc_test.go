@@ -92,6 +92,12 @@ func (b *cdcBundle) relay(t *testing.T, id string, pub *recorder) (stop func()) 
 	return stop
 }
 
+func (r *recorder) byIDCount(id string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.byID[id]
+}
+
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
@@ -235,6 +241,12 @@ func TestCDCFailover(t *testing.T) {
 	}
 	waitFor(t, "no pending event", func() bool {
 		s, err := b.ob.Stats(t.Context())
+		if err == nil && s.Pending > 0 {
+			page, _ := b.ob.List(t.Context(), outbox.ListFilter{Status: outbox.StatusPending})
+			for _, e := range page.Events {
+				t.Logf("pending: %s key %s attempts %d locked_by %q published by a %d b %d", e.ID, e.Key, e.Attempts, e.LockedBy, pubA.byIDCount(e.ID), pubB.byIDCount(e.ID))
+			}
+		}
 		return err == nil && s.Pending == 0
 	})
 	st, err := b.cdc.SlotStatus(t.Context())
