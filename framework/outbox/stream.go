@@ -89,6 +89,9 @@ type streamSession struct {
 	// held in the table to its batch.
 	unsettled map[*outboxdriver.EventRow]*streamBatch
 	ops       []streamOp    // outcomes to write, in order
+	// heldRows are the rows already held once: the mark stays until their
+	// outcome is written, so a key that fails again holds them no more.
+	heldRows map[*outboxdriver.EventRow]struct{}
 	opsReady  chan struct{} // signalled when ops grows
 	// outstanding counts events handed out and not yet confirmed; room is
 	// closed (and replaced) whenever it falls.
@@ -120,7 +123,7 @@ const (
 )
 
 func (r *Relay) streamSession(ctx, hardCtx, stopCtx context.Context, path publishPath, st outboxdriver.EventStream) {
-	ss := &streamSession{Relay: r, st: st, unsettled: map[*outboxdriver.EventRow]*streamBatch{},
+	ss := &streamSession{Relay: r, st: st, unsettled: map[*outboxdriver.EventRow]*streamBatch{}, heldRows: map[*outboxdriver.EventRow]struct{}{},
 		opsReady: make(chan struct{}, 1), room: make(chan struct{})}
 	sessCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -216,11 +219,19 @@ func (ss *streamSession) signal() {
 
 // delivered implements streamHooks.
 func (ss *streamSession) delivered(row *outboxdriver.EventRow) {
+	ss.mu.Lock()
+	delete(ss.heldRows, row)
+	ss.mu.Unlock()
 	ss.push(streamOp{row: row, kind: opDelivered})
 }
 
 // failed implements streamHooks.
 func (ss *streamSession) failed(row *outboxdriver.EventRow, fa outboxdriver.FailedAttempt) {
+	if fa.Dead {
+		ss.mu.Lock()
+		delete(ss.heldRows, row)
+		ss.mu.Unlock()
+	}
 	ss.push(streamOp{row: row, kind: opFailed, fa: fa})
 }
 
@@ -228,6 +239,10 @@ func (ss *streamSession) failed(row *outboxdriver.EventRow, fa outboxdriver.Fail
 func (ss *streamSession) held(rows []*outboxdriver.EventRow) {
 	ss.mu.Lock()
 	for _, row := range rows {
+		if _, done := ss.heldRows[row]; done {
+			continue
+		}
+		ss.heldRows[row] = struct{}{}
 		ss.ops = append(ss.ops, streamOp{row: row, kind: opHeld})
 	}
 	ss.mu.Unlock()
