@@ -285,6 +285,14 @@ func (c *CDC) SlotStatus(ctx context.Context) (*SlotStatus, error) {
 
 // EventStreamRecord implements outboxdriver.Streamer: one transaction
 // with a statement per kind of outcome (failures, holds, deliveries).
+//
+// A streamed event can reach the relay a moment before its transaction is
+// visible to other sessions: PostgreSQL writes (and decodes) the commit
+// record before it marks the transaction ended for snapshots. A statement
+// then finds no row to change; such ids are tried again, a millisecond
+// apart, until the row is visible (or for at most visibleWait, when it is
+// gone for good). A visible row the statement did not change is no longer
+// pending (delivered or retried meanwhile): nothing to do.
 func (c *CDC) EventStreamRecord(ctx context.Context, p *outboxdriver.EventStreamRecordParams) error {
 	tx, err := c.db.BeginTx(ctx, nil)
 	if err != nil {
@@ -298,29 +306,110 @@ func (c *CDC) EventStreamRecord(ctx context.Context, p *outboxdriver.EventStream
 			DelayMS int64  `json:"delay_ms"`
 			Dead    bool   `json:"dead"`
 		}
-		fs := make([]failure, len(p.Failures))
+		byID := make(map[string]failure, len(p.Failures))
+		ids := make([]string, len(p.Failures))
 		for i, f := range p.Failures {
-			fs[i] = failure{ID: f.ID, Err: strings.ToValidUTF8(strings.ReplaceAll(f.Error, "\x00", ""), ""), DelayMS: f.Delay.Milliseconds(), Dead: f.Dead}
+			ids[i] = f.ID
+			byID[f.ID] = failure{ID: f.ID, Err: strings.ToValidUTF8(strings.ReplaceAll(f.Error, "\x00", ""), ""), DelayMS: f.Delay.Milliseconds(), Dead: f.Dead}
 		}
-		js, err := json.Marshal(fs)
+		err := c.applyVisible(ctx, tx, ids, func(ids []string) (*sql.Rows, error) {
+			fs := make([]failure, len(ids))
+			for i, id := range ids {
+				fs[i] = byID[id]
+			}
+			js, err := json.Marshal(fs)
+			if err != nil {
+				return nil, err
+			}
+			return tx.QueryContext(ctx, c.queries.streamFailed, string(js))
+		})
 		if err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, c.queries.streamFailed, string(js)); err != nil {
-			return interpretError(err)
-		}
 	}
-	if len(p.Held) > 0 {
-		if _, err := tx.ExecContext(ctx, c.queries.streamHeld, idList(p.Held)); err != nil {
-			return interpretError(err)
+	for _, step := range []struct {
+		ids   []string
+		query string
+	}{{p.Held, c.queries.streamHeld}, {p.Delivered, c.queries.streamDelivered}} {
+		if len(step.ids) == 0 {
+			continue
 		}
-	}
-	if len(p.Delivered) > 0 {
-		if _, err := tx.ExecContext(ctx, c.queries.streamDelivered, idList(p.Delivered)); err != nil {
-			return interpretError(err)
+		err := c.applyVisible(ctx, tx, step.ids, func(ids []string) (*sql.Rows, error) {
+			return tx.QueryContext(ctx, step.query, idList(ids))
+		})
+		if err != nil {
+			return err
 		}
 	}
 	return interpretError(tx.Commit())
+}
+
+// visibleWait bounds how long EventStreamRecord waits for a streamed
+// event's row to become visible.
+const visibleWait = 2 * time.Second
+
+// applyVisible runs a statement returning the ids it changed, again for
+// the ids whose row is not visible yet (see EventStreamRecord).
+func (c *CDC) applyVisible(ctx context.Context, tx *sql.Tx, ids []string, run func(ids []string) (*sql.Rows, error)) error {
+	deadline := time.Now().Add(visibleWait)
+	for {
+		rows, err := run(ids)
+		if err != nil {
+			return interpretError(err)
+		}
+		done, err := scanIDs(rows)
+		if err != nil {
+			return err
+		}
+		missing := without(ids, done)
+		if len(missing) == 0 {
+			return nil
+		}
+		rows, err = tx.QueryContext(ctx, "SELECT id::text FROM "+c.table+" WHERE id = ANY(string_to_array($1, ',')::uuid[])", idList(missing))
+		if err != nil {
+			return interpretError(err)
+		}
+		visible, err := scanIDs(rows)
+		if err != nil {
+			return err
+		}
+		ids = without(missing, visible)
+		if len(ids) == 0 || time.Now().After(deadline) {
+			return nil
+		}
+		t := time.NewTimer(time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+func scanIDs(rows *sql.Rows) (map[string]bool, error) {
+	defer rows.Close()
+	out := map[string]bool{}
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, interpretError(err)
+		}
+		out[id] = true
+	}
+	return out, interpretError(rows.Err())
+}
+
+// without returns the ids not in drop; ids compare in canonical (lower
+// case, hyphenated) form, as PostgreSQL prints a uuid.
+func without(ids []string, drop map[string]bool) []string {
+	var out []string
+	for _, id := range ids {
+		if !drop[strings.ToLower(id)] {
+			out = append(out, id)
+		}
+	}
+	return out
 }
 
 // EventStreamOpen implements outboxdriver.Streamer: it checks the server

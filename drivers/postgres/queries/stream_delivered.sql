@@ -8,3 +8,4 @@ UPDATE {{.Table}} SET status = 'delivered', delivered_at = statement_timestamp()
     attempts = attempts + 1, last_error = NULL, locked_by = NULL
 {{- end}}
 WHERE id = ANY(string_to_array($1, ',')::uuid[]) AND status = 'pending'
+RETURNING id::text

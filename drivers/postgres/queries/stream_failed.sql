@@ -8,3 +8,4 @@ UPDATE {{.Table}} t SET attempts = t.attempts + 1, last_error = f.err, locked_by
         ELSE statement_timestamp() + f.delay_ms * interval '1 millisecond' END
 FROM json_to_recordset($1::json) AS f(id uuid, err text, delay_ms bigint, dead boolean)
 WHERE t.id = f.id AND t.status = 'pending'
+RETURNING t.id::text

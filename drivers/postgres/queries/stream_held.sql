@@ -3,3 +3,4 @@
 -- stream past them: the next stream reads them from the table.
 UPDATE {{.Table}} SET locked_by = 'parked'
 WHERE id = ANY(string_to_array($1, ',')::uuid[]) AND status = 'pending'
+RETURNING id::text
