@@ -851,8 +851,15 @@ func (s *stream) decodeChange(wal []byte) error {
 	}
 	id := text(rel, cols, "id")
 	// Read the row as stored: a large payload is not in the update when it
-	// did not change (TOAST).
-	row, err := s.c.EventGet(context.Background(), &outboxdriver.EventGetParams{ID: id})
+	// did not change (TOAST). The update may not be visible yet (see
+	// EventStreamRecord): read until it is.
+	var row *outboxdriver.EventRow
+	for deadline := time.Now().Add(visibleWait); ; time.Sleep(time.Millisecond) {
+		row, err = s.c.EventGet(context.Background(), &outboxdriver.EventGetParams{ID: id})
+		if err != nil || row.Status == outboxdriver.StatusPending || time.Now().After(deadline) {
+			break
+		}
+	}
 	if errors.Is(err, outboxdriver.ErrNotFound) {
 		return nil
 	}
