@@ -291,8 +291,9 @@ func (c *CDC) SlotStatus(ctx context.Context) (*SlotStatus, error) {
 // record before it marks the transaction ended for snapshots. A statement
 // then finds no row to change; such ids are tried again, a millisecond
 // apart, until the row is visible (or for at most visibleWait, when it is
-// gone for good). A visible row the statement did not change is no longer
-// pending (delivered or retried meanwhile): nothing to do.
+// gone for good). A row found visible after the statement missed it gets
+// the statement once more (a later snapshot sees it); if that changes
+// nothing, the row is no longer pending (delivered or retried meanwhile).
 func (c *CDC) EventStreamRecord(ctx context.Context, p *outboxdriver.EventStreamRecordParams) error {
 	tx, err := c.db.BeginTx(ctx, nil)
 	if err != nil {
@@ -372,6 +373,24 @@ func (c *CDC) applyVisible(ctx context.Context, tx *sql.Tx, ids []string, run fu
 		visible, err := scanIDs(rows)
 		if err != nil {
 			return err
+		}
+		if len(visible) > 0 {
+			// Visible now: either no longer pending, or committed between
+			// the statement's snapshot and this one's. Once more, with a
+			// snapshot that sees them.
+			var again []string
+			for _, id := range missing {
+				if visible[strings.ToLower(id)] {
+					again = append(again, id)
+				}
+			}
+			rows, err := run(again)
+			if err != nil {
+				return interpretError(err)
+			}
+			if _, err := scanIDs(rows); err != nil {
+				return err
+			}
 		}
 		ids = without(missing, visible)
 		if len(ids) == 0 || time.Now().After(deadline) {

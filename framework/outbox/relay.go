@@ -261,6 +261,15 @@ func (c RelayConfig) validate() error {
 // settled. Several relays may run against the same table (in one process
 // or many): the driver's claim protocol keeps a key in one open batch at a
 // time, so per-key order holds.
+//
+// A driver that implements outboxdriver.Streamer (postgres.NewCDC) is
+// relayed in stream mode instead: the events come from the database's
+// change stream in commit order, through the same per-key scheduler, and
+// the stream is confirmed only as far as every event's fate is written.
+// Relays of one stream are hot standbys of each other. BatchSize and
+// Concurrency then bound the events handed out and not yet confirmed
+// (what a crash may publish again); PollInterval, MinPollInterval and
+// LeaseDuration do not apply.
 type Relay struct {
 	driver    outboxdriver.Driver
 	publisher message.Publisher

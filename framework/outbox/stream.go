@@ -181,6 +181,10 @@ func (r *Relay) streamSession(ctx, hardCtx, stopCtx context.Context, path publis
 	ss.signal()
 	stopRecording()
 	recording.Wait()
+	ss.mu.Lock()
+	r.log.Debug("change stream session ended", "unconfirmed_batches", len(ss.fifo), "unsettled_events", len(ss.unsettled),
+		"outstanding", ss.outstanding)
+	ss.mu.Unlock()
 }
 
 // waitRoom waits until n more events may be handed out (always when none
