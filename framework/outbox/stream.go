@@ -88,11 +88,11 @@ type streamSession struct {
 	// unsettled maps each handed-out row whose fate is neither written nor
 	// held in the table to its batch.
 	unsettled map[*outboxdriver.EventRow]*streamBatch
-	ops       []streamOp    // outcomes to write, in order
+	ops       []streamOp // outcomes to write, in order
 	// heldRows are the rows already held once: the mark stays until their
 	// outcome is written, so a key that fails again holds them no more.
 	heldRows map[*outboxdriver.EventRow]struct{}
-	opsReady  chan struct{} // signalled when ops grows
+	opsReady chan struct{} // signalled when ops grows
 	// outstanding counts events handed out and not yet confirmed; room is
 	// closed (and replaced) whenever it falls.
 	outstanding int
