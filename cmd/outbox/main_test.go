@@ -101,7 +101,7 @@ func postgresDialect() dialect {
 		quote:        func(t string) string { return `"` + t + `"` },
 		dead:         `UPDATE {T} SET status = 'dead', last_error = 'boom' WHERE id = $1`,
 		oldDelivered: `UPDATE {T} SET status = 'delivered', delivered_at = now() - interval '8 days' WHERE id = $1`,
-		drop:         []string{"", "_migrations"},
+		drop:         []string{"", "_migrations", "_cdc_state"},
 	}
 }
 
@@ -150,6 +150,9 @@ func setupDialect(t *testing.T, d dialect) (string, *sql.DB, *outbox.Outbox) {
 	t.Cleanup(func() {
 		for _, suffix := range d.drop {
 			_, _ = db.Exec(`DROP TABLE IF EXISTS ` + d.quote(table+suffix))
+		}
+		if d.name == "postgres" {
+			_, _ = db.Exec(`DROP PUBLICATION IF EXISTS ` + d.quote(postgres.PublicationName("", table)))
 		}
 		db.Close()
 	})
