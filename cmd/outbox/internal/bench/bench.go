@@ -448,7 +448,11 @@ func (r *run) openTable(ctx context.Context, suffix string) (t *Target, table st
 	var once sync.Once
 	done = func() {
 		once.Do(func() {
-			dropTables(r.dialect, t.Driver.DB(), table, table+"_migrations", table+"_relay_lock", table+"_inbox")
+			dropTables(r.dialect, t.Driver.DB(), table, table+"_migrations", table+"_relay_lock", table+"_inbox", table+"_cdc_state")
+			if r.dialect == "postgres" {
+				// Migration 4's publication (PostgreSQL's CDC relay).
+				_, _ = t.Driver.DB().Exec(`DROP PUBLICATION IF EXISTS "` + table + `_pub"`)
+			}
 			t.Close()
 		})
 	}
