@@ -155,6 +155,11 @@ func setup(t *testing.T, h Harness) *env {
 	if err := e.drv.MigrateUp(context.Background(), &outboxdriver.MigrateUpParams{}); err != nil {
 		t.Fatalf("migrate %s: %v", e.table, err)
 	}
+	if h.Database.AfterMigrate != nil {
+		if err := h.Database.AfterMigrate(e.drv); err != nil {
+			t.Fatalf("after migrating %s: %v", e.table, err)
+		}
+	}
 	if h.Database.DropTable != nil {
 		t.Cleanup(func() {
 			if err := h.Database.DropTable(e.db, e.table); err != nil {

@@ -88,6 +88,12 @@ type Database struct {
 	// then dials the same address, so the database-cut test cuts it too.
 	NewDriverAt func(db *sql.DB, dsn, table string) (outboxdriver.Driver, error)
 
+	// AfterMigrate, when set, runs on each test's driver once its table is
+	// migrated, before any event is written (a CDC cell creates its
+	// replication slot there, so that every event reaches the relay
+	// through the stream). Nil does nothing.
+	AfterMigrate func(drv outboxdriver.Driver) error
+
 	// Require, when set, is called before any test of the cell runs: it
 	// skips the cell (or fails it, when OUTBOX_TEST_REQUIRE demands the
 	// database) when the database cannot be had, e.g. a test cluster that

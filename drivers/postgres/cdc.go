@@ -819,12 +819,21 @@ func (s *stream) decode(wal []byte) error {
 		s.inTxn, s.lastCommit = false, max(s.lastCommit, end)
 		rows := s.cur
 		s.cur = nil
-		if end <= s.scanEnd && len(s.skip) > 0 {
-			// Committed before the table was read at the start: drop what
-			// that read already returned.
+		if end <= s.scanEnd && len(rows) > 0 {
+			// Committed before this stream started: the earlier stream
+			// handed it out and did not confirm it. Drop what the read of
+			// the table at the start returned, and what already has its
+			// fate in the table (delivered or dead: a crash after the
+			// outcome was written, before the position was confirmed). A
+			// row not visible yet is kept.
+			settled, err := s.settledIDs(rows)
+			if err != nil {
+				return err
+			}
 			kept := rows[:0]
 			for _, r := range rows {
-				if _, dup := s.skip[r.ID]; !dup {
+				_, dup := s.skip[r.ID]
+				if !dup && !settled[strings.ToLower(r.ID)] {
 					kept = append(kept, r)
 				}
 			}
@@ -889,6 +898,20 @@ func (s *stream) decodeChange(wal []byte) error {
 		s.cur = append(s.cur, row)
 	}
 	return nil
+}
+
+// settledIDs returns the ids of rows whose event is no longer pending.
+func (s *stream) settledIDs(rows []*outboxdriver.EventRow) (map[string]bool, error) {
+	ids := make([]string, len(rows))
+	for i, r := range rows {
+		ids[i] = r.ID
+	}
+	res, err := s.c.db.QueryContext(context.Background(), "SELECT id::text FROM "+s.c.table+
+		" WHERE id = ANY(string_to_array($1, ',')::uuid[]) AND status <> 'pending'", idList(ids))
+	if err != nil {
+		return nil, fmt.Errorf("postgres: reading the fate of re-streamed events: %w", interpretError(err))
+	}
+	return scanIDs(res)
 }
 
 func colIs(rel *relation, cols []tupleCol, col, want string) bool {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -378,4 +379,46 @@ func TestCDCDatabaseRestart(t *testing.T) {
 	}
 	total, distinct := pub.count()
 	t.Logf("database restart: %d events, %d publishes", distinct, total)
+}
+
+// TestCDCBacklogBeforeSlot writes events before any relay created the
+// slot: the first relay reads them from the table, then streams.
+func TestCDCBacklogBeforeSlot(t *testing.T) {
+	t.Parallel()
+	b := setupCDC(t)
+	var want []string
+	for i := range 40 {
+		e := ev([]string{"x", "y"}[i%2], i)
+		b.insert(t, e)
+		want = append(want, e.ID)
+	}
+	pub := newRecorder()
+	b.relay(t, "r", pub)
+	later := ev("x", 99)
+	b.insert(t, later)
+	want = append(want, later.ID)
+	waitFor(t, "the backlog and the later event delivered", func() bool {
+		s, err := b.ob.Stats(t.Context())
+		return err == nil && s.Pending == 0
+	})
+	for _, id := range want {
+		if pub.byIDCount(id) == 0 {
+			t.Fatalf("event %s not published", id)
+		}
+	}
+	var xs []string
+	for _, m := range pub.snapshot() {
+		if m.Metadata.Get(outbox.MetadataKey) == "x" && !slices.Contains(xs, m.UUID) {
+			xs = append(xs, m.UUID)
+		}
+	}
+	var wantX []string
+	for i, id := range want {
+		if i%2 == 0 || id == later.ID {
+			wantX = append(wantX, id)
+		}
+	}
+	if !slices.Equal(xs, wantX) {
+		t.Fatalf("key x published in order %v, want %v", xs, wantX)
+	}
 }
