@@ -316,8 +316,9 @@ func testDatabaseCut(t *testing.T, h Harness) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { p.Close() })
-	relayDB := openDB(t, h, h.Database.DSNVia(p.Addr()))
-	drv := newDriver(t, h, relayDB, e.table)
+	relayDSN := h.Database.DSNVia(p.Addr())
+	relayDB := openDB(t, h, relayDSN)
+	drv := newDriverAt(t, h, relayDB, relayDSN, e.table)
 	e.relay(drv, e.broker.NewPublisher(t, ""), outbox.RelayConfig{BatchSize: 100, LeaseDuration: 3 * time.Second})
 	all := e.writeSteadily(t, h.size(1000, 4000), 40)
 	eventually(t, "some events delivered before the outage", hangGuard, func() bool { _, d := e.got.totals(); return d > 0 })

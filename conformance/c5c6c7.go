@@ -137,6 +137,9 @@ func testInsertNotBlocked(t *testing.T, h Harness) {
 		}
 	}
 	t.Logf("insert+commit while a relay is stuck on a hanging broker: mean %s, worst %s (measured, not asserted)", sum/n, worst)
+	if h.Database.OneRelayStreams {
+		skipf(t, "database %s: one relay streams at a time, the other is a hot standby that cannot take keys over from a live, stuck one (the INSERTs above did not wait)", h.Database.Name)
+	}
 	eventually(t, "the healthy relay delivering other keys", hangGuard, func() bool { return e.got.hasAll(fresh) })
 	for _, ev := range held {
 		if e.got.count(ev.ID) != 0 && ev.Key == "stuck" {
@@ -296,8 +299,9 @@ func testUnreachableDSN(t *testing.T, h Harness) {
 	}
 	dead := ln.Addr().String()
 	ln.Close() // nothing listens there now
-	db := openDB(t, h, h.Database.DSNVia(dead))
-	drv := newDriver(t, h, db, "unreachable_outbox")
+	deadDSN := h.Database.DSNVia(dead)
+	db := openDB(t, h, deadDSN)
+	drv := newDriverAt(t, h, db, deadDSN, "unreachable_outbox")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	err = drv.MigrateUp(ctx, &outboxdriver.MigrateUpParams{})

@@ -54,6 +54,9 @@ func Run(t *testing.T, h Harness) {
 	cellStart := time.Now()
 	t.Cleanup(func() { recordCell(t, h, cellStart) })
 	outboxtest.RequireService(t, append(slices.Clone(h.Database.Services), h.Broker.Services...)...)
+	if h.Database.Require != nil {
+		h.Database.Require(t)
+	}
 	if h.Database.NewDriver == nil || h.Broker.Open == nil || h.Database.DriverName == "" {
 		t.Fatal("conformance: Harness needs Database.DriverName, Database.NewDriver and Broker.Open")
 	}
@@ -126,7 +129,19 @@ func openDB(t testing.TB, h Harness, dsn string) *sql.DB {
 
 func newDriver(t testing.TB, h Harness, db *sql.DB, table string) outboxdriver.Driver {
 	t.Helper()
-	drv, err := h.Database.NewDriver(db, table)
+	return newDriverAt(t, h, db, h.Database.DSN, table)
+}
+
+// newDriverAt is newDriver for a db opened with dsn (NewDriverAt gets it).
+func newDriverAt(t testing.TB, h Harness, db *sql.DB, dsn, table string) outboxdriver.Driver {
+	t.Helper()
+	newDrv := h.Database.NewDriver
+	if h.Database.NewDriverAt != nil {
+		newDrv = func(db *sql.DB, table string) (outboxdriver.Driver, error) {
+			return h.Database.NewDriverAt(db, dsn, table)
+		}
+	}
+	drv, err := newDrv(db, table)
 	if err != nil {
 		t.Fatalf("new %s driver: %v", h.Database.Name, err)
 	}
@@ -140,6 +155,11 @@ func setup(t *testing.T, h Harness) *env {
 	e.drv = newDriver(t, h, e.db, e.table)
 	if err := e.drv.MigrateUp(context.Background(), &outboxdriver.MigrateUpParams{}); err != nil {
 		t.Fatalf("migrate %s: %v", e.table, err)
+	}
+	if h.Database.AfterMigrate != nil {
+		if err := h.Database.AfterMigrate(e.drv); err != nil {
+			t.Fatalf("after migrating %s: %v", e.table, err)
+		}
 	}
 	if h.Database.DropTable != nil {
 		t.Cleanup(func() {

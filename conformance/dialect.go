@@ -41,9 +41,10 @@ type Dialect struct {
 var (
 	dialectsMu sync.RWMutex
 	dialects   = map[string]Dialect{
-		"postgres": postgresDialect(),
-		"mysql":    mysqlDialect(),
-		"sqlite":   sqliteDialect(),
+		"postgres":     postgresDialect(),
+		"postgres_cdc": postgresDialect(),
+		"mysql":        mysqlDialect(),
+		"sqlite":       sqliteDialect(),
 	}
 )
 

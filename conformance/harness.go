@@ -82,6 +82,24 @@ type Database struct {
 	// field, for an invalid table name.
 	NewDriver func(db *sql.DB, table string) (outboxdriver.Driver, error)
 
+	// NewDriverAt, when set, is used instead of NewDriver wherever the
+	// suite builds a driver, with the DSN db was opened with: a driver
+	// with a connection of its own (a CDC driver's replication connection)
+	// then dials the same address, so the database-cut test cuts it too.
+	NewDriverAt func(db *sql.DB, dsn, table string) (outboxdriver.Driver, error)
+
+	// AfterMigrate, when set, runs on each test's driver once its table is
+	// migrated, before any event is written (a CDC cell creates its
+	// replication slot there, so that every event reaches the relay
+	// through the stream). Nil does nothing.
+	AfterMigrate func(drv outboxdriver.Driver) error
+
+	// Require, when set, is called before any test of the cell runs: it
+	// skips the cell (or fails it, when OUTBOX_TEST_REQUIRE demands the
+	// database) when the database cannot be had, e.g. a test cluster that
+	// did not start. Nil requires nothing beyond Services.
+	Require func(t testing.TB)
+
 	// DropTable removes the table and whatever its migrations created, after
 	// each test. Nil leaves them behind.
 	DropTable func(db *sql.DB, table string) error
@@ -101,6 +119,12 @@ type Database struct {
 	// such a session: an INSERT queued behind a relay's lock fails instead of
 	// merely being slow. Empty skips that test.
 	LockTimeout string
+
+	// OneRelayStreams is true when only one relay at a time relays the
+	// table (a CDC driver: relays share one replication slot, and the
+	// others wait as hot standbys). The test of a healthy relay taking
+	// other keys over from a stuck one then checks the writers only.
+	OneRelayStreams bool
 
 	// DeletesDelivered is true when the driver deletes events once delivered
 	// instead of keeping them as history (postgres.Config.DeleteDelivered).

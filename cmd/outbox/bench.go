@@ -3,6 +3,7 @@ package main
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -16,6 +17,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/outboxkit/outboxkit/cmd/outbox/internal/bench"
+	"github.com/outboxkit/outboxkit/drivers/postgres"
 	"github.com/outboxkit/outboxkit/framework/outboxbroker"
 )
 
@@ -37,6 +39,7 @@ func (a *app) benchCommand() *cobra.Command {
 		relayFlags []string
 		notify     bool
 		quiet      bool
+		mode       string
 	)
 	cmd := &cobra.Command{
 		Use:   "bench",
@@ -115,9 +118,22 @@ in-process Kafka (franz-go's kfake) for the run, in a binary built with
 				return usageError("--poison runs no drain to compare: drop --compare")
 			}
 			for _, b := range baselines {
-				if b != bench.BaselineMinimal && b != bench.BaselineForwarder && b != bench.BaselineRaw && b != "none" {
-					return usageError("--baselines %q: want a list of minimal, forwarder, raw (or none)", b)
+				if b != bench.BaselineMinimal && b != bench.BaselineForwarder && b != bench.BaselineRaw && b != bench.BaselinePoll && b != "none" {
+					return usageError("--baselines %q: want a list of minimal, forwarder, raw, poll (or none)", b)
 				}
+			}
+			switch mode {
+			case "", "poll":
+				mode = ""
+			case "cdc":
+				if !c.Flags().Changed("baselines") {
+					baselines = []string{bench.BaselinePoll, bench.BaselineRaw}
+				}
+			default:
+				return usageError("--mode %q: want poll or cdc", mode)
+			}
+			if mode == "" && slices.Contains(baselines, bench.BaselinePoll) {
+				return usageError("--baselines poll: only with --mode cdc (the relay is the polling relay)")
 			}
 			cfg.Baselines = slices.DeleteFunc(slices.Clone(baselines), func(b string) bool { return b == "none" })
 			if cfg.Reps == 0 {
@@ -144,6 +160,18 @@ in-process Kafka (franz-go's kfake) for the run, in a binary built with
 				relayFlags = append(relayFlags, "--notify")
 			}
 			cfg.Open = a.benchOpen
+			pollFlags := slices.Clone(relayFlags)
+			if mode == "cdc" {
+				if matrix {
+					return usageError("--mode cdc: PostgreSQL only, drop --matrix")
+				}
+				relayFlags = append(relayFlags, "--mode", "cdc")
+				a.cdc = true
+				cfg.Prepare = benchPrepareCDC
+				cfg.PollCommand = func(_ context.Context, dbURL, brokerURL, table string, batchSize int) *exec.Cmd {
+					return relayProcess(self, dbURL, brokerURL, table, batchSize, pollFlags)
+				}
+			}
 			cfg.RelayFlags = relayFlags
 			cfg.RelayCommand = func(_ context.Context, dbURL, brokerURL, table string, batchSize int) *exec.Cmd {
 				return relayProcess(self, dbURL, brokerURL, table, batchSize, relayFlags)
@@ -185,6 +213,7 @@ in-process Kafka (franz-go's kfake) for the run, in a binary built with
 	f.DurationVar(&cfg.PoisonDuration, "poison-duration", 10*time.Second, "length of the poison scenario's trickle")
 	f.BoolVar(&cfg.NoBaselines, "no-baselines", false, "skip every baseline (same as --baselines none)")
 	f.BoolVar(&notify, "notify", false, "PostgreSQL: writers NOTIFY on commit and relays LISTEN (relay --notify)")
+	f.StringVar(&mode, "mode", "", "poll or cdc: the relay's --mode; with cdc (a PostgreSQL with wal_level=logical in --db-url) the baselines default to poll (the polling relay on the same database) and raw, and each fresh table gets its replication slot before it is seeded, so the backlog reaches the relay through the log")
 	f.StringArrayVar(&relayFlags, "relay-flag", nil, "extra flag for every relay process, e.g. --relay-flag=--concurrency=4 (repeatable)")
 	f.BoolVar(&matrix, "matrix", false, "run postgres × nats and mysql × nats on the local services")
 	f.BoolVar(&asJSON, "json", false, "print the report as JSON")
@@ -252,12 +281,37 @@ func commandLine(c *cobra.Command) string {
 // benchOpen opens the outbox table named table on dbURL for the bench.
 func (a *app) benchOpen(ctx context.Context, dbURL, table string) (*bench.Target, error) {
 	sub := &app{stdin: a.stdin, stdout: a.stdout, stderr: a.stderr, flags: a.flags,
-		cfg: &fileConfig{DBURL: dbURL, Table: table, Notify: a.benchNotify}}
+		cfg: &fileConfig{DBURL: dbURL, Table: table, Notify: a.benchNotify}, cdc: a.cdc}
 	drv, ob, closeDB, err := sub.openOutbox(ctx)
 	if err != nil {
 		return nil, err
 	}
 	return &bench.Target{Outbox: ob, Driver: drv, Close: closeDB}, nil
+}
+
+// benchPrepareCDC creates the replication slot of a fresh bench table
+// (bench --mode cdc) before it is seeded, so that the CDC relay reads the
+// backlog from the log rather than from the table; the cleanup drops the
+// slot, the publication and the state table.
+func benchPrepareCDC(ctx context.Context, t *bench.Target) (func(), error) {
+	c, ok := t.Driver.(*postgres.CDC)
+	if !ok {
+		return nil, fmt.Errorf("--mode cdc: driver %T is not PostgreSQL's CDC driver", t.Driver)
+	}
+	if _, err := c.SlotCreate(ctx); err != nil {
+		return nil, err
+	}
+	return func() {
+		for range 50 { // the server frees the slot once the relay's connection is gone
+			err := c.SlotDrop(context.Background())
+			if err == nil || errors.Is(err, postgres.ErrSlotNotFound) {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		_, _ = c.DB().Exec(`DROP PUBLICATION IF EXISTS "` + c.Publication() + `"`)
+		_, _ = c.DB().Exec("DROP TABLE IF EXISTS " + strings.TrimSuffix(c.Table(), `"`) + `_cdc_state"`)
+	}, nil
 }
 
 // relayProcess is the `outbox relay` child process the bench measures: this

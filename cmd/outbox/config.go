@@ -75,6 +75,11 @@ type relayConfig struct {
 	DeleteDelivered bool `yaml:"delete_delivered"`
 	// AckSweepInterval is RelayConfig.AckSweepInterval.
 	AckSweepInterval time.Duration `yaml:"ack_sweep_interval"`
+	// Mode is "poll" (claims from the table) or "cdc" (PostgreSQL logical
+	// replication: postgres.NewCDC).
+	Mode string `yaml:"mode"`
+	// Slot is the CDC relay's replication slot (postgres.CDCConfig.Slot).
+	Slot string `yaml:"slot"`
 }
 
 func (a *app) loadConfig() error {
@@ -123,6 +128,9 @@ func (a *app) openOutbox(ctx context.Context) (outboxdriver.Driver, *outbox.Outb
 	if a.deleteDelivered && u.Scheme != "postgres" && u.Scheme != "postgresql" {
 		return nil, nil, nil, usageError("--delete-delivered: PostgreSQL only (the %s driver keeps delivered events)", u.Scheme)
 	}
+	if a.cdc && u.Scheme != "postgres" && u.Scheme != "postgresql" {
+		return nil, nil, nil, usageError("--mode cdc: PostgreSQL only (logical replication); the %s driver relays by polling", u.Scheme)
+	}
 	switch u.Scheme {
 	case "postgres", "postgresql":
 		db, err = sql.Open("postgres", a.cfg.DBURL)
@@ -134,7 +142,11 @@ func (a *app) openOutbox(ctx context.Context) (outboxdriver.Driver, *outbox.Outb
 			pc.NotifyDSN = a.cfg.DBURL
 		}
 		pc.DeleteDelivered = a.deleteDelivered
-		drv, err = postgres.New(db, pc)
+		if a.cdc {
+			drv, err = postgres.NewCDC(db, pc, postgres.CDCConfig{ConnString: a.cfg.DBURL, Slot: a.cdcSlot})
+		} else {
+			drv, err = postgres.New(db, pc)
+		}
 	case "mysql":
 		if a.cfg.Schema != "" {
 			return nil, nil, nil, usageError("--schema: PostgreSQL only (MySQL has no schemas: name the database in --db-url)")

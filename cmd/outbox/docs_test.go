@@ -105,7 +105,9 @@ func TestDashboardAndAlertsUseRealMetrics(t *testing.T) {
 	for _, n := range []string{"outbox_published_total", "outbox_publish_failures_total", "outbox_dead_total",
 		"outbox_retried_total", "outbox_publish_duration_seconds", "outbox_commit_to_publish_seconds",
 		"outbox_pending_events", "outbox_dead_events", "outbox_oldest_pending_age_seconds",
-		"outbox_ack_awaiting", "outbox_ack_oldest_awaiting_seconds", "outbox_ack_rejected", "outbox_ack_unacknowledged"} {
+		"outbox_ack_awaiting", "outbox_ack_oldest_awaiting_seconds", "outbox_ack_rejected", "outbox_ack_unacknowledged",
+		// Registered by a CDC relay only (relay --mode cdc).
+		"outbox_cdc_slot_lag_bytes", "outbox_cdc_slot_lag_seconds", "outbox_cdc_retained_wal_bytes", "outbox_cdc_slot_safe_wal_bytes"} {
 		known[n] = true
 	}
 	raw, err := os.ReadFile("../../docs/grafana/outbox-relay.json")

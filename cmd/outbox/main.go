@@ -121,6 +121,10 @@ type app struct {
 	benchNotify    bool // bench --notify: the bench's writers notify
 	// deleteDelivered is relay --delete-delivered (PostgreSQL driver only).
 	deleteDelivered bool
+	// cdc opens the PostgreSQL driver in CDC mode (relay --mode cdc, the
+	// cdc commands), on replication slot cdcSlot (empty: the default).
+	cdc     bool
+	cdcSlot string
 }
 
 func newApp(stdin io.Reader, stdout, stderr io.Writer) *app {
@@ -154,6 +158,7 @@ Exit codes: 0 success, 1 runtime error, 2 usage or configuration error,
 	root.AddCommand(a.benchCommand())
 	root.AddCommand(a.conformanceCommand())
 	root.AddCommand(a.uiCommand())
+	root.AddCommand(a.cdcCommand())
 	return root
 }
 

@@ -17,6 +17,7 @@ import (
 
 	"github.com/outboxkit/outboxkit/drivers/mysql"
 	"github.com/outboxkit/outboxkit/drivers/postgres"
+	"github.com/outboxkit/outboxkit/drivers/postgres/pgtest"
 	"github.com/outboxkit/outboxkit/framework/outbox"
 	"github.com/outboxkit/outboxkit/framework/outboxdriver"
 	"github.com/outboxkit/outboxkit/framework/outboxtest"
@@ -49,6 +50,7 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
+	pgtest.Stop()
 	os.Exit(code)
 }
 
@@ -99,7 +101,7 @@ func postgresDialect() dialect {
 		quote:        func(t string) string { return `"` + t + `"` },
 		dead:         `UPDATE {T} SET status = 'dead', last_error = 'boom' WHERE id = $1`,
 		oldDelivered: `UPDATE {T} SET status = 'delivered', delivered_at = now() - interval '8 days' WHERE id = $1`,
-		drop:         []string{"", "_migrations", "_acks"},
+		drop:         []string{"", "_migrations", "_cdc_state", "_acks"},
 	}
 }
 
@@ -148,6 +150,9 @@ func setupDialect(t *testing.T, d dialect) (string, *sql.DB, *outbox.Outbox) {
 	t.Cleanup(func() {
 		for _, suffix := range d.drop {
 			_, _ = db.Exec(`DROP TABLE IF EXISTS ` + d.quote(table+suffix))
+		}
+		if d.name == "postgres" {
+			_, _ = db.Exec(`DROP PUBLICATION IF EXISTS ` + d.quote(postgres.PublicationName("", table)))
 		}
 		db.Close()
 	})

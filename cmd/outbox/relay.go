@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 
+	"github.com/outboxkit/outboxkit/drivers/postgres"
 	"github.com/outboxkit/outboxkit/framework/outbox"
 	"github.com/outboxkit/outboxkit/framework/outboxbroker"
 	"github.com/outboxkit/outboxkit/framework/outboxdriver"
@@ -64,6 +65,16 @@ The default address is loopback only (` + defaultMetricsAddr + `).`,
 			a.cfg.Notify = a.cfg.Notify || notify
 			merged := mergeRelay(rc, a.cfg.Relay)
 			a.deleteDelivered = merged.DeleteDelivered
+			switch merged.Mode {
+			case "", "poll":
+			case "cdc":
+				a.cdc, a.cdcSlot = true, merged.Slot
+			default:
+				return usageError("--mode %q: want poll or cdc", merged.Mode)
+			}
+			if merged.Slot != "" && !a.cdc {
+				return usageError("--slot: only with --mode cdc")
+			}
 			return a.runRelay(cmd.Context(), logger, merged, id, metricsAddr)
 		},
 	}
@@ -81,6 +92,8 @@ The default address is loopback only (` + defaultMetricsAddr + `).`,
 	f.BoolVar(&rc.DeleteDelivered, "delete-delivered", false, "PostgreSQL: delete each event once delivered instead of keeping it as history (much less database work; list/show/status then see no delivered events)")
 	f.StringVar(&rc.Publish, "publish", "", "publish path: direct (event messages through the middlewares to the broker, pipelined) or forwarder (Watermill's forwarder and envelope: same messages, more CPU) (default direct)")
 	f.DurationVar(&rc.AckSweepInterval, "ack-sweep-interval", 0, "how often to resend events whose business acknowledgment is overdue; negative: no sweep in this relay (default 1s)")
+	f.StringVar(&rc.Mode, "mode", "", "poll (claim events from the table) or cdc (PostgreSQL: stream them from a logical replication slot; needs wal_level=logical, see docs/cdc.md) (default poll)")
+	f.StringVar(&rc.Slot, "slot", "", "--mode cdc: replication slot name; relays on one slot are hot standbys of each other (default <table>_slot)")
 	f.BoolVar(&metrics, "metrics", false, "serve /metrics, /healthz, /readyz on "+defaultMetricsAddr)
 	f.StringVar(&metricsAddr, "metrics-addr", "", "serve /metrics, /healthz, /readyz on this address")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
@@ -104,6 +117,8 @@ func mergeRelay(flags, file relayConfig) relayConfig {
 		ShutdownTimeout:  cmp.Or(flags.ShutdownTimeout, file.ShutdownTimeout),
 		Publish:          cmp.Or(flags.Publish, file.Publish),
 		DeleteDelivered:  flags.DeleteDelivered || file.DeleteDelivered,
+		Mode:             cmp.Or(flags.Mode, file.Mode),
+		Slot:             cmp.Or(flags.Slot, file.Slot),
 		AckSweepInterval: cmp.Or(flags.AckSweepInterval, file.AckSweepInterval),
 	}
 }
@@ -180,6 +195,9 @@ func (a *app) runRelay(ctx context.Context, logger *slog.Logger, rc relayConfig,
 		}
 		defer srv.Close()
 		go m.pollStats(ctx, ob.Stats, logger)
+		if c, ok := drv.(*postgres.CDC); ok {
+			go m.pollSlot(ctx, c.SlotStatus, logger)
+		}
 	}
 	defer m.up.Set(0)
 	// The stop is logged as soon as it begins, and always before the
@@ -249,6 +267,8 @@ type relayMetrics struct {
 	ackRejected, ackUnacknowledged *prometheus.GaugeVec
 	claimErrors                    prometheus.Counter
 	up                             prometheus.Gauge
+	// CDC mode (--mode cdc): the replication slot.
+	slotLagBytes, slotLagSeconds, slotRetained, slotSafe prometheus.Gauge
 }
 
 func newRelayMetrics(table string) *relayMetrics {
@@ -291,6 +311,17 @@ func newRelayMetrics(table string) *relayMetrics {
 		up: prometheus.NewGauge(prometheus.GaugeOpts{Name: "outbox_relay_up",
 			Help: "1 while the relay runs and its last claim succeeded; 0 while claims fail (database down) or after it stopped."}),
 	}
+	slotGauge := func(name, help string) prometheus.Gauge {
+		return prometheus.NewGauge(prometheus.GaugeOpts{Name: name, Help: help, ConstLabels: prometheus.Labels{"table": table}})
+	}
+	m.slotLagBytes = slotGauge("outbox_cdc_slot_lag_bytes",
+		"--mode cdc: WAL between the server's insert position and the slot's confirmed position (polled every 15s).")
+	m.slotLagSeconds = slotGauge("outbox_cdc_slot_lag_seconds",
+		"--mode cdc: the streaming connection's flush lag as the server measures it (pg_stat_replication.flush_lag; 0 when caught up).")
+	m.slotRetained = slotGauge("outbox_cdc_retained_wal_bytes",
+		"--mode cdc: WAL the slot keeps on the server (current position - restart_lsn). Alert well before max_slot_wal_keep_size.")
+	m.slotSafe = slotGauge("outbox_cdc_slot_safe_wal_bytes",
+		"--mode cdc: WAL that may still be written before the slot risks losing what it needs (pg_replication_slots.safe_wal_size; -1 when max_slot_wal_keep_size is unlimited).")
 	reg.MustRegister(m.published, m.failed, m.dead, m.retry, m.publishLatency, m.lag, m.pending, m.deadGauge, m.oldest,
 		m.ackAwaiting, m.ackOldest, m.ackRejected, m.ackUnacknowledged, m.claimErrors, m.up, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -348,6 +379,31 @@ func (m *relayMetrics) observeClaim(c outbox.ClaimOutcome) {
 		return
 	}
 	m.up.Set(1)
+}
+
+// pollSlot sets the CDC slot gauges every 15s until ctx ends.
+func (m *relayMetrics) pollSlot(ctx context.Context, read func(context.Context) (*postgres.SlotStatus, error), logger *slog.Logger) {
+	m.reg.MustRegister(m.slotLagBytes, m.slotLagSeconds, m.slotRetained, m.slotSafe)
+	t := time.NewTicker(15 * time.Second)
+	defer t.Stop()
+	for {
+		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		s, err := read(sctx)
+		cancel()
+		if err == nil {
+			m.slotLagBytes.Set(float64(s.LagBytes))
+			m.slotLagSeconds.Set(s.LagSeconds)
+			m.slotRetained.Set(float64(s.RetainedBytes))
+			m.slotSafe.Set(float64(s.SafeBytes))
+		} else if ctx.Err() == nil {
+			logger.Warn("reading the replication slot for metrics failed", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // stats is what pollStats reads: (*outbox.Outbox).Stats.

@@ -12,7 +12,10 @@ require (
 	github.com/lib/pq v1.12.3
 )
 
+require github.com/jackc/pgio v1.0.0 // indirect
+
 require (
+	github.com/jackc/pglogrepl v0.0.0-20251213150135-2e8d0df862c1
 	github.com/jackc/pgpassfile v1.0.0 // indirect
 	github.com/jackc/pgservicefile v0.0.0-20240606120523-5a60cdf6a761 // indirect
 	github.com/jackc/puddle/v2 v2.2.3 // indirect

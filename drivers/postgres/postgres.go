@@ -198,6 +198,7 @@ type queries struct {
 	ackAnswer, ackExists, ackGet, ackList, ackDue                 string
 	ackMarkResent, ackMarkUnacknowledged, ackRearm, ackStats      string
 	ackPurge                                                      string
+	streamDelivered, streamFailed, streamHeld, streamInplay       string
 }
 
 // newQueries renders every statement for one table, once.
@@ -215,6 +216,8 @@ func newQueries(data queryData) (queries, error) {
 		"ack_answer": &q.ackAnswer, "ack_exists": &q.ackExists, "ack_get": &q.ackGet, "ack_list": &q.ackList,
 		"ack_due": &q.ackDue, "ack_mark_resent": &q.ackMarkResent, "ack_mark_unacknowledged": &q.ackMarkUnacknowledged,
 		"ack_rearm": &q.ackRearm, "ack_stats": &q.ackStats, "ack_purge": &q.ackPurge,
+		"stream_delivered": &q.streamDelivered, "stream_failed": &q.streamFailed,
+		"stream_held": &q.streamHeld, "stream_inplay": &q.streamInplay,
 	})
 	if err != nil {
 		return queries{}, fmt.Errorf("postgres: %w", err)
@@ -375,7 +378,10 @@ var migrationFS embed.FS
 func (d *Driver) migrations() ([]outboxdriver.Migration, error) {
 	data := struct{ Table, AckTable string }{Table: d.table, AckTable: d.ackTable}
 	funcs := template.FuncMap{
-		"idx": func(suffix string) string { return quote(d.cfg.Table + "_" + suffix + "_idx") },
+		"idx":     func(suffix string) string { return quote(d.cfg.Table + "_" + suffix + "_idx") },
+		"pub":     func() string { return quote(d.Publication()) },
+		"pubname": func() string { return d.Publication() },
+		"state":   func() string { return d.stateTable() },
 	}
 	migs, err := outboxdriver.RenderMigrations(migrationFS, "migrations", data, funcs)
 	if err != nil {

@@ -51,7 +51,8 @@ func setup(t testing.TB) *bundle {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		_, _ = db.Exec(`DROP TABLE IF EXISTS "` + table + `", "` + table + `_migrations", "` + table + `_acks"`)
+		_, _ = db.Exec(`DROP TABLE IF EXISTS "` + table + `", "` + table + `_migrations", "` + table + `_cdc_state", "` + table + `_acks"`)
+		_, _ = db.Exec(`DROP PUBLICATION IF EXISTS "` + drv.Publication() + `"`)
 	})
 	ob, err := outbox.New(drv, outbox.Config{})
 	if err != nil {

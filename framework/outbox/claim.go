@@ -146,16 +146,6 @@ func (c *claimer) close(b *claimedBatch) {
 	}
 }
 
-// observeClaim calls RelayConfig.ClaimObserver; a panic in it is logged.
-func (c *claimer) observeClaim(o ClaimOutcome) {
-	defer func() {
-		if p := recover(); p != nil {
-			c.log.Error("RelayConfig.ClaimObserver panicked", "panic", p)
-		}
-	}()
-	c.cfg.ClaimObserver(o)
-}
-
 // claim claims one batch with the driver's protocol; nil when nothing is
 // ready.
 func (c *claimer) claim(ctx context.Context, params *outboxdriver.EventClaimBatchParams) (*claimedBatch, error) {

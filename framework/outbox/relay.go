@@ -278,6 +278,15 @@ func (c RelayConfig) validate() error {
 // settled. Several relays may run against the same table (in one process
 // or many): the driver's claim protocol keeps a key in one open batch at a
 // time, so per-key order holds.
+//
+// A driver that implements outboxdriver.Streamer (postgres.NewCDC) is
+// relayed in stream mode instead: the events come from the database's
+// change stream in commit order, through the same per-key scheduler, and
+// the stream is confirmed only as far as every event's fate is written.
+// Relays of one stream are hot standbys of each other. BatchSize and
+// Concurrency then bound the events handed out and not yet confirmed
+// (what a crash may publish again); PollInterval, MinPollInterval and
+// LeaseDuration do not apply.
 type Relay struct {
 	driver    outboxdriver.Driver
 	publisher message.Publisher
@@ -285,8 +294,9 @@ type Relay struct {
 	backoff   backoff.Policy
 	log       *slog.Logger
 
-	held   outboxdriver.HeldClaimer
-	leased outboxdriver.LeasedClaimer
+	held     outboxdriver.HeldClaimer
+	leased   outboxdriver.LeasedClaimer
+	streamer outboxdriver.Streamer
 
 	runMu sync.Mutex
 	ran   bool
@@ -303,8 +313,9 @@ func NewRelay(driver outboxdriver.Driver, publisher message.Publisher, cfg Relay
 	}
 	held, _ := driver.(outboxdriver.HeldClaimer)
 	leased, _ := driver.(outboxdriver.LeasedClaimer)
-	if held == nil && leased == nil {
-		return nil, configError("driver %T implements no claim protocol (outboxdriver.HeldClaimer or outboxdriver.LeasedClaimer)", driver)
+	streamer, _ := driver.(outboxdriver.Streamer)
+	if held == nil && leased == nil && streamer == nil {
+		return nil, configError("driver %T implements no claim protocol (outboxdriver.HeldClaimer or outboxdriver.LeasedClaimer) nor outboxdriver.Streamer", driver)
 	}
 	cfg = cfg.withDefaults()
 	if err := cfg.validate(); err != nil {
@@ -318,6 +329,7 @@ func NewRelay(driver outboxdriver.Driver, publisher message.Publisher, cfg Relay
 		log:       cfg.Logger.With("relay", cfg.ID, "table", driver.Table()),
 		held:      held,
 		leased:    leased,
+		streamer:  streamer,
 	}, nil
 }
 
@@ -356,6 +368,17 @@ func (r *Relay) Run(ctx context.Context) error {
 		return err
 	}
 	_, async := path.(*asyncPath)
+	if r.streamer != nil {
+		r.log.Info("relay started", "batch_size", r.cfg.BatchSize, "concurrency", r.cfg.Concurrency,
+			"publish", r.cfg.Publish, "async_publisher", async, "mode", "stream")
+		var sweeping sync.WaitGroup
+		sweeping.Go(func() { r.sweepAcks(ctx) })
+		err := r.runStream(ctx, hardCtx, stopCtx, path)
+		sweeping.Wait()
+		stopPublishing(stopCtx)
+		r.log.Info("relay stopped")
+		return err
+	}
 	r.log.Info("relay started", "batch_size", r.cfg.BatchSize, "concurrency", r.cfg.Concurrency,
 		"publish", r.cfg.Publish, "async_publisher", async, "claim", r.protocol())
 
@@ -389,6 +412,9 @@ func (r *Relay) Run(ctx context.Context) error {
 
 // protocol names the driver's claim protocol, for logs.
 func (r *Relay) protocol() string {
+	if r.streamer != nil {
+		return "stream"
+	}
 	if r.held != nil {
 		return "held"
 	}

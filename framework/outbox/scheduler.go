@@ -29,6 +29,7 @@ type claimedBatch struct {
 // without a key is a run of its own. Its head is in flight or next to go.
 type keyRun struct {
 	b     *claimedBatch
+	key   string // empty for an event without a key
 	rows  []*outboxdriver.EventRow
 	start time.Time // when the head's publish began
 }
@@ -60,6 +61,35 @@ type scheduler struct {
 	queue    []*keyRun // runs waiting for room in the window, FIFO
 	open     int       // batches received and not yet done
 	stopping bool
+
+	// stream is set in stream mode (stream.go): batches may then share
+	// keys, so the scheduler chains a key's runs across batches, and a
+	// failed event parks its key in memory (the stream will not bring
+	// its events back) instead of releasing it to the table.
+	stream *streamKeys
+}
+
+// streamKeys is the scheduler's per-key state in stream mode.
+type streamKeys struct {
+	hooks streamHooks
+	// active is the run of each key that is queued, in flight or parked;
+	// later runs of the key wait in chained, in order.
+	active  map[string]*keyRun
+	chained map[string][]*keyRun
+	// parked are runs waiting out a retry delay, with their timers.
+	parked  map[*keyRun]*time.Timer
+	retries chan *keyRun // parked runs whose delay ran out
+}
+
+// streamHooks receive a stream-mode scheduler's outcomes as they happen,
+// on the scheduler's goroutine; they must not block.
+type streamHooks interface {
+	// delivered: the broker acknowledged row.
+	delivered(row *outboxdriver.EventRow)
+	// failed: an attempt of row failed (fa.Dead: for good).
+	failed(row *outboxdriver.EventRow, fa outboxdriver.FailedAttempt)
+	// held: rows wait behind a parked event of their key.
+	held(rows []*outboxdriver.EventRow)
 }
 
 func newScheduler(r *Relay, path publishPath, window int) *scheduler {
@@ -84,6 +114,9 @@ func (s *scheduler) run(ctx, hardCtx context.Context) {
 		case r := <-s.results:
 			s.inFlight--
 			s.outcome(hardCtx, r)
+		case run := <-s.retryC():
+			delete(s.stream.parked, run)
+			s.enqueue(run)
 		case <-stop:
 		}
 		if !s.stopping && ctx.Err() != nil {
@@ -92,6 +125,14 @@ func (s *scheduler) run(ctx, hardCtx context.Context) {
 			s.queue = nil
 			for _, run := range queued {
 				s.release(run, run.rows)
+			}
+			if s.stream != nil {
+				for run, t := range s.stream.parked {
+					if t.Stop() {
+						delete(s.stream.parked, run)
+						s.release(run, run.rows)
+					} // else its delay ran out: it arrives on retries
+				}
 			}
 		}
 		s.fill(hardCtx)
@@ -115,15 +156,80 @@ func (s *scheduler) add(b *claimedBatch) {
 		}
 		run, ok := byKey[row.Key]
 		if !ok {
-			run = &keyRun{b: b}
+			run = &keyRun{b: b, key: row.Key}
 			byKey[row.Key] = run
 			runs = append(runs, run)
 		}
 		run.rows = append(run.rows, row)
 	}
 	for _, run := range runs {
+		if s.stream != nil && run.rows[0].Key != "" {
+			s.chain(run)
+			continue
+		}
 		s.enqueue(run)
 	}
+}
+
+// retryC is the channel of parked runs due again (nil outside stream mode).
+func (s *scheduler) retryC() chan *keyRun {
+	if s.stream == nil {
+		return nil
+	}
+	return s.stream.retries
+}
+
+// chain starts run (stream mode) when its key has no active run, and
+// otherwise queues it behind the key's runs; when the key is parked, its
+// rows are held.
+func (s *scheduler) chain(run *keyRun) {
+	key := run.rows[0].Key
+	head, busy := s.stream.active[key]
+	if !busy {
+		s.stream.active[key] = run
+		s.enqueue(run)
+		return
+	}
+	s.stream.chained[key] = append(s.stream.chained[key], run)
+	if _, parked := s.stream.parked[head]; parked {
+		s.stream.hooks.held(run.rows)
+	}
+}
+
+// runEnded starts the next chained run of run's key (stream mode).
+func (s *scheduler) runEnded(run *keyRun) {
+	if s.stream == nil || run.key == "" {
+		return
+	}
+	if s.stream.active[run.key] != run {
+		return
+	}
+	next := s.stream.chained[run.key]
+	if len(next) == 0 {
+		delete(s.stream.active, run.key)
+		delete(s.stream.chained, run.key)
+		return
+	}
+	s.stream.active[run.key] = next[0]
+	s.stream.chained[run.key] = next[1:]
+	s.enqueue(next[0])
+}
+
+// park keeps run, whose head failed, until delay has passed (stream
+// mode): the key's events wait in memory, held in the table.
+func (s *scheduler) park(run *keyRun, delay time.Duration) {
+	var held []*outboxdriver.EventRow
+	held = append(held, run.rows[1:]...)
+	if run.key != "" {
+		for _, c := range s.stream.chained[run.key] {
+			held = append(held, c.rows...)
+		}
+	}
+	if len(held) > 0 {
+		s.stream.hooks.held(held)
+	}
+	retries := s.stream.retries
+	s.stream.parked[run] = time.AfterFunc(delay, func() { retries <- run })
 }
 
 func (s *scheduler) enqueue(run *keyRun) {
@@ -208,7 +314,11 @@ func (s *scheduler) message(row *outboxdriver.EventRow) (msg *message.Message, e
 func (s *scheduler) unreadable(run *keyRun, err error) {
 	row := run.rows[0]
 	s.log.Error("unreadable outbox row marked dead", "event_id", row.ID, "err", err)
-	run.b.failed = append(run.b.failed, outboxdriver.FailedAttempt{ID: row.ID, Error: truncate("unreadable row: "+err.Error(), maxErrorLen), Dead: true})
+	fa := outboxdriver.FailedAttempt{ID: row.ID, Error: truncate("unreadable row: "+err.Error(), maxErrorLen), Dead: true}
+	run.b.failed = append(run.b.failed, fa)
+	if s.stream != nil {
+		s.stream.hooks.failed(row, fa)
+	}
 	s.observe(row, err, true, 0)
 	s.advance(run)
 }
@@ -225,6 +335,9 @@ func (s *scheduler) settle(run *keyRun, err error) bool {
 	b := run.b
 	if err == nil {
 		b.delivered = append(b.delivered, row.ID)
+		if s.stream != nil {
+			s.stream.hooks.delivered(row)
+		}
 		s.observe(row, nil, false, d)
 		s.advance(run)
 		return true
@@ -237,6 +350,18 @@ func (s *scheduler) settle(run *keyRun, err error) bool {
 	}
 	b.failed = append(b.failed, fa)
 	s.observe(row, err, dead, d)
+	if s.stream != nil {
+		s.stream.hooks.failed(row, fa)
+		if !dead {
+			// The stream will not bring the event back: retry it from
+			// memory once the delay has passed, its key waiting.
+			row.Attempts = attempt
+			s.log.Warn("publish failed, will retry", "event_id", row.ID, "type", row.Type, "attempt", attempt,
+				"retry_in", fa.Delay.String(), "err", err)
+			s.park(run, fa.Delay)
+			return false
+		}
+	}
 	s.advance(run)
 	if dead {
 		s.log.Error("event is dead", "event_id", row.ID, "type", row.Type, "attempts", attempt, "err", err)
@@ -251,6 +376,9 @@ func (s *scheduler) settle(run *keyRun, err error) bool {
 // advance drops run's head, which has its outcome.
 func (s *scheduler) advance(run *keyRun) {
 	run.rows = run.rows[1:]
+	if len(run.rows) == 0 {
+		s.runEnded(run)
+	}
 	s.settledEvents(run.b, 1)
 }
 
@@ -263,6 +391,7 @@ func (s *scheduler) release(run *keyRun, rows []*outboxdriver.EventRow) {
 		run.b.released = append(run.b.released, r.ID)
 	}
 	run.rows = nil
+	s.runEnded(run)
 	s.settledEvents(run.b, len(rows))
 }
 

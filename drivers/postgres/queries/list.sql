@@ -3,7 +3,7 @@
 -- (empty: any), in seq order, at most $7, in outboxdriver.ScanEventRow's
 -- column order.
 SELECT seq, id, type, topic, key, payload, headers, status, attempts, coalesce(last_error, ''),
-    created_at, next_attempt_at, delivered_at, coalesce(locked_by, ''), locked_until
+    created_at, next_attempt_at, delivered_at, coalesce(nullif(nullif(locked_by, 'retry'), 'parked'), ''), locked_until
 FROM {{.Table}}
 WHERE seq > $1
   AND ($2 = '' OR status = $2)

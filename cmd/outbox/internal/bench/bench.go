@@ -60,6 +60,9 @@ const (
 	BaselineForwarder = "forwarder"
 	// BaselineRaw is the broker's raw async publish rate.
 	BaselineRaw = "raw"
+	// BaselinePoll is the polling relay (PollCommand), measured as the
+	// relay is: the baseline of a CDC relay (relay --mode cdc).
+	BaselinePoll = "poll"
 )
 
 // Config configures Run. Zero fields take the defaults their comments give.
@@ -126,6 +129,16 @@ type Config struct {
 	// stderr, at least at info level, with a "relay started" line) for one
 	// relay process on table. Required.
 	RelayCommand func(ctx context.Context, dbURL, brokerURL, table string, batchSize int) *exec.Cmd
+
+	// PollCommand returns the command line of the polling relay, the poll
+	// baseline. Required when Baselines has BaselinePoll.
+	PollCommand func(ctx context.Context, dbURL, brokerURL, table string, batchSize int) *exec.Cmd
+
+	// Prepare, when set, runs on every fresh table after its migration and
+	// before it is seeded (a CDC bench creates the replication slot there,
+	// so that the backlog reaches the relay through the log); its cleanup
+	// runs before the table is dropped.
+	Prepare func(ctx context.Context, t *Target) (cleanup func(), err error)
 
 	// MinimalCommand returns the command line of the minimal-relay
 	// baseline's process on table (see MinimalRelay). Required unless
@@ -202,10 +215,12 @@ func (c Config) validate() error {
 		return errors.New("bench: invalid config: Open and RelayCommand are required")
 	case c.wants(BaselineMinimal) && c.MinimalCommand == nil:
 		return errors.New("bench: invalid config: MinimalCommand is required for the minimal baseline")
+	case c.wants(BaselinePoll) && c.PollCommand == nil:
+		return errors.New("bench: invalid config: PollCommand is required for the poll baseline")
 	}
 	for _, b := range c.Baselines {
-		if b != BaselineMinimal && b != BaselineForwarder && b != BaselineRaw {
-			return fmt.Errorf("bench: invalid config: unknown baseline %q (want %s, %s or %s)", b, BaselineMinimal, BaselineForwarder, BaselineRaw)
+		if b != BaselineMinimal && b != BaselineForwarder && b != BaselineRaw && b != BaselinePoll {
+			return fmt.Errorf("bench: invalid config: unknown baseline %q (want %s, %s, %s or %s)", b, BaselineMinimal, BaselineForwarder, BaselineRaw, BaselinePoll)
 		}
 	}
 	return nil
@@ -359,6 +374,16 @@ func (r *run) rep(ctx context.Context, n int) (*Rep, error) {
 		}
 		rr.DrainMulti = d
 	}
+	if r.cfg.wants(BaselinePoll) {
+		start := func(table string) ([]*relayProc, time.Time, error) {
+			return r.startProcs(ctx, []*exec.Cmd{r.cfg.PollCommand(ctx, r.relayURL, r.brokerURL, table, r.cfg.BatchSize)})
+		}
+		d, err := r.seededDrain(ctx, fmt.Sprintf("_p%d", n), tag("poll"), r.cfg.Events, "the polling relay", start, nil)
+		if err != nil {
+			return nil, fmt.Errorf("polling relay baseline: %w", err)
+		}
+		rr.PollRelay = d
+	}
 	if r.cfg.wants(BaselineMinimal) {
 		d, err := r.minimalDrain(ctx, n, tag("minimal"))
 		if err != nil {
@@ -383,6 +408,9 @@ func (r *run) rep(ctx context.Context, n int) (*Rep, error) {
 	rate := rr.Drain.EventsPerSec
 	if rr.MinimalRelay != nil {
 		rr.Ratios.VsMinimalRelay = ratio(rate, rr.MinimalRelay.EventsPerSec)
+	}
+	if rr.PollRelay != nil {
+		rr.Ratios.VsPollRelay = ratio(rate, rr.PollRelay.EventsPerSec)
 	}
 	if rr.WatermillForwarder != nil {
 		rr.Ratios.VsForwarder = ratio(rate, rr.WatermillForwarder.EventsPerSec)
@@ -420,7 +448,11 @@ func (r *run) openTable(ctx context.Context, suffix string) (t *Target, table st
 	var once sync.Once
 	done = func() {
 		once.Do(func() {
-			dropTables(r.dialect, t.Driver.DB(), table, table+"_migrations", table+"_relay_lock", table+"_inbox", table+"_acks")
+			dropTables(r.dialect, t.Driver.DB(), table, table+"_migrations", table+"_relay_lock", table+"_inbox", table+"_cdc_state", table+"_acks")
+			if r.dialect == "postgres" {
+				// Migration 4's publication (PostgreSQL's CDC relay).
+				_, _ = t.Driver.DB().Exec(`DROP PUBLICATION IF EXISTS "` + table + `_pub"`)
+			}
 			t.Close()
 		})
 	}
@@ -428,6 +460,17 @@ func (r *run) openTable(ctx context.Context, suffix string) (t *Target, table st
 	if err := t.Outbox.Migrate(ctx); err != nil {
 		done()
 		return nil, "", nil, fmt.Errorf("migrate %s: %w", table, err)
+	}
+	if r.cfg.Prepare != nil {
+		cleanup, err := r.cfg.Prepare(ctx, t)
+		if err != nil {
+			done()
+			return nil, "", nil, fmt.Errorf("prepare %s: %w", table, err)
+		}
+		drop := done
+		var once sync.Once
+		done = func() { once.Do(func() { cleanup(); drop() }) }
+		r.cleanups = append(r.cleanups, done)
 	}
 	return t, table, done, nil
 }

@@ -123,6 +123,7 @@ type Rep struct {
 	Large               *Drain     `json:"large,omitempty"`
 	DrainMulti          *Drain     `json:"drain_multi,omitempty"`
 	MinimalRelay        *Drain     `json:"minimal_relay,omitempty"`
+	PollRelay           *Drain     `json:"poll_relay,omitempty"`
 	WatermillForwarder  *Forwarder `json:"watermill_forwarder,omitempty"`
 	RawAsync            *RawBroker `json:"raw_async,omitempty"`
 	Ratios              RepRatios  `json:"ratios"`
@@ -132,6 +133,7 @@ type Rep struct {
 // RepRatios are one rep's ratios (zero: not measured).
 type RepRatios struct {
 	VsMinimalRelay float64 `json:"vs_minimal_relay,omitempty"`
+	VsPollRelay    float64 `json:"vs_poll_relay,omitempty"`
 	VsForwarder    float64 `json:"vs_forwarder,omitempty"`
 	VsRawAsync     float64 `json:"vs_raw_async,omitempty"`
 	// LargeVsEvents is the large backlog's drain rate over the Events
@@ -176,6 +178,8 @@ type BaselineStats struct {
 	// MinimalRelay is the minimal hand-written relay (Definition says
 	// exactly what it does), measured as the relay is.
 	MinimalRelay *DrainStats `json:"minimal_relay,omitempty"`
+	// PollRelay is the polling relay, the baseline of a CDC relay.
+	PollRelay *DrainStats `json:"poll_relay,omitempty"`
 	// WatermillForwarder is Watermill's default SQL forwarder.
 	WatermillForwarder *ForwarderStats `json:"watermill_forwarder,omitempty"`
 	// RawAsync is the broker's raw publish rate at InFlight publishes in
@@ -208,6 +212,7 @@ type RawStats struct {
 // summarized; nil when the baseline was not measured.
 type RatioStats struct {
 	VsMinimalRelay *Stat `json:"vs_minimal_relay,omitempty"`
+	VsPollRelay    *Stat `json:"vs_poll_relay,omitempty"`
 	VsForwarder    *Stat `json:"vs_forwarder,omitempty"`
 	VsRawAsync     *Stat `json:"vs_raw_async,omitempty"`
 	// LargeVsEvents is the large backlog's drain rate over the Events

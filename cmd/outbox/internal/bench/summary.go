@@ -101,6 +101,7 @@ func (c *CellReport) summarize() {
 	if c.Baselines.MinimalRelay != nil {
 		c.Baselines.MinimalRelay.Definition = MinimalDefinition
 	}
+	c.Baselines.PollRelay = drainStats(pluck(reps, func(r Rep) *Drain { return r.PollRelay }))
 	c.IdleRelayCPUPercent = optional(refs(reps), func(r *Rep) *float64 { return r.IdleRelayCPUPercent })
 	c.Latency = latencyStats(pluck(reps, func(r Rep) *Latency { return r.Latency }))
 
@@ -121,6 +122,7 @@ func (c *CellReport) summarize() {
 	}
 	c.Ratios = RatioStats{
 		VsMinimalRelay: ratio(func(r RepRatios) float64 { return r.VsMinimalRelay }),
+		VsPollRelay:    ratio(func(r RepRatios) float64 { return r.VsPollRelay }),
 		VsForwarder:    ratio(func(r RepRatios) float64 { return r.VsForwarder }),
 		VsRawAsync:     ratio(func(r RepRatios) float64 { return r.VsRawAsync }),
 		LargeVsEvents:  ratio(func(r RepRatios) float64 { return r.LargeVsEvents }),
@@ -187,6 +189,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 		if b := c.Baselines.MinimalRelay; b != nil {
 			row("baseline: minimal relay", "events/s", b.EventsPerSec, "%.0f")
 		}
+		if b := c.Baselines.PollRelay; b != nil {
+			row("baseline: polling relay", "events/s", b.EventsPerSec, "%.0f")
+		}
 		if b := c.Baselines.WatermillForwarder; b != nil {
 			row("baseline: Watermill SQL forwarder", "events/s", b.EventsPerSec, "%.0f")
 		}
@@ -194,6 +199,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 			row(fmt.Sprintf("baseline: raw %s %s, %d in flight", c.Broker, b.Method, b.InFlight), "events/s", b.EventsPerSec, "%.0f")
 		}
 		row("ratio: relay / minimal relay", "×", c.Ratios.VsMinimalRelay, "%.2f")
+		row("ratio: relay / polling relay", "×", c.Ratios.VsPollRelay, "%.2f")
 		row("ratio: relay / Watermill forwarder", "×", c.Ratios.VsForwarder, "%.1f")
 		row("ratio: relay / raw async", "×", c.Ratios.VsRawAsync, "%.2f")
 		if d := c.Large; d != nil {

@@ -1,0 +1,424 @@
+package postgres_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"log/slog"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/google/uuid"
+
+	"github.com/outboxkit/outboxkit/drivers/postgres"
+	"github.com/outboxkit/outboxkit/drivers/postgres/pgtest"
+	"github.com/outboxkit/outboxkit/framework/outbox"
+	"github.com/outboxkit/outboxkit/framework/outboxdriver"
+	"github.com/outboxkit/outboxkit/framework/outboxtest"
+)
+
+// TestMain stops the wal_level=logical cluster the CDC tests start.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	pgtest.Stop()
+	os.Exit(code)
+}
+
+// cdcBundle is a migrated outbox table on the test cluster with
+// wal_level=logical, with a CDC driver on it.
+type cdcBundle struct {
+	*bundle
+	url string
+	cdc *postgres.CDC
+}
+
+func setupCDC(t *testing.T) *cdcBundle {
+	t.Helper()
+	url := pgtest.URL(t)
+	db, err := sql.Open("postgres", url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	table := outboxtest.UniqueName("cdc")
+	drv, err := postgres.NewCDC(db, postgres.Config{Table: table}, postgres.CDCConfig{ConnString: url, StatusInterval: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := drv.MigrateUp(t.Context(), &outboxdriver.MigrateUpParams{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for range 50 { // the server lets the slot go once the relays' connections are gone
+			if err := drv.SlotDrop(context.Background()); err == nil || errors.Is(err, postgres.ErrSlotNotFound) {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		_, _ = db.Exec(`DROP PUBLICATION IF EXISTS "` + drv.Publication() + `"`)
+		_, _ = db.Exec(`DROP TABLE IF EXISTS "` + table + `", "` + table + `_migrations", "` + table + `_cdc_state", "` + table + `_acks"`)
+	})
+	ob, err := outbox.New(drv, outbox.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &cdcBundle{bundle: &bundle{db: db, table: table, drv: drv.Driver, ob: ob}, url: url, cdc: drv}
+}
+
+// relayCDC runs a stream-mode relay on the bundle's driver until stop.
+func (b *cdcBundle) relay(t *testing.T, id string, pub *recorder) (stop func()) {
+	t.Helper()
+	r, err := outbox.NewRelay(b.cdc, pub, outbox.RelayConfig{Logger: testLogger(t), ID: id, MaxAttempts: 3, BackoffMin: 10 * time.Millisecond, BackoffMax: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("relay %s: %v", id, err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+func (r *recorder) byIDCount(id string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.byID[id]
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestCDCConfigValidation(t *testing.T) {
+	t.Parallel()
+	db, _ := sql.Open("postgres", "postgres://127.0.0.1:1/x")
+	defer db.Close()
+	for field, cfg := range map[string]postgres.CDCConfig{
+		"ConnString":     {},
+		"Slot":           {ConnString: "postgres://127.0.0.1/x", Slot: "Bad-Slot"},
+		"StatusInterval": {ConnString: "postgres://127.0.0.1/x", StatusInterval: time.Hour},
+	} {
+		_, err := postgres.NewCDC(db, postgres.Config{}, cfg)
+		if !errors.Is(err, outboxdriver.ErrInvalidConfig) || !strings.Contains(err.Error(), "CDCConfig."+field) {
+			t.Errorf("%s: got %v, want ErrInvalidConfig naming CDCConfig.%s", field, err, field)
+		}
+	}
+	if got := postgres.SlotName("", "Outbox"); got != "outbox_slot" {
+		t.Errorf("SlotName = %q, want outbox_slot", got)
+	}
+	if got := postgres.SlotName("s", strings.Repeat("t", 60)); len(got) > 63 {
+		t.Errorf("SlotName of a long name is %d bytes", len(got))
+	}
+}
+
+// TestCDCNeedsLogicalWAL opens a stream on the machine's own server, which
+// runs with wal_level=replica: the error says how to enable logical.
+func TestCDCNeedsLogicalWAL(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	var level string
+	if err := b.db.QueryRow("SHOW wal_level").Scan(&level); err != nil {
+		t.Fatal(err)
+	}
+	if level == "logical" {
+		t.Skip("skipped: the server at OUTBOX_TEST_POSTGRES_URL already runs wal_level=logical")
+	}
+	drv, err := postgres.NewCDC(b.db, postgres.Config{Table: b.table}, postgres.CDCConfig{ConnString: outboxtest.PostgresURL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = drv.EventStreamOpen(t.Context(), &outboxdriver.EventStreamOpenParams{})
+	if !errors.Is(err, postgres.ErrWALLevel) || !errors.Is(err, outboxdriver.ErrStreamUnsupported) ||
+		!strings.Contains(err.Error(), "ALTER SYSTEM SET wal_level = logical") || !strings.Contains(err.Error(), "rds.logical_replication") {
+		t.Fatalf("got %v, want ErrWALLevel saying how to enable it", err)
+	}
+	// The relay returns it instead of retrying for ever.
+	r, err := outbox.NewRelay(drv, newRecorder(), outbox.RelayConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	if err := r.Run(ctx); !errors.Is(err, postgres.ErrWALLevel) {
+		t.Fatalf("Run: got %v, want ErrWALLevel", err)
+	}
+}
+
+func TestCDCSlotLifecycle(t *testing.T) {
+	t.Parallel()
+	b := setupCDC(t)
+	ctx := t.Context()
+	if _, err := b.cdc.SlotStatus(ctx); !errors.Is(err, postgres.ErrSlotNotFound) {
+		t.Fatalf("status before create: %v, want ErrSlotNotFound", err)
+	}
+	created, err := b.cdc.SlotCreate(ctx)
+	if err != nil || !created {
+		t.Fatalf("create: %v %v", created, err)
+	}
+	if created, err := b.cdc.SlotCreate(ctx); err != nil || created {
+		t.Fatalf("create again: %v %v, want false, nil", created, err)
+	}
+	st, err := b.cdc.SlotStatus(ctx)
+	if err != nil || st.Slot != b.cdc.Slot() || st.Active || st.ConfirmedLSN == "" {
+		t.Fatalf("status: %+v %v", st, err)
+	}
+	if err := b.cdc.SlotDrop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	err = b.cdc.SlotDrop(ctx)
+	if !errors.Is(err, postgres.ErrSlotNotFound) || !strings.Contains(err.Error(), b.cdc.Slot()) {
+		t.Fatalf("drop of a missing slot: %v, want ErrSlotNotFound naming %s", err, b.cdc.Slot())
+	}
+}
+
+// TestCDCFailover runs two relays on one slot: one streams, the other waits
+// as a hot standby and takes over when the first stops; nothing is lost,
+// each key stays in order, and the standby streams only after the first
+// relay stopped.
+func TestCDCFailover(t *testing.T) {
+	t.Parallel()
+	b := setupCDC(t)
+	pubA, pubB := newRecorder(), newRecorder()
+	stopA := b.relay(t, "a", pubA)
+	waitFor(t, "relay a streaming", func() bool {
+		st, err := b.cdc.SlotStatus(t.Context())
+		return err == nil && st.Active
+	})
+	b.relay(t, "b", pubB)
+	var want []string
+	for i := range 50 {
+		e := ev([]string{"x", "y"}[i%2], i)
+		b.insert(t, e)
+		want = append(want, e.ID)
+	}
+	waitFor(t, "relay a publishing every event", func() bool { _, d := pubA.count(); return d == 50 })
+	if total, _ := pubB.count(); total != 0 {
+		t.Fatalf("the standby published %d events while relay a streamed", total)
+	}
+	stopA()
+	for i := 50; i < 100; i++ {
+		e := ev([]string{"x", "y"}[i%2], i)
+		b.insert(t, e)
+		want = append(want, e.ID)
+	}
+	waitFor(t, "relay b taking over", func() bool { _, d := pubB.count(); return d >= 50 })
+	seen := map[string]bool{}
+	for _, m := range append(pubA.snapshot(), pubB.snapshot()...) {
+		seen[m.UUID] = true
+	}
+	for _, id := range want {
+		if !seen[id] {
+			t.Fatalf("event %s lost across the failover", id)
+		}
+	}
+	last := map[string]int{}
+	for i, m := range pubB.snapshot() {
+		k := m.Metadata.Get(outbox.MetadataKey)
+		if p, ok := last[k]; ok && m.UUID < pubB.snapshot()[p].UUID {
+			t.Fatalf("key %s out of order after the failover", k)
+		}
+		last[k] = i
+	}
+	waitFor(t, "no pending event", func() bool {
+		s, err := b.ob.Stats(t.Context())
+		if err == nil && s.Pending > 0 {
+			page, _ := b.ob.List(t.Context(), outbox.ListFilter{Status: outbox.StatusPending})
+			for _, e := range page.Events {
+				t.Logf("pending: %s key %s attempts %d locked_by %q published by a %d b %d", e.ID, e.Key, e.Attempts, e.LockedBy, pubA.byIDCount(e.ID), pubB.byIDCount(e.ID))
+			}
+		}
+		return err == nil && s.Pending == 0
+	})
+	st, err := b.cdc.SlotStatus(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("slot after failover: %+v", st)
+}
+
+// TestCDCRetryAndDead: an event the broker refuses is retried, dies after
+// MaxAttempts with its error on the row, and Retry sends it again through
+// the stream.
+func TestCDCRetryAndDead(t *testing.T) {
+	t.Parallel()
+	b := setupCDC(t)
+	pub := newRecorder()
+	poison := ev("p", 0)
+	poison.ID = uuid.NewString()
+	var refuse sync.Map
+	refuse.Store(poison.ID, true)
+	pub.failFn = func(m *message.Message) error {
+		if _, ok := refuse.Load(m.UUID); ok {
+			return errors.New("broker says no")
+		}
+		return nil
+	}
+	b.relay(t, "r", pub)
+	later := ev("p", 1)
+	other := ev("q", 2)
+	b.insert(t, poison, later, other)
+	waitFor(t, "the poison event dead", func() bool {
+		s, err := b.ob.Get(t.Context(), poison.ID)
+		return err == nil && s.Status == outbox.StatusDead
+	})
+	s, _ := b.ob.Get(t.Context(), poison.ID)
+	if s.Attempts != 3 || !strings.Contains(s.LastError, "broker says no") {
+		t.Fatalf("dead row: attempts %d, last error %q", s.Attempts, s.LastError)
+	}
+	waitFor(t, "the others delivered", func() bool {
+		a, err1 := b.ob.Get(t.Context(), later.ID)
+		c, err2 := b.ob.Get(t.Context(), other.ID)
+		return err1 == nil && err2 == nil && a.Status == outbox.StatusDelivered && c.Status == outbox.StatusDelivered
+	})
+	refuse.Delete(poison.ID)
+	if n, err := b.ob.RetryDead(t.Context(), ""); err != nil || n != 1 {
+		t.Fatalf("RetryDead: %d, %v", n, err)
+	}
+	waitFor(t, "the retried event delivered", func() bool {
+		s, err := b.ob.Get(t.Context(), poison.ID)
+		return err == nil && s.Status == outbox.StatusDelivered && s.LockedBy == ""
+	})
+}
+
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type tWriter struct{ t *testing.T }
+
+func (w tWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+// TestCDCDatabaseRestart restarts the test cluster (pg_ctl restart) while a
+// CDC relay streams: it reconnects, resumes from its slot, and every event
+// is published, each key in order. Not parallel: the restart cuts every
+// connection of the package's tests.
+func TestCDCDatabaseRestart(t *testing.T) {
+	b := setupCDC(t)
+	pub := newRecorder()
+	b.relay(t, "r", pub)
+	var want []string
+	insert := func(from, to int) {
+		for i := from; i < to; i++ {
+			e := ev([]string{"x", "y", "z"}[i%3], i)
+			for {
+				tx, err := b.db.Begin()
+				if err == nil {
+					if err = b.ob.Insert(context.Background(), tx, e); err == nil {
+						err = tx.Commit()
+					} else {
+						_ = tx.Rollback()
+					}
+				}
+				if err == nil {
+					break
+				}
+				time.Sleep(50 * time.Millisecond) // the server is restarting
+			}
+			want = append(want, e.ID)
+		}
+	}
+	insert(0, 60)
+	waitFor(t, "the first events published", func() bool { _, d := pub.count(); return d >= 30 })
+	if err := pgtest.Restart(); err != nil {
+		t.Skipf("skipped: cannot restart the test cluster (%v)", err)
+	}
+	insert(60, 120)
+	waitFor(t, "every event published after the restart", func() bool {
+		for _, id := range want {
+			if pub.byIDCount(id) == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	waitFor(t, "no pending event", func() bool {
+		s, err := b.ob.Stats(t.Context())
+		return err == nil && s.Pending == 0
+	})
+	// Per key, the first publishes follow commit order.
+	first := map[string]bool{}
+	last := map[string]int{}
+	index := map[string]int{}
+	for i, id := range want {
+		index[id] = i
+	}
+	for _, m := range pub.snapshot() {
+		if first[m.UUID] {
+			continue
+		}
+		first[m.UUID] = true
+		k := m.Metadata.Get(outbox.MetadataKey)
+		if p, ok := last[k]; ok && index[m.UUID] < p {
+			t.Fatalf("key %s out of order across the restart", k)
+		}
+		last[k] = index[m.UUID]
+	}
+	total, distinct := pub.count()
+	t.Logf("database restart: %d events, %d publishes", distinct, total)
+}
+
+// TestCDCBacklogBeforeSlot writes events before any relay created the
+// slot: the first relay reads them from the table, then streams.
+func TestCDCBacklogBeforeSlot(t *testing.T) {
+	t.Parallel()
+	b := setupCDC(t)
+	var want []string
+	for i := range 40 {
+		e := ev([]string{"x", "y"}[i%2], i)
+		b.insert(t, e)
+		want = append(want, e.ID)
+	}
+	pub := newRecorder()
+	b.relay(t, "r", pub)
+	later := ev("x", 99)
+	b.insert(t, later)
+	want = append(want, later.ID)
+	waitFor(t, "the backlog and the later event delivered", func() bool {
+		s, err := b.ob.Stats(t.Context())
+		return err == nil && s.Pending == 0
+	})
+	for _, id := range want {
+		if pub.byIDCount(id) == 0 {
+			t.Fatalf("event %s not published", id)
+		}
+	}
+	var xs []string
+	for _, m := range pub.snapshot() {
+		if m.Metadata.Get(outbox.MetadataKey) == "x" && !slices.Contains(xs, m.UUID) {
+			xs = append(xs, m.UUID)
+		}
+	}
+	var wantX []string
+	for i, id := range want {
+		if i%2 == 0 || id == later.ID {
+			wantX = append(wantX, id)
+		}
+	}
+	if !slices.Equal(xs, wantX) {
+		t.Fatalf("key x published in order %v, want %v", xs, wantX)
+	}
+}
