@@ -371,9 +371,12 @@ func (r *Relay) Run(ctx context.Context) error {
 	if r.streamer != nil {
 		r.log.Info("relay started", "batch_size", r.cfg.BatchSize, "concurrency", r.cfg.Concurrency,
 			"publish", r.cfg.Publish, "async_publisher", async, "mode", "stream")
+		// The sweep ends with the stream, also when the stream fails.
+		sweepCtx, endSweep := context.WithCancel(ctx)
 		var sweeping sync.WaitGroup
-		sweeping.Go(func() { r.sweepAcks(ctx) })
+		sweeping.Go(func() { r.sweepAcks(sweepCtx) })
 		err := r.runStream(ctx, hardCtx, stopCtx, path)
+		endSweep()
 		sweeping.Wait()
 		stopPublishing(stopCtx)
 		r.log.Info("relay stopped")
