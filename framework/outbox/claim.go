@@ -130,9 +130,11 @@ const scanWindow = 4
 // keys than a batch holds, the whole backlog). It gets none when the last
 // unbounded claim began a PollInterval ago or more, so that events beyond
 // the window are found within a PollInterval even while batches stay open.
-// After such a claim finds nothing, the next 2^misses claims (at most
-// 2^maxAloneShift) wait until no batch is open, or for an insert: the relay
-// then runs one batch at a time, which is all its keys allow.
+// After such a claim finds nothing (misses in a row), the next 2^misses
+// claims (at most 2^maxAloneShift) that would be made beside an open batch
+// first wait for a batch to close: the relay then runs about one batch at a
+// time, which is all its keys allow. An insert, or no close within a
+// PollInterval, ends that mode.
 const maxAloneShift = 5
 
 // close frees b's slot once its outcomes are written, and wakes a claimer
