@@ -96,6 +96,8 @@ in-process Kafka (franz-go's kfake) for the run, in a binary built with
 			switch {
 			case cfg.Events < 1:
 				return usageError("--events %d must be positive", cfg.Events)
+			case cfg.Keys < 1:
+				return usageError("--keys %d must be positive", cfg.Keys)
 			case cfg.BatchSize < 0 || cfg.BatchSize > 10000:
 				return usageError("--batch-size %d out of range 1..10000", cfg.BatchSize)
 			case cfg.Rate < 1 || cfg.Rate > 100000:

@@ -38,41 +38,15 @@ func (d *Driver) insertAcks(ctx context.Context, tx *sql.Tx, chunk []outboxdrive
 
 // AckAnswer implements outboxdriver.Acknowledger.
 func (d *Driver) AckAnswer(ctx context.Context, p *outboxdriver.AckAnswerParams) (bool, error) {
-	res, err := p.Tx.ExecContext(ctx, d.queries.ackAnswer, string(p.Status), p.Reason, p.EventID)
-	if err != nil {
-		return false, interpretError(err)
-	}
-	if n, err := res.RowsAffected(); err != nil || n > 0 {
-		return n > 0, interpretError(err)
-	}
-	var n int
-	if err := p.Tx.QueryRowContext(ctx, d.queries.ackExists, p.EventID).Scan(&n); err != nil {
-		return false, interpretError(err)
-	}
-	if n == 0 {
-		return false, outboxdriver.ErrAckNotFound
-	}
-	return false, nil
+	changed, err := outboxdriver.AnswerAck(ctx, p.Tx, d.queries.ackAnswer, []any{string(p.Status), p.Reason, p.EventID}, d.queries.ackExists, p.EventID)
+	return changed, interpretError(err)
 }
 
+// scanAck scans an ack row (outboxdriver.ScanAckRow's column order) and
+// translates its error.
 func scanAck(sc outboxdriver.Scanner) (*outboxdriver.AckRow, error) {
-	a := &outboxdriver.AckRow{}
-	var status string
-	var deadline, backoff int64
-	var answered, resent sql.NullTime
-	if err := sc.Scan(&a.EventID, &status, &a.Reason, &deadline, &backoff, &a.MaxResends, &a.Resends,
-		&a.CreatedAt, &answered, &resent); err != nil {
-		return nil, interpretError(err)
-	}
-	a.Status = outboxdriver.AckStatus(status)
-	a.Deadline, a.ResendBackoff = outboxdriver.Millis(deadline), outboxdriver.Millis(backoff)
-	if answered.Valid {
-		a.AnsweredAt = &answered.Time
-	}
-	if resent.Valid {
-		a.ResentAt = &resent.Time
-	}
-	return a, nil
+	a, err := outboxdriver.ScanAckRow(sc)
+	return a, interpretError(err)
 }
 
 // queryRC runs a read in a READ COMMITTED transaction (no gap locks, whatever

@@ -42,21 +42,8 @@ func (d *Driver) insertAcks(ctx context.Context, tx *sql.Tx, chunk []outboxdrive
 
 // AckAnswer implements outboxdriver.Acknowledger.
 func (d *Driver) AckAnswer(ctx context.Context, p *outboxdriver.AckAnswerParams) (bool, error) {
-	res, err := p.Tx.ExecContext(ctx, d.queries.ackAnswer, p.EventID, string(p.Status), p.Reason)
-	if err != nil {
-		return false, interpretError(err)
-	}
-	if n, err := res.RowsAffected(); err != nil || n > 0 {
-		return n > 0, interpretError(err)
-	}
-	var n int
-	if err := p.Tx.QueryRowContext(ctx, d.queries.ackExists, p.EventID).Scan(&n); err != nil {
-		return false, interpretError(err)
-	}
-	if n == 0 {
-		return false, outboxdriver.ErrAckNotFound
-	}
-	return false, nil
+	changed, err := outboxdriver.AnswerAck(ctx, p.Tx, d.queries.ackAnswer, []any{p.EventID, string(p.Status), p.Reason}, d.queries.ackExists, p.EventID)
+	return changed, interpretError(err)
 }
 
 func scanAck(sc scanner) (*outboxdriver.AckRow, error) {

@@ -169,3 +169,51 @@ var ErrAckNotFound = errors.New("outbox: no acknowledgment awaited for this even
 
 // Millis converts a stored millisecond count to a duration.
 func Millis(ms int64) time.Duration { return time.Duration(ms) * time.Millisecond }
+
+// ScanAckRow scans one ack row whose columns are, in this order: event id,
+// status, reason, deadline and resend backoff (milliseconds), max resends,
+// resends, created_at, answered_at and resent_at (NULL until then) — for
+// drivers whose time columns scan into time.Time. Errors are returned
+// untranslated.
+func ScanAckRow(sc Scanner) (*AckRow, error) {
+	a := &AckRow{}
+	var status string
+	var deadline, backoff int64
+	var answered, resent sql.NullTime
+	if err := sc.Scan(&a.EventID, &status, &a.Reason, &deadline, &backoff, &a.MaxResends, &a.Resends,
+		&a.CreatedAt, &answered, &resent); err != nil {
+		return nil, err
+	}
+	a.Status = AckStatus(status)
+	a.Deadline, a.ResendBackoff = Millis(deadline), Millis(backoff)
+	if answered.Valid {
+		a.AnsweredAt = &answered.Time
+	}
+	if resent.Valid {
+		a.ResentAt = &resent.Time
+	}
+	return a, nil
+}
+
+// AnswerAck is Acknowledger.AckAnswer over two statements of tx: answer
+// (with args) records the answer and affects no row when the event has one
+// already; exists (parameter: eventID) then counts the event's ack rows, so
+// that an event awaiting no answer is ErrAckNotFound. Other errors are
+// returned untranslated.
+func AnswerAck(ctx context.Context, tx *sql.Tx, answer string, args []any, exists, eventID string) (bool, error) {
+	res, err := tx.ExecContext(ctx, answer, args...)
+	if err != nil {
+		return false, err
+	}
+	if n, err := res.RowsAffected(); err != nil || n > 0 {
+		return n > 0, err
+	}
+	var n int
+	if err := tx.QueryRowContext(ctx, exists, eventID).Scan(&n); err != nil {
+		return false, err
+	}
+	if n == 0 {
+		return false, ErrAckNotFound
+	}
+	return false, nil
+}
