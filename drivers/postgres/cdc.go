@@ -866,38 +866,38 @@ func (s *stream) decodeChange(wal []byte) error {
 	if rel == nil || !rel.ours {
 		return nil
 	}
-	if wal[0] == 'I' {
-		row, err := s.row(rel, cols)
-		if err != nil {
-			return err
-		}
-		s.cur = append(s.cur, row)
-		return nil
-	}
-	if !colIs(rel, cols, "status", string(outboxdriver.StatusPending)) || !colIs(rel, cols, "locked_by", "retry") {
+	if wal[0] == 'U' && (!colIs(rel, cols, "status", string(outboxdriver.StatusPending)) || !colIs(rel, cols, "locked_by", "retry")) {
 		return nil // the relay's own writes, or an application's
 	}
-	id := text(rel, cols, "id")
-	// Read the row as stored: a large payload is not in the update when it
-	// did not change (TOAST). The update may not be visible yet (see
-	// EventStreamRecord): read until it is.
-	var row *outboxdriver.EventRow
-	for deadline := time.Now().Add(visibleWait); ; time.Sleep(time.Millisecond) {
-		row, err = s.c.EventGet(context.Background(), &outboxdriver.EventGetParams{ID: id})
-		if err != nil || row.Status == outboxdriver.StatusPending || time.Now().After(deadline) {
-			break
-		}
-	}
-	if errors.Is(err, outboxdriver.ErrNotFound) {
-		return nil
-	}
+	row, err := s.row(rel, cols)
 	if err != nil {
-		return fmt.Errorf("postgres: reading retried event %s: %w", id, err)
+		return err
 	}
-	if row.Status == outboxdriver.StatusPending {
-		s.cur = append(s.cur, row)
+	// A retry's new tuple is the row, except a TOASTed column the update
+	// did not change (a large payload or headers), which pgoutput leaves
+	// out: read that from the table. Such a column never changes, so any
+	// version of the row holds it and there is no waiting for the update
+	// to become visible. A replayed retry whose event has its fate since
+	// is dropped at its commit (see decode).
+	if unchanged(rel, cols, "payload") || unchanged(rel, cols, "headers") {
+		stored, err := s.c.EventGet(context.Background(), &outboxdriver.EventGetParams{ID: row.ID})
+		if errors.Is(err, outboxdriver.ErrNotFound) {
+			return nil // deleted since
+		}
+		if err != nil {
+			return fmt.Errorf("postgres: reading retried event %s: %w", row.ID, err)
+		}
+		row.Payload, row.Headers = stored.Payload, stored.Headers
 	}
+	s.cur = append(s.cur, row)
 	return nil
+}
+
+// unchanged reports whether col is a TOASTed value the change left as it
+// was, which pgoutput does not send.
+func unchanged(rel *relation, cols []tupleCol, col string) bool {
+	i, ok := rel.cols[col]
+	return ok && i < len(cols) && cols[i].kind == 'u'
 }
 
 // settledIDs returns the ids of rows whose event is no longer pending.
@@ -927,7 +927,7 @@ func text(rel *relation, cols []tupleCol, col string) string {
 	return string(cols[i].data)
 }
 
-// row decodes an inserted outbox row.
+// row decodes an inserted or retried outbox row.
 func (s *stream) row(rel *relation, t []tupleCol) (*outboxdriver.EventRow, error) {
 	r := &outboxdriver.EventRow{Status: outboxdriver.Status(text(rel, t, "status")), ID: text(rel, t, "id"),
 		Type: text(rel, t, "type"), Topic: text(rel, t, "topic"), Key: text(rel, t, "key"),
