@@ -474,7 +474,7 @@ func TestCDCReplayedRetries(t *testing.T) {
 	// What a relay did after its last confirmation, then died: delivered
 	// the events, resent them (a retry each), delivered them again.
 	deliver := func() {
-		if _, err := b.db.Exec(`UPDATE "`+b.table+`" SET status = 'delivered', delivered_at = now(), locked_by = NULL WHERE key = 'k'`); err != nil {
+		if _, err := b.db.Exec(`UPDATE "` + b.table + `" SET status = 'delivered', delivered_at = now(), locked_by = NULL WHERE key = 'k'`); err != nil {
 			t.Fatal(err)
 		}
 	}
