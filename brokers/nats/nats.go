@@ -3,7 +3,10 @@
 //
 //   - every publish waits for the stream's acknowledgement (PubAck);
 //   - the message UUID (the outbox event id) is sent as Nats-Msg-Id, so the
-//     stream drops a republished event inside its duplicate window;
+//     stream drops a republished event inside its duplicate window; a
+//     resend the receiver must get (metadata outbox_resend, set for events
+//     awaiting a business acknowledgment) is sent as the event id plus
+//     "/resend-N" (outboxbroker.DedupID), so the stream stores it;
 //   - subscribers use a durable, explicitly acknowledged consumer that this
 //     package creates itself, so closing a subscriber never deletes it;
 //   - streams are never created on the publish path: call EnsureStream (or
@@ -34,6 +37,8 @@ import (
 	wmnats "github.com/ThreeDotsLabs/watermill-nats/v2/pkg/nats"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/nats-io/nats.go"
+
+	"github.com/outboxkit/outboxkit/framework/outboxbroker"
 )
 
 // DefaultURL is the NATS server Config.URL defaults to.
@@ -189,13 +194,15 @@ func (c Config) PublisherConfig() wmnats.PublisherConfig {
 	c = c.withDefaults()
 	return wmnats.PublisherConfig{
 		URL:               c.connectURL(),
-		Marshaler:         &wmnats.NATSMarshaler{},
+		Marshaler:         &DedupMarshaler{},
 		SubjectCalculator: subjectCalculator,
 		JetStream: wmnats.JetStreamConfig{
 			// AutoProvision would do a StreamInfo round trip before every
 			// Publish; streams are provisioned once by EnsureStream.
-			AutoProvision:  false,
-			TrackMsgId:     true,
+			AutoProvision: false,
+			// The marshaler sets Nats-Msg-Id; TrackMsgId would replace it
+			// with the message UUID, so that a resend would be dropped.
+			TrackMsgId:     false,
 			ConnectOptions: []nats.JSOpt{nats.MaxWait(c.PublishTimeout)},
 		},
 	}
@@ -278,6 +285,23 @@ func ValidateSubject(topic string) error {
 	return nil
 }
 
+// DedupMarshaler is watermill-nats' NATSMarshaler (metadata as headers,
+// the UUID in header _watermill_message_uuid) that also sets Nats-Msg-Id
+// to outboxbroker.DedupID(msg): the event id, or the event id plus
+// "/resend-N" for a resend its receiver must get. Nats-Msg-Id in the
+// message's own metadata is replaced. PublisherConfig uses it.
+type DedupMarshaler struct{ wmnats.NATSMarshaler }
+
+// Marshal implements wmnats.Marshaler.
+func (m *DedupMarshaler) Marshal(topic string, msg *message.Message) (*nats.Msg, error) {
+	nm, err := m.NATSMarshaler.Marshal(topic, msg)
+	if err != nil {
+		return nil, err
+	}
+	nm.Header.Set(nats.MsgIdHdr, outboxbroker.DedupID(msg))
+	return nm, nil
+}
+
 // Publisher is a message.Publisher over JetStream: Publish returns once the
 // stream acknowledged every message (in order), and fails on the first
 // message that was not acknowledged.
@@ -325,7 +349,7 @@ func (p *Publisher) PublishAsync(topic string, msg *message.Message) (wait func(
 	if err != nil {
 		return nil, fmt.Errorf("nats: publish to %q: %w", topic, err)
 	}
-	f, err := p.js.PublishMsgAsync(nm, nats.MsgId(msg.UUID))
+	f, err := p.js.PublishMsgAsync(nm, nats.MsgId(outboxbroker.DedupID(msg)))
 	if err != nil {
 		return nil, fmt.Errorf("nats: publish to %q: %w", topic, err)
 	}

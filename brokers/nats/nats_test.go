@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 	"testing"
 	"time"
@@ -228,6 +229,45 @@ func TestNativeDedup(t *testing.T) {
 	if info.Config.Duplicates != outboxnats.DefaultDuplicateWindow {
 		t.Fatalf("duplicate window %s, want %s", info.Config.Duplicates, outboxnats.DefaultDuplicateWindow)
 	}
+
+	// A resend the receiver must get (outbox_resend 1, then 2) is stored,
+	// on the synchronous and the async path; each resend republished
+	// (a relay's crash) is dropped again.
+	for _, resend := range []string{"1", "1", "2", "2"} {
+		dup := message.NewMessage(m.UUID, m.Payload)
+		dup.Metadata = maps.Clone(m.Metadata)
+		dup.Metadata.Set(outbox.MetadataResend, resend)
+		if resend == "1" {
+			if err := pub.Publish(b.topic, dup); err != nil {
+				t.Fatalf("Publish resend %s: %v", resend, err)
+			}
+			continue
+		}
+		wait, err := pub.PublishAsync(b.topic, dup)
+		if err == nil {
+			err = wait(context.Background())
+		}
+		if err != nil {
+			t.Fatalf("PublishAsync resend %s: %v", resend, err)
+		}
+	}
+	if info, err = b.js.StreamInfo(b.stream); err != nil {
+		t.Fatalf("StreamInfo: %v", err)
+	}
+	if info.State.Msgs != 4 {
+		t.Fatalf("stream holds %d messages, want 4 (+ resends 1 and 2, each sent twice)", info.State.Msgs)
+	}
+	ch := subscribe(t, b.cfg, b.topic)
+	var got []string
+	for range 4 {
+		r := receive(t, ch)
+		r.Ack()
+		got = append(got, r.UUID+" "+r.Metadata.Get(outbox.MetadataResend))
+	}
+	want := []string{m.UUID + " ", eventMessage(2, "k").UUID + " ", m.UUID + " 1", m.UUID + " 2"}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("consumer got %q, want %q", got, want)
+	}
 }
 
 func TestNackRedelivers(t *testing.T) {
@@ -263,8 +303,22 @@ func TestNackRedelivers(t *testing.T) {
 func TestBuiltConfig(t *testing.T) {
 	t.Parallel()
 	pc := outboxnats.Config{}.PublisherConfig()
-	if !pc.JetStream.TrackMsgId {
-		t.Error("publisher TrackMsgId is off")
+	if pc.JetStream.TrackMsgId {
+		t.Error("publisher TrackMsgId is on: it would replace the marshaler's Nats-Msg-Id by the UUID and drop resends")
+	}
+	for md, want := range map[string]string{"": "ev-1", "1": "ev-1/resend-1", "12": "ev-1/resend-12", "0": "ev-1", "x1": "ev-1", "1234567890": "ev-1"} {
+		msg := message.NewMessage("ev-1", nil)
+		msg.Metadata.Set(nats.MsgIdHdr, "hostile")
+		if md != "" {
+			msg.Metadata.Set(outbox.MetadataResend, md)
+		}
+		nm, err := pc.Marshaler.Marshal("orders", msg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := nm.Header.Get(nats.MsgIdHdr); got != want {
+			t.Errorf("outbox_resend %q: Nats-Msg-Id %q, want %q", md, got, want)
+		}
 	}
 	if pc.JetStream.AutoProvision {
 		t.Error("publisher AutoProvision is on (a StreamInfo round trip per Publish)")

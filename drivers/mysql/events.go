@@ -238,7 +238,7 @@ func (d *Driver) EventRetry(ctx context.Context, p *outboxdriver.EventRetryParam
 		})
 		return n, err
 	}
-	return d.execIDs(ctx, d.queries.retryIDs, p.IDs)
+	return d.execIDs(ctx, d.queries.retryIDs, p.IDs, p.Resend)
 }
 
 // EventPurge implements outboxdriver.Driver.

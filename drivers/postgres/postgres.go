@@ -326,7 +326,7 @@ func (d *Driver) EventRetry(ctx context.Context, p *outboxdriver.EventRetryParam
 	if len(p.IDs) == 0 {
 		return 0, nil
 	}
-	return d.exec(ctx, d.queries.retryIDs, idList(p.IDs))
+	return d.exec(ctx, d.queries.retryIDs, idList(p.IDs), p.Resend)
 }
 
 // EventPurge implements outboxdriver.Driver.

@@ -57,7 +57,9 @@ type AckSweep struct {
 // (so that of several relays sweeping at once exactly one resends), then
 // made by the driver's retry-by-id path (Driver.EventRetry, as Outbox.Retry
 // does), which makes the event pending again with its id: the relay that
-// claims it publishes it like any retried event. A crash between the two
+// claims it publishes it like any retried event, with MetadataResend
+// counting the resend so that a broker that drops a repeated message id
+// (NATS JetStream) delivers it. A crash between the two
 // leaves the event delivered and still overdue: the next sweep resends it.
 func (r *Relay) SweepAcks(ctx context.Context) (AckSweep, error) {
 	var out AckSweep
@@ -93,7 +95,7 @@ func (r *Relay) SweepAcks(ctx context.Context) (AckSweep, error) {
 			}
 		}
 		if len(resend) > 0 {
-			if _, err := r.driver.EventRetry(ctx, &outboxdriver.EventRetryParams{IDs: resend}); err != nil {
+			if _, err := r.driver.EventRetry(ctx, &outboxdriver.EventRetryParams{IDs: resend, Resend: true}); err != nil {
 				return out, fmt.Errorf("outbox: ack sweep: resend: %w", err)
 			}
 			out.Resent += len(resend)

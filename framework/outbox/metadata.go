@@ -21,6 +21,14 @@ const (
 	MetadataKey = "outbox_key"
 	// MetadataCreatedAt carries Event.CreatedAt in RFC 3339 with nanoseconds.
 	MetadataCreatedAt = "outbox_created_at"
+	// MetadataResend counts the resends the receiver must get: "1" on the
+	// first resend of an event awaiting a business acknowledgment (the
+	// acknowledgment sweep, or Retry of such an event), "2" on the next,
+	// and so on; absent before. Broker modules whose broker drops a message
+	// id it has stored (NATS JetStream) deduplicate by the event id plus
+	// this count (outboxbroker.DedupID), so a resend is delivered while a
+	// relay's crash-republish of the same send is still dropped.
+	MetadataResend = "outbox_resend"
 )
 
 type traceparentKey struct{}

@@ -408,6 +408,11 @@ func (o *Outbox) Stats(ctx context.Context) (*Stats, error) {
 // returns how many events changed. Unknown ids are ignored. An event whose
 // business acknowledgment is unacknowledged awaits it again, with its
 // resends counted from zero.
+//
+// A broker that drops a message id it has stored (NATS JetStream, inside
+// its duplicate window) drops the resend of an event it has, unless the
+// event awaits (or awaited) a business acknowledgment: those are resends
+// the receiver must get, counted in MetadataResend.
 func (o *Outbox) Retry(ctx context.Context, ids ...string) (int64, error) {
 	if len(ids) == 0 {
 		return 0, nil
@@ -420,14 +425,37 @@ func (o *Outbox) Retry(ctx context.Context, ids ...string) (int64, error) {
 		}
 		norm[i] = u.String()
 	}
-	n, err := o.driver.EventRetry(ctx, &outboxdriver.EventRetryParams{IDs: norm})
-	if err != nil {
-		return 0, fmt.Errorf("outbox: retry: %w", err)
+	ack, _ := o.driver.(outboxdriver.Acknowledger)
+	plain, resend := norm, []string(nil)
+	if ack != nil {
+		acks, err := ack.AckGet(ctx, &outboxdriver.AckGetParams{IDs: norm})
+		if err != nil && !errors.Is(err, outboxdriver.ErrNotMigrated) {
+			return 0, fmt.Errorf("outbox: retry: acknowledgments: %w", err)
+		}
+		plain = nil
+		for _, id := range norm {
+			if acks[id] != nil {
+				resend = append(resend, id)
+			} else {
+				plain = append(plain, id)
+			}
+		}
+	}
+	var n int64
+	for _, p := range []*outboxdriver.EventRetryParams{{IDs: plain}, {IDs: resend, Resend: true}} {
+		if len(p.IDs) == 0 {
+			continue
+		}
+		k, err := o.driver.EventRetry(ctx, p)
+		n += k
+		if err != nil {
+			return n, fmt.Errorf("outbox: retry: %w", err)
+		}
 	}
 	// Re-armed after the retry: until the resend is delivered, the sweep
 	// sees a pending event and leaves it alone.
-	if ack, ok := o.driver.(outboxdriver.Acknowledger); ok {
-		if _, err := ack.AckRearm(ctx, &outboxdriver.AckRearmParams{IDs: norm}); err != nil {
+	if len(resend) > 0 {
+		if _, err := ack.AckRearm(ctx, &outboxdriver.AckRearmParams{IDs: resend}); err != nil {
 			return n, fmt.Errorf("outbox: retry: re-arm acknowledgments: %w", err)
 		}
 	}

@@ -280,3 +280,22 @@ func BaseURL(u *url.URL) string {
 	base.RawQuery = ""
 	return base.String()
 }
+
+// metadataResend is outbox.MetadataResend (this package does not import
+// the outbox core).
+const metadataResend = "outbox_resend"
+
+// DedupID returns the id a broker that drops a message id it has stored
+// (NATS JetStream's Nats-Msg-Id) should deduplicate msg by: its UUID (the
+// event id), followed by "/resend-N" when its metadata outbox_resend holds
+// N, a decimal of 1 to 9 digits (a resend the receiver must get). A relay
+// that publishes the same send twice (a crash before its outcome was
+// recorded) uses the same id both times, so the broker still drops the
+// second; any other outbox_resend value is ignored.
+func DedupID(msg *message.Message) string {
+	n := msg.Metadata.Get(metadataResend)
+	if n == "" || len(n) > 9 || strings.Trim(n, "0123456789") != "" || strings.Trim(n, "0") == "" {
+		return msg.UUID
+	}
+	return msg.UUID + "/resend-" + n
+}

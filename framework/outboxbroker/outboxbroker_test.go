@@ -8,6 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/outboxkit/outboxkit/framework/outbox"
 	"github.com/outboxkit/outboxkit/framework/outboxbroker"
 )
 
@@ -110,6 +113,22 @@ func TestRedact(t *testing.T) {
 	} {
 		if got := outboxbroker.Redact(in); got != want {
 			t.Errorf("Redact(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestDedupID(t *testing.T) {
+	t.Parallel()
+	for resend, want := range map[string]string{
+		"": "ev", "1": "ev/resend-1", "42": "ev/resend-42", "999999999": "ev/resend-999999999",
+		"0": "ev", "000": "ev", "1234567890": "ev", "-1": "ev", "1a": "ev", " 1": "ev", "\x1b[31m": "ev", "١": "ev",
+	} {
+		msg := message.NewMessage("ev", nil)
+		if resend != "" {
+			msg.Metadata.Set(outbox.MetadataResend, resend)
+		}
+		if got := outboxbroker.DedupID(msg); got != want {
+			t.Errorf("outbox_resend %q: DedupID %q, want %q", resend, got, want)
 		}
 	}
 }

@@ -264,9 +264,23 @@ type EventReleaseParams struct {
 // EventRetryParams are the parameters of Driver.EventRetry. Exactly one of IDs
 // and AllDead is set; Type optionally narrows AllDead.
 type EventRetryParams struct {
-	IDs     []string
+	// IDs are the events to make pending again.
+	IDs []string
+	// AllDead retries every dead event instead (of Type, when set).
 	AllDead bool
-	Type    string
+	// Type narrows AllDead to one event type.
+	Type string
+	// Resend, with IDs, marks a send the receiver must get even from a
+	// broker that drops a message id it has stored already (NATS
+	// JetStream inside its duplicate window): the driver increments the
+	// event's header outbox_resend (outbox.MetadataResend: "1", then "2",
+	// ...; a stored value
+	// that is not a decimal of at most 9 digits counts as 0), and broker
+	// modules put it into that id (see outboxbroker.DedupID). The
+	// acknowledgment sweep and retries of events awaiting an
+	// acknowledgment set it; other retries do not, so a broker that
+	// deduplicates still drops an operator's resend of an event it has.
+	Resend bool
 }
 
 // EventStatsParams are the parameters of Driver.EventStats.

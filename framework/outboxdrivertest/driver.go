@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -311,4 +312,55 @@ func testRetry(t *testing.T, h Harness) {
 	}
 	got := claimerOf(t, b).claim(t, "r", 10, 0)
 	wantIDs(t, "claim after retry", rowIDs(got.rows), eventIDs(dead1, dead2, delivered, pending))
+}
+
+// testRetryResend: EventRetryParams.Resend counts each resend in the header
+// outbox_resend and keeps the other headers; a retry without it leaves the
+// count alone. A stored count that is not a small decimal (a hostile row)
+// restarts at 1, headers that are not an object are left as they are, and
+// neither fails the statement for the other events.
+func testRetryResend(t *testing.T, h Harness) {
+	t.Parallel()
+	b := setup(t, h)
+	a, hostile, notObject := ev("a", 1), ev("b", 2), ev("c", 3)
+	a.Headers = map[string]string{"traceparent": "00-x", "note": "caf\u00e9 \"q\""}
+	b.insert(t, a, hostile, notObject)
+	for id, raw := range map[string]string{
+		hostile.ID:   `{"outbox_resend": "9999999999", "k": "v"}`,
+		notObject.ID: `["outbox_resend"]`,
+	} {
+		// Ids and values are the test's own constants: inlined, as the
+		// dialects' placeholders differ.
+		if _, err := b.drv.DB().ExecContext(b.ctx, "UPDATE "+b.drv.Table()+" SET headers = '"+raw+"' WHERE id = '"+id+"'"); err != nil {
+			t.Fatalf("store hostile headers: %v", err)
+		}
+	}
+	header := func(id string) map[string]string {
+		t.Helper()
+		m := map[string]string{}
+		if r := b.get(t, id); json.Unmarshal(r.Headers, &m) != nil {
+			return map[string]string{"raw": string(r.Headers)}
+		}
+		return m
+	}
+	all := eventIDs(a, hostile, notObject)
+	retry := func(resend bool) {
+		t.Helper()
+		mustN(t, fmt.Sprintf("retry (resend %v)", resend), 3)(b.drv.EventRetry(b.ctx, &outboxdriver.EventRetryParams{IDs: all, Resend: resend}))
+	}
+	retry(true)
+	if got := header(a.ID); got["outbox_resend"] != "1" || got["traceparent"] != "00-x" || got["note"] != a.Headers["note"] {
+		t.Fatalf("first resend: headers %v", got)
+	}
+	retry(true)
+	retry(false)
+	if got := header(a.ID)["outbox_resend"]; got != "2" {
+		t.Fatalf("after two resends and a plain retry: outbox_resend %q, want 2", got)
+	}
+	if got := header(hostile.ID); got["outbox_resend"] != "2" || got["k"] != "v" {
+		t.Fatalf("hostile count after two resends: %v, want outbox_resend 2 (restarted) and k kept", got)
+	}
+	if got := header(notObject.ID); got["raw"] == "" || !strings.Contains(got["raw"], "outbox_resend") || strings.Contains(got["raw"], "{") {
+		t.Fatalf("headers that are not an object changed: %v", got)
+	}
 }

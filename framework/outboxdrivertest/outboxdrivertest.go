@@ -58,6 +58,7 @@ func Run(t *testing.T, h Harness) {
 	t.Run("Stats", func(t *testing.T) { testStats(t, h) })
 	t.Run("Purge", func(t *testing.T) { testPurge(t, h) })
 	t.Run("Retry", func(t *testing.T) { testRetry(t, h) })
+	t.Run("RetryResend", func(t *testing.T) { testRetryResend(t, h) })
 	t.Run("Claim", func(t *testing.T) { testClaim(t, h) })
 	probe := h.NewDriver(t)
 	_, held := probe.(outboxdriver.HeldClaimer)
