@@ -21,7 +21,8 @@ import (
 func c2Tests(cellTest string) []namedTest {
 	return []namedTest{
 		{"writers_commit_out_of_id_order", testOutOfOrderWriters},
-		{"relay_SIGKILL_restart", func(t *testing.T, h Harness) { testSIGKILL(t, h, cellTest) }},
+		{"relay_SIGKILL_restart", func(t *testing.T, h Harness) { testSIGKILL(t, h, cellTest, false) }},
+		{"relay_SIGKILL_standby_takes_over", func(t *testing.T, h Harness) { testSIGKILL(t, h, cellTest, true) }},
 		{"broker_cut", func(t *testing.T, h Harness) { testBrokerOutage(t, h, tcpproxy.Cut) }},
 		{"broker_stall", func(t *testing.T, h Harness) { testBrokerOutage(t, h, tcpproxy.Stall) }},
 		{"database_cut", testDatabaseCut},
@@ -79,10 +80,18 @@ func testOutOfOrderWriters(t *testing.T, h Harness) {
 // SIGKILLed at random points and restarted; it proves no loss (C2), counts
 // the duplicates each crash caused and bounds them by BatchSize (C3), and
 // checks per-key order of first deliveries across crashes (C4).
-func testSIGKILL(t *testing.T, h Harness, cellTest string) {
+//
+// With standby, the next relay starts before the running one is killed,
+// so it is already there when that one dies: a second relay sharing the
+// work (polling), or a hot standby waiting for the replication slot (CDC)
+// that must take the stream over from a slot holder that was SIGKILLed.
+func testSIGKILL(t *testing.T, h Harness, cellTest string, standby bool) {
 	e := setup(t, h)
 	n := h.size(3000, 20000)
 	kills := h.size(3, 6)
+	if standby {
+		kills = h.size(2, 4)
+	}
 	const batch, keys = 100, 64
 	lease := 2 * time.Second
 
@@ -108,10 +117,27 @@ func testSIGKILL(t *testing.T, h Harness, cellTest string) {
 	spec := childSpec{Test: cellTest, Table: e.table, BrokerID: e.id, Journal: jpath, BatchSize: batch, Lease: lease}
 	killed := 0
 	start := time.Now()
+	var next *child
 	for gen := 1; ; gen++ {
 		spec.Gen = gen
-		c := startChild(t, spec, logPath)
+		c := next
+		if c == nil {
+			c = startChild(t, spec, logPath)
+		}
+		next = nil
 		if killed < kills && e.stats(t).Pending > 0 {
+			if standby {
+				// Once this relay publishes (it holds the slot, for CDC),
+				// start the next one and give it time to connect and wait
+				// behind it.
+				deadline := time.Now().Add(hangGuard)
+				for !journalHasGen(t, jpath, gen) && time.Now().Before(deadline) {
+					time.Sleep(time.Millisecond)
+				}
+				spec.Gen = gen + 1
+				next = startChild(t, spec, logPath)
+				time.Sleep(300 * time.Millisecond)
+			}
 			// Wait until it publishes, let it claim, publish and mark for a
 			// random while, then kill it wherever it is: mid-claim,
 			// mid-publish or mid-mark.
@@ -215,6 +241,17 @@ func testSIGKILL(t *testing.T, h Harness, cellTest string) {
 			t.Errorf("C4 across crashes (broker order): %v", err)
 		}
 	}
+}
+
+// journalHasGen reports whether the journal at path holds a publish of
+// relay generation gen.
+func journalHasGen(t testing.TB, path string, gen int) bool {
+	for _, en := range readJournal(t, path) {
+		if en.gen == gen {
+			return true
+		}
+	}
+	return false
 }
 
 func tail(b []byte, n int) string {
