@@ -37,7 +37,7 @@ type cdcBundle struct {
 	cdc *postgres.CDC
 }
 
-func setupCDC(t *testing.T) *cdcBundle {
+func setupCDC(t testing.TB) *cdcBundle {
 	t.Helper()
 	url := pgtest.URL(t)
 	db, err := sql.Open("postgres", url)
