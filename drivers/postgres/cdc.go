@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -502,38 +503,98 @@ func (c *CDC) startStream(ctx context.Context, conn *pgconn.PgConn, created bool
 			return fail(interpretError(err))
 		}
 	}
-	rows, err := c.db.QueryContext(ctx, c.queries.streamInplay, !backlogDone)
+	// The events the table holds for the stream are read in one snapshot
+	// (a read-only repeatable-read transaction): their seqs at once, the
+	// rows through a cursor a batch at a time as Next hands them out, so
+	// that a large backlog is never all in memory.
+	tx, err := c.db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true})
 	if err != nil {
 		return fail(interpretError(err))
 	}
-	var initial []*outboxdriver.EventRow
+	failTx := func(err error) (*stream, error) {
+		_ = tx.Rollback()
+		return fail(err)
+	}
+	rows, err := tx.QueryContext(ctx, c.queries.streamInplaySeqs, !backlogDone)
+	if err != nil {
+		return failTx(interpretError(err))
+	}
+	var initial []int64
 	for rows.Next() {
-		r, err := scanRow(rows)
-		if err != nil {
+		var seq int64
+		if err := rows.Scan(&seq); err != nil {
 			rows.Close()
-			return fail(err)
+			return failTx(interpretError(err))
 		}
-		initial = append(initial, r)
+		initial = append(initial, seq)
 	}
 	if err := rows.Err(); err != nil {
-		return fail(interpretError(err))
+		return failTx(interpretError(err))
 	}
 	var scanEnd pglogrepl.LSN
-	if err := c.db.QueryRowContext(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&scanEnd); err != nil {
-		return fail(interpretError(err))
+	if err := tx.QueryRowContext(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&scanEnd); err != nil {
+		return failTx(interpretError(err))
 	}
-	s := &stream{c: c, conn: conn, batch: max(p.BatchSize, 1), initial: initial, scanEnd: uint64(scanEnd),
-		backlogDone: backlogDone, relations: map[uint32]*relation{}, skip: map[string]struct{}{},
+	if len(initial) == 0 {
+		_ = tx.Rollback()
+		tx = nil
+	} else if _, err := tx.ExecContext(ctx, "DECLARE outboxkit_initial NO SCROLL CURSOR FOR "+c.queries.streamInplay, !backlogDone); err != nil {
+		return failTx(interpretError(err))
+	}
+	s := &stream{c: c, conn: conn, batch: max(p.BatchSize, 1), initialTx: tx, initial: initial, scanEnd: uint64(scanEnd),
+		backlogDone: backlogDone, relations: map[uint32]*relation{},
 		ready: make(chan struct{}, 1), done: make(chan struct{}), sentCh: make(chan struct{}),
 		types: pgtype.NewMap()}
-	for _, r := range initial {
-		s.skip[r.ID] = struct{}{}
-	}
 	if p.Logger != nil {
 		p.Logger.Debug("change stream started", "slot", c.cdc.Slot, "created", created, "from_table", len(initial))
 	}
 	go s.read()
 	return s, nil
+}
+
+// fetchInitial returns the next batch of the events the table held for
+// the stream at its start, none once they are all handed out.
+func (s *stream) fetchInitial(ctx context.Context) ([]*outboxdriver.EventRow, error) {
+	s.initialMu.Lock()
+	defer s.initialMu.Unlock()
+	if s.initialTx == nil {
+		return nil, nil
+	}
+	rows, err := s.initialTx.QueryContext(ctx, "FETCH FORWARD "+strconv.Itoa(s.batch)+" FROM outboxkit_initial")
+	if err != nil {
+		return nil, fmt.Errorf("postgres: reading the events the table holds for the stream: %w", interpretError(err))
+	}
+	var out []*outboxdriver.EventRow
+	for rows.Next() {
+		r, err := scanRow(rows)
+		if err != nil {
+			rows.Close()
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("postgres: reading the events the table holds for the stream: %w", interpretError(err))
+	}
+	if len(out) == 0 {
+		s.closeInitial()
+	}
+	return out, nil
+}
+
+// closeInitial ends the snapshot of the initial read; initialMu is held.
+func (s *stream) closeInitial() {
+	if s.initialTx != nil {
+		_ = s.initialTx.Rollback()
+		s.initialTx = nil
+	}
+}
+
+// inInitial reports whether the event of seq was one of those the stream
+// read from the table at its start.
+func (s *stream) inInitial(seq int64) bool {
+	_, found := slices.BinarySearch(s.initial, seq)
+	return found
 }
 
 // relation is an outbox table's layout as the stream described it.
@@ -555,9 +616,13 @@ type stream struct {
 	batch int
 	types *pgtype.Map
 
-	initial     []*outboxdriver.EventRow
+	// initial are the seqs of the events read from the table at the start
+	// (sorted); initialTx holds that read's snapshot and its cursor until
+	// every row was fetched.
+	initial     []int64
+	initialTx   *sql.Tx
+	initialMu   sync.Mutex
 	scanEnd     uint64
-	skip        map[string]struct{}
 	backlogDone bool
 	backlogMu   sync.Mutex
 
@@ -587,12 +652,13 @@ type stream struct {
 
 // Next implements outboxdriver.EventStream.
 func (s *stream) Next(ctx context.Context) (*outboxdriver.StreamBatch, error) {
-	if len(s.initial) > 0 {
-		// In batches, so that the relay's window bounds what a crash
-		// publishes again.
-		n := min(len(s.initial), s.batch)
-		rows := s.initial[:n:n]
-		s.initial = s.initial[n:]
+	// First the events the table holds, in batches, so that the relay's
+	// window bounds what a crash publishes again.
+	rows, err := s.fetchInitial(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if len(rows) > 0 {
 		return &outboxdriver.StreamBatch{Rows: rows}, nil
 	}
 	for {
@@ -670,6 +736,9 @@ func (s *stream) Close() error {
 		s.wakeReader()
 	})
 	<-s.done
+	s.initialMu.Lock()
+	s.closeInitial()
+	s.initialMu.Unlock()
 	return nil
 }
 
@@ -832,8 +901,7 @@ func (s *stream) decode(wal []byte) error {
 			}
 			kept := rows[:0]
 			for _, r := range rows {
-				_, dup := s.skip[r.ID]
-				if !dup && !settled[strings.ToLower(r.ID)] {
+				if !s.inInitial(r.Seq) && !settled[strings.ToLower(r.ID)] {
 					kept = append(kept, r)
 				}
 			}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"slices"
@@ -515,5 +516,59 @@ func TestCDCReplayedRetries(t *testing.T) {
 	rows, _ = nextRows(ctx, t, st, 1)
 	if r := rows[0]; r.ID != big.ID || r.LockedBy != "retry" || !slices.Equal(r.Payload, big.Payload) || string(r.Headers) == "" {
 		t.Fatalf("retried large event streamed as id %s locked_by %q, %d payload bytes (want %d), headers %q", r.ID, r.LockedBy, len(r.Payload), len(big.Payload), r.Headers)
+	}
+}
+
+// TestCDCBacklogFromTable: a new slot's first stream reads the pending
+// backlog from the table, a batch at a time in seq order, and drops what
+// its log replays of those events: each is handed out once, then the next
+// committed event.
+func TestCDCBacklogFromTable(t *testing.T) {
+	t.Parallel()
+	b := setupCDC(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	if _, err := b.cdc.SlotCreate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	const n, batch = 250, 100
+	for i := 0; i < n; i += 50 {
+		var evs []*outbox.Event
+		for j := i; j < i+50; j++ {
+			evs = append(evs, ev(fmt.Sprint("k", j%7), j))
+		}
+		b.insert(t, evs...)
+	}
+	st, err := b.cdc.EventStreamOpen(ctx, &outboxdriver.EventStreamOpenParams{BatchSize: batch})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	var seqs []int64
+	for len(seqs) < n {
+		sb, err := st.Next(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(sb.Rows) > batch || sb.End != 0 {
+			t.Fatalf("a batch of the backlog has %d rows (at most %d) and end %d (0: read from the table)", len(sb.Rows), batch, sb.End)
+		}
+		for _, r := range sb.Rows {
+			seqs = append(seqs, r.Seq)
+		}
+	}
+	for i := 1; i < len(seqs); i++ {
+		if seqs[i] <= seqs[i-1] {
+			t.Fatalf("backlog handed out out of seq order or twice: %d after %d", seqs[i], seqs[i-1])
+		}
+	}
+	if len(seqs) != n {
+		t.Fatalf("backlog handed out as %d rows, want %d", len(seqs), n)
+	}
+	live := ev("k0", n)
+	b.insert(t, live)
+	rows, _ := nextRows(ctx, t, st, 1)
+	if len(rows) != 1 || rows[0].ID != live.ID {
+		t.Fatalf("after the backlog the stream handed out %d rows (first %s), want only the new event %s", len(rows), rows[0].ID, live.ID)
 	}
 }

@@ -199,6 +199,7 @@ type queries struct {
 	ackMarkResent, ackMarkUnacknowledged, ackRearm, ackStats      string
 	ackPurge                                                      string
 	streamDelivered, streamFailed, streamHeld, streamInplay       string
+	streamInplaySeqs                                              string
 }
 
 // newQueries renders every statement for one table, once.
@@ -218,6 +219,7 @@ func newQueries(data queryData) (queries, error) {
 		"ack_rearm": &q.ackRearm, "ack_stats": &q.ackStats, "ack_purge": &q.ackPurge,
 		"stream_delivered": &q.streamDelivered, "stream_failed": &q.streamFailed,
 		"stream_held": &q.streamHeld, "stream_inplay": &q.streamInplay,
+		"stream_inplay_seqs": &q.streamInplaySeqs,
 	})
 	if err != nil {
 		return queries{}, fmt.Errorf("postgres: %w", err)
