@@ -55,6 +55,7 @@ func (r *run) latency(ctx context.Context, t *Target, topic string, duration tim
 	db := t.Driver.DB()
 	committed := map[string]time.Time{}
 	var order []string // ids in commit order
+	var writes []time.Duration
 	tick := time.NewTicker(time.Second / time.Duration(r.cfg.Rate))
 	defer tick.Stop()
 	start := time.Now()
@@ -65,6 +66,7 @@ func (r *run) latency(ctx context.Context, t *Target, topic string, duration tim
 		case <-tick.C:
 		}
 		e := r.event(topic, i, payload)
+		began := time.Now()
 		tx, err := db.BeginTx(ctx, nil)
 		if err != nil {
 			return nil, err
@@ -77,6 +79,7 @@ func (r *run) latency(ctx context.Context, t *Target, topic string, duration tim
 			return nil, err
 		}
 		committed[e.ID] = time.Now()
+		writes = append(writes, committed[e.ID].Sub(began))
 		order = append(order, e.ID)
 	}
 	elapsed := time.Since(start)
@@ -132,6 +135,7 @@ func (r *run) latency(ctx context.Context, t *Target, topic string, duration tim
 		return nil, fmt.Errorf("the trickle ended before its first event arrived (%d committed): use a longer --duration", len(committed))
 	}
 	slices.Sort(lat)
+	slices.Sort(writes)
 	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 	return &Latency{
 		TargetRate:   r.cfg.Rate,
@@ -144,6 +148,8 @@ func (r *run) latency(ctx context.Context, t *Target, topic string, duration tim
 		MaxMs:        ms(lat[len(lat)-1]),
 		WakeMs:       ms(wakeFirst),
 		WakeEvents:   wakeEvents,
+		WriterP50Ms:  ms(percentile(writes, 0.50)),
+		WriterP99Ms:  ms(percentile(writes, 0.99)),
 		Method:       latencyMethod,
 	}, nil
 }

@@ -158,12 +158,15 @@ type DrainStats struct {
 
 // LatencyStats summarizes trickles over the reps.
 type LatencyStats struct {
-	TargetRate      int    `json:"target_rate"`
-	P50Ms           *Stat  `json:"p50_ms"`
-	P90Ms           *Stat  `json:"p90_ms"`
-	P99Ms           *Stat  `json:"p99_ms"`
-	MaxMs           *Stat  `json:"max_ms"`
-	WakeMs          *Stat  `json:"wake_ms"`
+	TargetRate int   `json:"target_rate"`
+	P50Ms      *Stat `json:"p50_ms"`
+	P90Ms      *Stat `json:"p90_ms"`
+	P99Ms      *Stat `json:"p99_ms"`
+	MaxMs      *Stat `json:"max_ms"`
+	WakeMs     *Stat `json:"wake_ms"`
+	// WriterP50Ms and WriterP99Ms summarize Latency's.
+	WriterP50Ms     *Stat  `json:"writer_p50_ms"`
+	WriterP99Ms     *Stat  `json:"writer_p99_ms"`
 	AchievedRate    *Stat  `json:"achieved_rate"`
 	RelayCPUPercent *Stat  `json:"relay_cpu_percent"`
 	RelayPeakRSSMB  *Stat  `json:"relay_peak_rss_mb"`
@@ -288,6 +291,11 @@ type Latency struct {
 	// leave out.
 	WakeMs     float64 `json:"wake_ms"`
 	WakeEvents int     `json:"wake_events"`
+	// WriterP50Ms and WriterP99Ms are the writer's cost with the relay
+	// running: BEGIN, Insert of one event and COMMIT, until COMMIT
+	// returned, in ms (every trickle event).
+	WriterP50Ms float64 `json:"writer_p50_ms"`
+	WriterP99Ms float64 `json:"writer_p99_ms"`
 	// RelayCPUPercent is the relay's CPU during the trickle, in percent of
 	// one core.
 	RelayCPUPercent float64 `json:"relay_cpu_percent"`

@@ -79,6 +79,8 @@ func latencyStats(have []*Latency) *LatencyStats {
 		P99Ms:           statBy(have, func(l *Latency) float64 { return l.P99Ms }),
 		MaxMs:           statBy(have, func(l *Latency) float64 { return l.MaxMs }),
 		WakeMs:          statBy(have, func(l *Latency) float64 { return l.WakeMs }),
+		WriterP50Ms:     statBy(have, func(l *Latency) float64 { return l.WriterP50Ms }),
+		WriterP99Ms:     statBy(have, func(l *Latency) float64 { return l.WriterP99Ms }),
 		AchievedRate:    statBy(have, func(l *Latency) float64 { return l.AchievedRate }),
 		RelayCPUPercent: statBy(have, func(l *Latency) float64 { return l.RelayCPUPercent }),
 		RelayPeakRSSMB:  statBy(have, func(l *Latency) float64 { return l.RelayPeakRSSMB }),
@@ -213,6 +215,8 @@ func (r *Report) WriteTable(w io.Writer) error {
 			row(fmt.Sprintf("latency at %d/s, p50", l.TargetRate), "ms", l.P50Ms, "%.1f")
 			row(fmt.Sprintf("latency at %d/s, p99", l.TargetRate), "ms", l.P99Ms, "%.1f")
 			row("latency, first event after idle", "ms", l.WakeMs, "%.0f")
+			row("writer BEGIN + Insert + COMMIT, p50", "ms", l.WriterP50Ms, "%.2f")
+			row("writer BEGIN + Insert + COMMIT, p99", "ms", l.WriterP99Ms, "%.2f")
 		}
 		if d := c.Drain; d != nil {
 			row("relay CPU, drain", "% of a core", d.RelayCPUPercent, "%.0f")
