@@ -22,6 +22,19 @@ func (p *countingPublisher) Publish(_ string, msgs ...*message.Message) error {
 
 func (p *countingPublisher) Close() error { return nil }
 
+// seedBacklog inserts b.N events (300-byte payloads, 1000 keys) in
+// transactions of 1000.
+func seedBacklog(b *testing.B, bu *bundle) {
+	payload := make([]byte, 300)
+	var events []*outbox.Event
+	for i := range b.N {
+		events = append(events, &outbox.Event{Type: "bench", Topic: "bench", Key: fmt.Sprint(i % 1000), Payload: payload})
+	}
+	for i := 0; i < len(events); i += 1000 {
+		bu.insert(b, events[i:min(i+1000, len(events))]...)
+	}
+}
+
 // BenchmarkRelayDrain measures draining a backlog of b.N events (300-byte
 // payloads, 1000 keys) with one relay and a null broker; compare it with
 // BenchmarkInsert in the same run.
@@ -36,14 +49,7 @@ func BenchmarkRelayDrain(b *testing.B) {
 		batch := c.batch
 		b.Run(fmt.Sprintf("publish=%s/batch=%d/concurrency=%d", c.publish, c.batch, c.concurrency), func(b *testing.B) {
 			bu := setup(b)
-			payload := make([]byte, 300)
-			var events []*outbox.Event
-			for i := range b.N {
-				events = append(events, &outbox.Event{Type: "bench", Topic: "bench", Key: fmt.Sprint(i % 1000), Payload: payload})
-			}
-			for i := 0; i < len(events); i += 1000 {
-				bu.insert(b, events[i:min(i+1000, len(events))]...)
-			}
+			seedBacklog(b, bu)
 			pub := &countingPublisher{}
 			b.ResetTimer()
 			start := time.Now()
@@ -114,14 +120,7 @@ func BenchmarkCDCDrain(b *testing.B) {
 	if _, err := bu.db.Exec(`UPDATE "` + bu.table + `_cdc_state" SET backlog_done = true`); err != nil {
 		b.Fatal(err)
 	}
-	payload := make([]byte, 300)
-	var events []*outbox.Event
-	for i := range b.N {
-		events = append(events, &outbox.Event{Type: "bench", Topic: "bench", Key: fmt.Sprint(i % 1000), Payload: payload})
-	}
-	for i := 0; i < len(events); i += 1000 {
-		bu.insert(b, events[i:min(i+1000, len(events))]...)
-	}
+	seedBacklog(b, bu.bundle)
 	pub := &asyncCountingPublisher{}
 	r, err := outbox.NewRelay(bu.cdc, pub, outbox.RelayConfig{})
 	if err != nil {
