@@ -630,6 +630,7 @@ type stream struct {
 	relations  map[uint32]*relation
 	cols       []tupleCol // decodeChange's buffer
 	cur        []*outboxdriver.EventRow
+	curRetried []string // ids of the retries in cur
 	inTxn      bool
 	lastCommit uint64 // end of the last transaction received
 	serverEnd  uint64 // position of the last keepalive
@@ -882,7 +883,7 @@ func (s *stream) decode(wal []byte) error {
 		}
 		s.relations[m.RelationID] = rel
 	case *pglogrepl.BeginMessage:
-		s.inTxn, s.cur = true, nil
+		s.inTxn, s.cur, s.curRetried = true, nil, nil
 	case *pglogrepl.CommitMessage:
 		end := uint64(m.TransactionEndLSN)
 		s.inTxn, s.lastCommit = false, max(s.lastCommit, end)
@@ -909,6 +910,9 @@ func (s *stream) decode(wal []byte) error {
 		}
 		if len(rows) == 0 {
 			return nil
+		}
+		if end > s.scanEnd && len(s.curRetried) > 0 {
+			s.awaitVisible(s.curRetried)
 		}
 		s.pushedEnd = end
 		s.mu.Lock()
@@ -947,6 +951,9 @@ func (s *stream) decodeChange(wal []byte) error {
 	// version of the row holds it and there is no waiting for the update
 	// to become visible. A replayed retry whose event has its fate since
 	// is dropped at its commit (see decode).
+	if wal[0] == 'U' {
+		s.curRetried = append(s.curRetried, row.ID)
+	}
 	if unchanged(rel, cols, "payload") || unchanged(rel, cols, "headers") {
 		stored, err := s.c.EventGet(context.Background(), &outboxdriver.EventGetParams{ID: row.ID})
 		if errors.Is(err, outboxdriver.ErrNotFound) {
@@ -959,6 +966,27 @@ func (s *stream) decodeChange(wal []byte) error {
 	}
 	s.cur = append(s.cur, row)
 	return nil
+}
+
+// awaitVisible waits (at most visibleWait) until the retries of a live
+// transaction, ids, are visible to other sessions: a commit is decoded
+// before it ends for snapshots, and an outcome written while the retry is
+// not visible would miss the row (it matches pending rows only), leaving
+// the event pending with nobody to send it. Only live transactions wait:
+// a replayed one is long visible, and its events may have their fate by
+// now.
+func (s *stream) awaitVisible(ids []string) {
+	slices.Sort(ids)
+	ids = slices.Compact(ids)
+	list := idList(ids)
+	for deadline := time.Now().Add(visibleWait); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		var n int
+		err := s.c.db.QueryRowContext(context.Background(), "SELECT count(*) FROM "+s.c.table+
+			" WHERE id = ANY(string_to_array($1, ',')::uuid[]) AND status = 'pending'", list).Scan(&n)
+		if err != nil || n >= len(ids) {
+			return // an error shows again where it matters: recording the outcomes
+		}
+	}
 }
 
 // unchanged reports whether col is a TOASTed value the change left as it
