@@ -16,7 +16,8 @@ import (
 
 // NATS returns the broker side of a cell for NATS JetStream at
 // outboxtest.NATSURL (OUTBOX_TEST_NATS_URL), built directly on
-// watermill-nats/v2 with TrackMsgId (Nats-Msg-Id = message UUID). Each test
+// watermill-nats/v2 through the project's broker module (Nats-Msg-Id = the
+// event id, or "<event id>/resend-<n>" for a resend: DedupMarshaler). Each test
 // gets its own stream (file storage, 10-minute duplicate window) named after
 // the test's id, with subject "<id>.events".
 func NATS() Broker {
@@ -79,7 +80,7 @@ func (n *natsInstance) NewPublisher(t testing.TB, addr string) message.Publisher
 	if addr != "" {
 		url = withHost(n.url, addr)
 	}
-	// The project's broker module, with its durable defaults (TrackMsgId).
+	// The project's broker module, with its durable defaults (DedupMarshaler).
 	pub, err := bnats.NewPublisher(bnats.Config{
 		URL: url, PublishTimeout: 2 * time.Second,
 		Options: []nats.Option{nats.Timeout(2 * time.Second), nats.ReconnectWait(100 * time.Millisecond)},
