@@ -948,9 +948,9 @@ func (s *stream) decodeChange(wal []byte) error {
 	// A retry's new tuple is the row, except a TOASTed column the update
 	// did not change (a large payload or headers), which pgoutput leaves
 	// out: read that from the table. Such a column never changes, so any
-	// version of the row holds it and there is no waiting for the update
-	// to become visible. A replayed retry whose event has its fate since
-	// is dropped at its commit (see decode).
+	// version of the row holds it. At its commit (see decode), a live
+	// retry is handed out once it is visible (awaitVisible), and a
+	// replayed one whose event has its fate since is dropped.
 	if wal[0] == 'U' {
 		s.curRetried = append(s.curRetried, row.ID)
 	}
@@ -982,7 +982,7 @@ func (s *stream) awaitVisible(ids []string) {
 	for deadline := time.Now().Add(visibleWait); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
 		var n int
 		err := s.c.db.QueryRowContext(context.Background(), "SELECT count(*) FROM "+s.c.table+
-			" WHERE id = ANY(string_to_array($1, ',')::uuid[]) AND status = 'pending'", list).Scan(&n)
+			" WHERE id = ANY(string_to_array($1, ',')::uuid[]) AND status = 'pending' AND locked_by = 'retry'", list).Scan(&n)
 		if err != nil || n >= len(ids) {
 			return // an error shows again where it matters: recording the outcomes
 		}
