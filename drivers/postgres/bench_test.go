@@ -22,18 +22,8 @@ func (p *countingPublisher) Publish(_ string, msgs ...*message.Message) error {
 
 func (p *countingPublisher) Close() error { return nil }
 
-// seedBacklog inserts b.N events (300-byte payloads, 1000 keys) in
-// transactions of 1000.
-func seedBacklog(b *testing.B, bu *bundle) {
-	payload := make([]byte, 300)
-	var events []*outbox.Event
-	for i := range b.N {
-		events = append(events, &outbox.Event{Type: "bench", Topic: "bench", Key: fmt.Sprint(i % 1000), Payload: payload})
-	}
-	for i := 0; i < len(events); i += 1000 {
-		bu.insert(b, events[i:min(i+1000, len(events))]...)
-	}
-}
+// seedBacklog inserts b.N events (300-byte payloads, 1000 keys).
+func seedBacklog(b *testing.B, bu *bundle) { insertBacklog(b, bu, b.N, 1000, make([]byte, 300)) }
 
 // BenchmarkRelayDrain measures draining a backlog of b.N events (300-byte
 // payloads, 1000 keys) with one relay and a null broker; compare it with

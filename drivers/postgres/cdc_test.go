@@ -71,44 +71,16 @@ func setupCDC(t testing.TB) *cdcBundle {
 	return &cdcBundle{bundle: &bundle{db: db, table: table, drv: drv.Driver, ob: ob}, url: url, cdc: drv}
 }
 
-// relayCDC runs a stream-mode relay on the bundle's driver until stop.
+// relay runs a stream-mode relay on the bundle's driver until stop.
 func (b *cdcBundle) relay(t *testing.T, id string, pub *recorder) (stop func()) {
 	t.Helper()
-	r, err := outbox.NewRelay(b.cdc, pub, outbox.RelayConfig{Logger: testLogger(t), ID: id, MaxAttempts: 3, BackoffMin: 10 * time.Millisecond, BackoffMax: 20 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("relay %s: %v", id, err)
-			}
-		})
-	}
-	t.Cleanup(stop)
-	return stop
+	return startRelay(t, b.cdc, pub, outbox.RelayConfig{Logger: testLogger(t), ID: id, MaxAttempts: 3, BackoffMin: 10 * time.Millisecond, BackoffMax: 20 * time.Millisecond})
 }
 
 func (r *recorder) byIDCount(id string) int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.byID[id]
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 func TestCDCConfigValidation(t *testing.T) {
@@ -202,7 +174,7 @@ func TestCDCFailover(t *testing.T) {
 	b := setupCDC(t)
 	pubA, pubB := newRecorder(), newRecorder()
 	stopA := b.relay(t, "a", pubA)
-	waitFor(t, "relay a streaming", func() bool {
+	eventually(t, "relay a streaming", func() bool {
 		st, err := b.cdc.SlotStatus(t.Context())
 		return err == nil && st.Active
 	})
@@ -213,7 +185,7 @@ func TestCDCFailover(t *testing.T) {
 		b.insert(t, e)
 		want = append(want, e.ID)
 	}
-	waitFor(t, "relay a publishing every event", func() bool { _, d := pubA.count(); return d == 50 })
+	eventually(t, "relay a publishing every event", func() bool { _, d := pubA.count(); return d == 50 })
 	if total, _ := pubB.count(); total != 0 {
 		t.Fatalf("the standby published %d events while relay a streamed", total)
 	}
@@ -223,7 +195,7 @@ func TestCDCFailover(t *testing.T) {
 		b.insert(t, e)
 		want = append(want, e.ID)
 	}
-	waitFor(t, "relay b taking over", func() bool { _, d := pubB.count(); return d >= 50 })
+	eventually(t, "relay b taking over", func() bool { _, d := pubB.count(); return d >= 50 })
 	seen := map[string]bool{}
 	for _, m := range append(pubA.snapshot(), pubB.snapshot()...) {
 		seen[m.UUID] = true
@@ -241,7 +213,7 @@ func TestCDCFailover(t *testing.T) {
 		}
 		last[k] = i
 	}
-	waitFor(t, "no pending event", func() bool {
+	eventually(t, "no pending event", func() bool {
 		s, err := b.ob.Stats(t.Context())
 		if err == nil && s.Pending > 0 {
 			page, _ := b.ob.List(t.Context(), outbox.ListFilter{Status: outbox.StatusPending})
@@ -279,7 +251,7 @@ func TestCDCRetryAndDead(t *testing.T) {
 	later := ev("p", 1)
 	other := ev("q", 2)
 	b.insert(t, poison, later, other)
-	waitFor(t, "the poison event dead", func() bool {
+	eventually(t, "the poison event dead", func() bool {
 		s, err := b.ob.Get(t.Context(), poison.ID)
 		return err == nil && s.Status == outbox.StatusDead
 	})
@@ -287,7 +259,7 @@ func TestCDCRetryAndDead(t *testing.T) {
 	if s.Attempts != 3 || !strings.Contains(s.LastError, "broker says no") {
 		t.Fatalf("dead row: attempts %d, last error %q", s.Attempts, s.LastError)
 	}
-	waitFor(t, "the others delivered", func() bool {
+	eventually(t, "the others delivered", func() bool {
 		a, err1 := b.ob.Get(t.Context(), later.ID)
 		c, err2 := b.ob.Get(t.Context(), other.ID)
 		return err1 == nil && err2 == nil && a.Status == outbox.StatusDelivered && c.Status == outbox.StatusDelivered
@@ -296,7 +268,7 @@ func TestCDCRetryAndDead(t *testing.T) {
 	if n, err := b.ob.RetryDead(t.Context(), ""); err != nil || n != 1 {
 		t.Fatalf("RetryDead: %d, %v", n, err)
 	}
-	waitFor(t, "the retried event delivered", func() bool {
+	eventually(t, "the retried event delivered", func() bool {
 		s, err := b.ob.Get(t.Context(), poison.ID)
 		return err == nil && s.Status == outbox.StatusDelivered && s.LockedBy == ""
 	})
@@ -343,12 +315,12 @@ func TestCDCDatabaseRestart(t *testing.T) {
 		}
 	}
 	insert(0, 60)
-	waitFor(t, "the first events published", func() bool { _, d := pub.count(); return d >= 30 })
+	eventually(t, "the first events published", func() bool { _, d := pub.count(); return d >= 30 })
 	if err := pgtest.Restart(); err != nil {
 		t.Skipf("skipped: cannot restart the test cluster (%v)", err)
 	}
 	insert(60, 120)
-	waitFor(t, "every event published after the restart", func() bool {
+	eventually(t, "every event published after the restart", func() bool {
 		for _, id := range want {
 			if pub.byIDCount(id) == 0 {
 				return false
@@ -356,7 +328,7 @@ func TestCDCDatabaseRestart(t *testing.T) {
 		}
 		return true
 	})
-	waitFor(t, "no pending event", func() bool {
+	eventually(t, "no pending event", func() bool {
 		s, err := b.ob.Stats(t.Context())
 		return err == nil && s.Pending == 0
 	})
@@ -398,7 +370,7 @@ func TestCDCBacklogBeforeSlot(t *testing.T) {
 	later := ev("x", 99)
 	b.insert(t, later)
 	want = append(want, later.ID)
-	waitFor(t, "the backlog and the later event delivered", func() bool {
+	eventually(t, "the backlog and the later event delivered", func() bool {
 		s, err := b.ob.Stats(t.Context())
 		return err == nil && s.Pending == 0
 	})

@@ -126,11 +126,17 @@ func (r *recorder) snapshot() []*message.Message {
 	return append([]*message.Message(nil), r.msgs...)
 }
 
-// runRelay runs a relay until the test ends.
+// runRelay runs a relay on the bundle's driver until the test ends.
 func runRelay(t testing.TB, b *bundle, pub message.Publisher, cfg outbox.RelayConfig) (stop func()) {
 	t.Helper()
 	cfg.PollInterval = max(cfg.PollInterval, 20*time.Millisecond)
-	r, err := outbox.NewRelay(b.drv, pub, cfg)
+	return startRelay(t, b.drv, pub, cfg)
+}
+
+// startRelay runs a relay on drv until stop, or until the test ends.
+func startRelay(t testing.TB, drv outboxdriver.Driver, pub message.Publisher, cfg outbox.RelayConfig) (stop func()) {
+	t.Helper()
+	r, err := outbox.NewRelay(drv, pub, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,12 +148,25 @@ func runRelay(t testing.TB, b *bundle, pub message.Publisher, cfg outbox.RelayCo
 		once.Do(func() {
 			cancel()
 			if err := <-done; err != nil {
-				t.Errorf("relay: %v", err)
+				t.Errorf("relay %s: %v", cfg.ID, err)
 			}
 		})
 	}
 	t.Cleanup(stop)
 	return stop
+}
+
+// insertBacklog inserts n events of payload cycling through keys keys, in
+// transactions of 1000.
+func insertBacklog(t testing.TB, bu *bundle, n, keys int, payload []byte) {
+	t.Helper()
+	var events []*outbox.Event
+	for i := range n {
+		events = append(events, &outbox.Event{Type: "t", Topic: "t", Key: fmt.Sprint(i % keys), Payload: payload})
+	}
+	for i := 0; i < n; i += 1000 {
+		bu.insert(t, events[i:min(i+1000, n)]...)
+	}
 }
 
 // eventually polls cond until it holds or the deadline passes. The deadline
@@ -270,13 +289,7 @@ func TestOverlappingClaimsKeepFlowing(t *testing.T) {
 	t.Parallel()
 	bu := setup(t)
 	const n = 20000
-	var events []*outbox.Event
-	for i := range n {
-		events = append(events, &outbox.Event{Type: "t", Topic: "t", Key: fmt.Sprint(i % 1000), Payload: []byte("p")})
-	}
-	for i := 0; i < n; i += 1000 {
-		bu.insert(t, events[i:i+1000]...)
-	}
+	insertBacklog(t, bu, n, 1000, []byte("p"))
 	pub := &countingPublisher{}
 	var empty, claims atomic.Int64
 	runRelay(t, bu, pub, outbox.RelayConfig{BatchSize: 500, Concurrency: 2, ClaimObserver: func(o outbox.ClaimOutcome) {
@@ -303,13 +316,7 @@ func TestFewKeysClaimOneBatchAtATime(t *testing.T) {
 	t.Parallel()
 	bu := setup(t)
 	const n, batch = 10000, 500
-	var events []*outbox.Event
-	for i := range n {
-		events = append(events, &outbox.Event{Type: "t", Topic: "t", Key: fmt.Sprint(i % 20), Payload: []byte("p")})
-	}
-	for i := 0; i < n; i += 1000 {
-		bu.insert(t, events[i:i+1000]...)
-	}
+	insertBacklog(t, bu, n, 20, []byte("p"))
 	pub := &countingPublisher{}
 	var empty, claims atomic.Int64
 	runRelay(t, bu, pub, outbox.RelayConfig{BatchSize: batch, Concurrency: 2, PollInterval: time.Second, ClaimObserver: func(o outbox.ClaimOutcome) {
