@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -129,4 +130,89 @@ SELECT gen_random_uuid(), 't', 'topic', (g %% 1000)::text, '\x00' FROM generate_
 			}
 		}
 	}
+}
+
+// TestClaimGapsPlan checks that the held claim's gap check reads the
+// pending_key index with a plain index scan, which marks the entries of
+// delivered events dead in the index as it meets them, so that the next
+// claims step over them without reading the table; a bitmap scan fetched
+// the table page of every delivered event of the key on every claim.
+func TestClaimGapsPlan(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	table := b.drv.Table()
+	for _, stmt := range []string{
+		fmt.Sprintf(`INSERT INTO %s (id, type, topic, key, payload)
+SELECT gen_random_uuid(), 't', 'topic', 'k' || (g %% 400), '\x00' FROM generate_series(1, 8000) g`, table),
+		"ANALYZE " + table,
+		// The first 4000 delivered: 10 dead pending_key entries per key.
+		fmt.Sprintf(`UPDATE %s SET status = 'delivered', delivered_at = now() WHERE seq <= 4000`, table),
+	} {
+		if _, err := b.db.Exec(stmt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A claim of the next event of each key.
+	var keys []string
+	for k := 0; k < 400; k++ {
+		seq := 4001 + k
+		keys = append(keys, fmt.Sprintf(`{"key":"k%d","seq":%d,"n":1}`, seq%400, seq))
+	}
+	arg := "[" + strings.Join(keys, ",") + "]"
+	session, _ := b.drv.HeldClaimQuery()
+	// check runs the gap check in a claim's transaction and returns its
+	// plan and how many table rows it read.
+	check := func() (string, int) {
+		tx, err := b.db.Begin()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Rollback()
+		if _, err := tx.Exec(session); err != nil {
+			t.Fatal(err)
+		}
+		rows, err := tx.Query("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF, TIMING OFF) "+b.drv.ClaimGapsQuery(), arg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		var plan []string
+		fetches := -1
+		for rows.Next() {
+			var line string
+			if err := rows.Scan(&line); err != nil {
+				t.Fatal(err)
+			}
+			plan = append(plan, line)
+			if _, n, ok := strings.Cut(line, "Heap Fetches: "); ok {
+				fetches, _ = strconv.Atoi(strings.TrimSpace(n))
+			}
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
+		}
+		return strings.Join(plan, "\n"), fetches
+	}
+	first, fetches := check()
+	t.Logf("first check:\n%s", first)
+	if strings.Contains(first, "Bitmap") || !strings.Contains(first, "Index Only Scan using "+b.table+"_pending_key_idx") {
+		t.Fatalf("the gap check does not read the pending_key index with an index-only scan:\n%s", first)
+	}
+	if fetches < 400 {
+		t.Fatalf("the first check read %d table rows, fewer than the 400 claimed ones:\n%s", fetches, first)
+	}
+	// An index entry is marked dead once its row version is dead to every
+	// transaction, which other tests' open transactions on the server may
+	// delay. Then only the 400 live (claimed) rows are still read from the
+	// table, not the 4000 delivered ones.
+	var plan string
+	defer func() {
+		if t.Failed() {
+			t.Logf("last check:\n%s", plan)
+		}
+	}()
+	eventually(t, "the gap check to read no more than the 400 claimed rows from the table", func() bool {
+		plan, fetches = check()
+		return fetches <= 400
+	})
 }

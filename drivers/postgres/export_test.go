@@ -5,3 +5,7 @@ package postgres
 func (d *Driver) HeldClaimQuery() (session, claim string) {
 	return d.queries.claimSession, d.queries.claimHeld
 }
+
+// ClaimGapsQuery exposes the held claim's gap check (parameter: a JSON array
+// of {key, seq, n}) to the plan test.
+func (d *Driver) ClaimGapsQuery() string { return d.queries.claimGaps }
