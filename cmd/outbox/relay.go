@@ -9,6 +9,9 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
+	"runtime/debug"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -26,6 +29,24 @@ import (
 
 // defaultMetricsAddr is where --metrics listens: loopback only.
 const defaultMetricsAddr = "127.0.0.1:9464"
+
+// relayGCPercent is the garbage collector's GOGC of `outbox relay` when the
+// GOGC environment variable does not set one. A draining relay allocates
+// about 5 KB per event (rows, messages, broker client buffers), nearly all
+// short-lived, and with Go's default of 100 the collector and the scavenger
+// took a quarter of its CPU. At 300, on a 100k PostgreSQL -> NATS drain:
+// relay CPU per event 32 -> 23.5 µs, peak RSS 39 -> 51 MiB (docs/performance.md).
+const relayGCPercent = 300
+
+// setRelayGC applies relayGCPercent unless GOGC is set, and returns the
+// GOGC in effect, for the log.
+func setRelayGC(getenv func(string) string) string {
+	if v := getenv("GOGC"); v != "" {
+		return v
+	}
+	debug.SetGCPercent(relayGCPercent)
+	return strconv.Itoa(relayGCPercent)
+}
 
 func (a *app) relayCommand() *cobra.Command {
 	var (
@@ -57,6 +78,7 @@ The default address is loopback only (` + defaultMetricsAddr + `).`,
 				return err
 			}
 			logger := slog.New(slog.NewJSONHandler(a.stderr, &slog.HandlerOptions{Level: level, ReplaceAttr: readableDurations}))
+			logger.Debug("garbage collector", "gogc", setRelayGC(os.Getenv))
 			if cmd.Flags().Changed("metrics-addr") || metrics {
 				metricsAddr = cmp.Or(metricsAddr, a.cfg.MetricsAddr, defaultMetricsAddr)
 			} else {

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"regexp"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -233,5 +234,29 @@ func TestRelayDeleteDeliveredPostgresOnly(t *testing.T) {
 	r := runCLI(t, nil, "relay", "--db-url", "mysql://root@127.0.0.1:3306/test", "--broker-url", "nats://127.0.0.1:4222", "--delete-delivered")
 	if r.code != exitUsage || !strings.Contains(r.stderr, "--delete-delivered: PostgreSQL only") {
 		t.Fatalf("%+v", r)
+	}
+}
+
+// TestSetRelayGC: the relay's GOGC is relayGCPercent unless the
+// environment sets one, which it then leaves alone.
+func TestSetRelayGC(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	if got := setRelayGC(func(string) string { return "" }); got != "300" {
+		t.Fatalf("setRelayGC without GOGC = %q, want 300", got)
+	}
+	if got := debug.SetGCPercent(100); got != relayGCPercent {
+		t.Fatalf("GC percent after setRelayGC = %d, want %d", got, relayGCPercent)
+	}
+	env := func(k string) string {
+		if k == "GOGC" {
+			return "off"
+		}
+		return ""
+	}
+	if got := setRelayGC(env); got != "off" {
+		t.Fatalf("setRelayGC with GOGC=off = %q, want off", got)
+	}
+	if got := debug.SetGCPercent(100); got != 100 {
+		t.Fatalf("setRelayGC changed the GC percent to %d although GOGC was set", got)
 	}
 }
