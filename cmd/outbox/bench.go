@@ -169,7 +169,7 @@ in-process Kafka (franz-go's kfake) for the run, in a binary built with
 				}
 				relayFlags = append(relayFlags, "--mode", "cdc")
 				a.cdc = true
-				cfg.Prepare = benchPrepareCDC
+				cfg.Prepare, cfg.Settle = benchPrepareCDC, benchSettleCDC
 				cfg.PollCommand = func(_ context.Context, dbURL, brokerURL, table string, batchSize int) *exec.Cmd {
 					return relayProcess(self, dbURL, brokerURL, table, batchSize, pollFlags)
 				}
@@ -314,6 +314,41 @@ func benchPrepareCDC(ctx context.Context, t *bench.Target) (func(), error) {
 		_, _ = c.DB().Exec(`DROP PUBLICATION IF EXISTS "` + c.Publication() + `"`)
 		_, _ = c.DB().Exec("DROP TABLE IF EXISTS " + strings.TrimSuffix(c.Table(), `"`) + `_cdc_state"`)
 	}, nil
+}
+
+// benchSettleCDC waits until the server has sent the CDC relay's stream
+// everything written before it was called (sent_lsn in
+// pg_stat_replication): after the last event of a backlog was delivered,
+// the relay still reads the log of its own outcome writes, which it reads
+// only as Next takes events (the stream keeps a few batches ready, not the
+// whole backlog).
+func benchSettleCDC(ctx context.Context, t *bench.Target) error {
+	c, ok := t.Driver.(*postgres.CDC)
+	if !ok {
+		return fmt.Errorf("--mode cdc: driver %T is not PostgreSQL's CDC driver", t.Driver)
+	}
+	var target string
+	if err := c.DB().QueryRowContext(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&target); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		var sent bool
+		err := c.DB().QueryRowContext(ctx, `SELECT coalesce(bool_or(r.sent_lsn >= $2::pg_lsn), false)
+FROM pg_replication_slots s JOIN pg_stat_replication r ON r.pid = s.active_pid WHERE s.slot_name = $1`,
+			c.Slot(), target).Scan(&sent)
+		if err != nil || sent {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the CDC relay did not read the log up to %s within 2 minutes of the drain", target)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // relayProcess is the `outbox relay` child process the bench measures: this

@@ -193,6 +193,11 @@ func (c *CDC) createSlot(ctx context.Context, conn *pgconn.PgConn) (bool, error)
 		"ON CONFLICT (slot) DO UPDATE SET backlog_done = false", c.cdc.Slot); err != nil {
 		return false, interpretError(err)
 	}
+	// A state row of an earlier slot of that name keeps its backlog_seq
+	// until the new one is recorded below: clear it.
+	if err := c.setBacklogSeq(ctx, false); err != nil {
+		return false, err
+	}
 	_, err = pglogrepl.CreateReplicationSlot(ctx, conn, c.cdc.Slot, "pgoutput",
 		pglogrepl.CreateReplicationSlotOptions{Mode: pglogrepl.LogicalReplication, SnapshotAction: "NOEXPORT_SNAPSHOT"})
 	if err != nil {
@@ -202,7 +207,34 @@ func (c *CDC) createSlot(ctx context.Context, conn *pgconn.PgConn) (bool, error)
 		}
 		return false, fmt.Errorf("postgres: create replication slot %q: %w", c.cdc.Slot, err)
 	}
+	if err := c.setBacklogSeq(ctx, true); err != nil {
+		return false, err
+	}
 	return true, nil
+}
+
+// setBacklogSeq records in the slot's state row the last seq the table's
+// sequence handed out (0 when it handed out none) once the slot exists
+// (created true), or clears it (created false). An event inserted later
+// takes a higher seq and commits after the slot's consistent point, so the
+// slot's stream carries it and the first stream need not read it from the
+// table (startStream). Where it cannot be written (a schema older than
+// version 6, no privilege on the sequence) it stays NULL, and the first
+// stream reads every pending event from the table, as before.
+func (c *CDC) setBacklogSeq(ctx context.Context, created bool) error {
+	var err error
+	if created {
+		_, err = c.db.ExecContext(ctx, "UPDATE "+c.stateTable()+" SET backlog_seq = "+
+			"coalesce(pg_sequence_last_value(pg_get_serial_sequence($2, 'seq')::regclass), 0) WHERE slot = $1",
+			c.cdc.Slot, c.table)
+	} else {
+		_, err = c.db.ExecContext(ctx, "UPDATE "+c.stateTable()+" SET backlog_seq = NULL WHERE slot = $1", c.cdc.Slot)
+	}
+	var st interface{ SQLState() string }                                              // lib/pq's and pgx's errors
+	if errors.As(err, &st) && (st.SQLState() == "42703" || st.SQLState() == "42501") { // undefined_column, insufficient_privilege
+		return nil
+	}
+	return interpretError(err)
 }
 
 // ErrSlotNotFound is returned by SlotDrop and SlotStatus when the slot
@@ -496,12 +528,17 @@ func (c *CDC) startStream(ctx context.Context, conn *pgconn.PgConn, created bool
 		conn.Close(context.WithoutCancel(ctx))
 		return nil, err
 	}
-	backlogDone := false
-	if !created {
-		err := c.db.QueryRowContext(ctx, "SELECT backlog_done FROM "+c.stateTable()+" WHERE slot = $1", c.cdc.Slot).Scan(&backlogDone)
-		if err != nil && !errors.Is(err, sql.ErrNoRows) {
-			return fail(interpretError(err))
-		}
+	// backlogSeq bounds the events read from the table on a new slot (see
+	// setBacklogSeq); NULL reads them all. to_jsonb reads the column also
+	// where schema version 6 did not add it yet (NULL then).
+	backlogDone, backlogSeq := false, sql.NullInt64{}
+	err := c.db.QueryRowContext(ctx, "SELECT s.backlog_done, (to_jsonb(s) ->> 'backlog_seq')::bigint FROM "+
+		c.stateTable()+" s WHERE s.slot = $1", c.cdc.Slot).Scan(&backlogDone, &backlogSeq)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return fail(interpretError(err))
+	}
+	if created {
+		backlogDone = false
 	}
 	// The events the table holds for the stream are read in one snapshot
 	// (a read-only repeatable-read transaction): their seqs at once, the
@@ -515,7 +552,7 @@ func (c *CDC) startStream(ctx context.Context, conn *pgconn.PgConn, created bool
 		_ = tx.Rollback()
 		return fail(err)
 	}
-	rows, err := tx.QueryContext(ctx, c.queries.streamInplaySeqs, !backlogDone)
+	rows, err := tx.QueryContext(ctx, c.queries.streamInplaySeqs, !backlogDone, backlogSeq)
 	if err != nil {
 		return failTx(interpretError(err))
 	}
@@ -538,12 +575,12 @@ func (c *CDC) startStream(ctx context.Context, conn *pgconn.PgConn, created bool
 	if len(initial) == 0 {
 		_ = tx.Rollback()
 		tx = nil
-	} else if _, err := tx.ExecContext(ctx, "DECLARE outboxkit_initial NO SCROLL CURSOR FOR "+c.queries.streamInplay, !backlogDone); err != nil {
+	} else if _, err := tx.ExecContext(ctx, "DECLARE outboxkit_initial NO SCROLL CURSOR FOR "+c.queries.streamInplay, !backlogDone, backlogSeq); err != nil {
 		return failTx(interpretError(err))
 	}
 	s := &stream{c: c, conn: conn, batch: max(p.BatchSize, 1), initialTx: tx, initial: initial, scanEnd: uint64(scanEnd),
 		backlogDone: backlogDone, relations: map[uint32]*relation{},
-		ready: make(chan struct{}, 1), done: make(chan struct{}), sentCh: make(chan struct{}),
+		ready: make(chan struct{}, 1), wake: make(chan struct{}, 1), done: make(chan struct{}), sentCh: make(chan struct{}),
 		types: pgtype.NewMap()}
 	if p.Logger != nil {
 		p.Logger.Debug("change stream started", "slot", c.cdc.Slot, "created", created, "from_table", len(initial))
@@ -640,7 +677,9 @@ type stream struct {
 
 	mu     sync.Mutex
 	queue  []txn
+	queued int           // rows in queue
 	ready  chan struct{} // signalled when queue grows
+	wake   chan struct{} // signalled when Next takes from queue, and by wakeReader
 	err    error         // why the reader stopped
 	done   chan struct{} // closed when the reader stopped
 	sentCh chan struct{} // closed and replaced when sent grows
@@ -673,7 +712,9 @@ func (s *stream) Next(ctx context.Context) (*outboxdriver.StreamBatch, error) {
 				n++
 			}
 			s.queue = s.queue[n:]
+			s.queued -= len(b.Rows)
 			s.mu.Unlock()
+			signal(s.wake)
 			return b, nil
 		}
 		err := s.err
@@ -743,12 +784,38 @@ func (s *stream) Close() error {
 	return nil
 }
 
-// wakeReader ends the reader's current receive, if any.
+// wakeReader ends the reader's current receive, if any, or its wait for
+// room in the queue.
 func (s *stream) wakeReader() {
 	if c := s.recvCancel.Load(); c != nil {
 		(*c)()
 	}
+	signal(s.wake)
 }
+
+// signal makes a pending receive on ch (capacity 1) return, now or at the
+// next receive.
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// queueFull reports whether the reader has queued as many rows as the
+// relay may take in maxQueuedBatches batches: it then stops reading the
+// log until Next takes some, so that a backlog streamed from the log (a
+// relay that was down, or a slot created before the backlog built up) is
+// held in memory a few batches at a time, not whole.
+func (s *stream) queueFull() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.queued >= maxQueuedBatches*s.batch
+}
+
+// maxQueuedBatches is how many batches of decoded events the reader keeps
+// ready for Next.
+const maxQueuedBatches = 8
 
 func (s *stream) stop(err error) {
 	s.mu.Lock()
@@ -776,6 +843,17 @@ func (s *stream) read() {
 				s.stop(fmt.Errorf("postgres: replication status update: %w", err))
 				return
 			}
+		}
+		if s.queueFull() {
+			// Still report the position every StatusInterval: the server
+			// drops a connection that stays silent for wal_sender_timeout.
+			t := time.NewTimer(max(s.c.cdc.StatusInterval-time.Since(s.lastStatus), time.Millisecond))
+			select {
+			case <-s.wake: // Next took rows, a Confirm waits, or Close
+			case <-t.C:
+			}
+			t.Stop()
+			continue
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), max(s.c.cdc.StatusInterval-time.Since(s.lastStatus), time.Millisecond))
 		// A Confirm cancels the receive to have its position sent: it
@@ -917,11 +995,9 @@ func (s *stream) decode(wal []byte) error {
 		s.pushedEnd = end
 		s.mu.Lock()
 		s.queue = append(s.queue, txn{rows: rows, end: end})
+		s.queued += len(rows)
 		s.mu.Unlock()
-		select {
-		case s.ready <- struct{}{}:
-		default:
-		}
+		signal(s.ready)
 	}
 	return nil
 }

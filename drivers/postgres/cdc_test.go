@@ -492,17 +492,13 @@ func TestCDCReplayedRetries(t *testing.T) {
 }
 
 // TestCDCBacklogFromTable: a new slot's first stream reads the pending
-// backlog from the table, a batch at a time in seq order, and drops what
-// its log replays of those events: each is handed out once, then the next
-// committed event.
+// backlog committed before the slot from the table, a batch at a time in
+// seq order: each event is handed out once, then the next committed event.
 func TestCDCBacklogFromTable(t *testing.T) {
 	t.Parallel()
 	b := setupCDC(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
-	if _, err := b.cdc.SlotCreate(ctx); err != nil {
-		t.Fatal(err)
-	}
 	const n, batch = 250, 100
 	for i := 0; i < n; i += 50 {
 		var evs []*outbox.Event
@@ -510,6 +506,9 @@ func TestCDCBacklogFromTable(t *testing.T) {
 			evs = append(evs, ev(fmt.Sprint("k", j%7), j))
 		}
 		b.insert(t, evs...)
+	}
+	if _, err := b.cdc.SlotCreate(ctx); err != nil {
+		t.Fatal(err)
 	}
 	st, err := b.cdc.EventStreamOpen(ctx, &outboxdriver.EventStreamOpenParams{BatchSize: batch})
 	if err != nil {
@@ -542,5 +541,111 @@ func TestCDCBacklogFromTable(t *testing.T) {
 	rows, _ := nextRows(ctx, t, st, 1)
 	if len(rows) != 1 || rows[0].ID != live.ID {
 		t.Fatalf("after the backlog the stream handed out %d rows (first %s), want only the new event %s", len(rows), rows[0].ID, live.ID)
+	}
+}
+
+// TestCDCBacklogSplitAtSlot: a new slot's first stream reads from the table
+// only the pending events that may have committed before the slot (seqs up
+// to the table's last one at its creation), and takes the events inserted
+// after it from the log, once each, in seq order: a backlog that built up
+// after the slot was created is not read twice (from the table, then again
+// from the log only to be dropped).
+func TestCDCBacklogSplitAtSlot(t *testing.T) {
+	t.Parallel()
+	b := setupCDC(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	insert := func(from, to int) {
+		var evs []*outbox.Event
+		for j := from; j < to; j++ {
+			evs = append(evs, ev(fmt.Sprint("k", j%7), j))
+		}
+		b.insert(t, evs...)
+	}
+	const before, after = 30, 120
+	insert(0, before)
+	if _, err := b.cdc.SlotCreate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var recorded sql.NullInt64
+	if err := b.db.QueryRow(`SELECT backlog_seq FROM "` + b.table + `_cdc_state"`).Scan(&recorded); err != nil {
+		t.Fatal(err)
+	}
+	insert(before, before+after)
+	st, err := b.cdc.EventStreamOpen(ctx, &outboxdriver.EventStreamOpenParams{BatchSize: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	var fromTable, fromLog []int64
+	for len(fromTable)+len(fromLog) < before+after {
+		sb, err := st.Next(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range sb.Rows {
+			if sb.End == 0 {
+				fromTable = append(fromTable, r.Seq)
+			} else {
+				fromLog = append(fromLog, r.Seq)
+			}
+		}
+	}
+	if !recorded.Valid || recorded.Int64 != before {
+		t.Fatalf("backlog_seq recorded at the slot's creation = %v, want %d (the last seq then)", recorded, before)
+	}
+	if len(fromTable) != before || len(fromLog) != after {
+		t.Fatalf("handed out %d events from the table and %d from the log, want %d and %d", len(fromTable), len(fromLog), before, after)
+	}
+	all := append(fromTable, fromLog...)
+	for i, seq := range all {
+		if seq != int64(i+1) {
+			t.Fatalf("event %d handed out with seq %d, want %d (in seq order, once each): %v", i, seq, i+1, all)
+		}
+	}
+}
+
+// TestCDCQueueBounded: a backlog streamed from the log is held in memory a
+// few batches at a time: the reader stops reading the log while it holds
+// maxQueuedBatches (8) batches for Next, and goes on as Next takes them;
+// every event still arrives once, in seq order.
+func TestCDCQueueBounded(t *testing.T) {
+	t.Parallel()
+	b := setupCDC(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	if _, err := b.cdc.SlotCreate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	const txns, perTxn, batch = 40, 50, 10
+	for i := 0; i < txns; i++ {
+		var evs []*outbox.Event
+		for j := i * perTxn; j < (i+1)*perTxn; j++ {
+			evs = append(evs, ev(fmt.Sprint("k", j%7), j))
+		}
+		b.insert(t, evs...)
+	}
+	st, err := b.cdc.EventStreamOpen(ctx, &outboxdriver.EventStreamOpenParams{BatchSize: batch})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	// The reader may go past the bound by the transaction that reached it.
+	const bound = 8*batch + perTxn
+	most := 0
+	for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		most = max(most, postgres.QueuedRows(st))
+	}
+	if most > bound || most < 8*batch {
+		t.Fatalf("the reader held up to %d rows for Next, want between %d and %d", most, 8*batch, bound)
+	}
+	rows, _ := nextRows(ctx, t, st, txns*perTxn)
+	for i, r := range rows {
+		if r.Seq != int64(i+1) {
+			t.Fatalf("row %d handed out with seq %d, want %d", i, r.Seq, i+1)
+		}
+	}
+	if len(rows) != txns*perTxn {
+		t.Fatalf("handed out %d rows, want %d", len(rows), txns*perTxn)
 	}
 }

@@ -1,5 +1,7 @@
 package postgres
 
+import "github.com/outboxkit/outboxkit/framework/outboxdriver"
+
 // HeldClaimQuery exposes the held claim's statement (parameters: limit,
 // FromSeq, ScanLimit) and its session setting to the plan test.
 func (d *Driver) HeldClaimQuery() (session, claim string) {
@@ -9,3 +11,12 @@ func (d *Driver) HeldClaimQuery() (session, claim string) {
 // ClaimGapsQuery exposes the held claim's gap check (parameter: a JSON array
 // of {key, seq, n}) to the plan test.
 func (d *Driver) ClaimGapsQuery() string { return d.queries.claimGaps }
+
+// QueuedRows returns how many decoded rows a CDC stream holds ready for
+// Next.
+func QueuedRows(st outboxdriver.EventStream) int {
+	s := st.(*stream)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.queued
+}

@@ -140,6 +140,13 @@ type Config struct {
 	// runs before the table is dropped.
 	Prepare func(ctx context.Context, t *Target) (cleanup func(), err error)
 
+	// Settle, when set, runs after the one-relay drain and before the idle
+	// measurement, and returns once the relay has no work left that the
+	// drain did not wait for (a CDC relay still reads its own outcome
+	// writes from the log after the last event was delivered), so that
+	// the idle CPU is that of an idle relay.
+	Settle func(ctx context.Context, t *Target) error
+
 	// MinimalCommand returns the command line of the minimal-relay
 	// baseline's process on table (see MinimalRelay). Required unless
 	// the minimal baseline is skipped.
@@ -703,6 +710,12 @@ func (r *run) drainAndLatency(ctx context.Context, rep int, drainTopic, latencyT
 	d, err := r.seededDrain(ctx, fmt.Sprintf("_r%d", rep), drainTopic, r.cfg.Events, "1 relay", start,
 		func(t *Target, m *procMeter) error {
 			if r.cfg.Idle > 0 {
+				if r.cfg.Settle != nil {
+					r.progress("%s × %s: waiting for the relay to settle", r.dialect, r.scheme)
+					if err := r.cfg.Settle(ctx, t); err != nil {
+						return err
+					}
+				}
 				r.progress("%s × %s: idle relay for %s", r.dialect, r.scheme, r.cfg.Idle)
 				m.reset(ctx)
 				if err := sleep(ctx, r.cfg.Idle); err != nil {
