@@ -215,7 +215,7 @@ in-process Kafka (franz-go's kfake) for the run, in a binary built with
 	f.DurationVar(&cfg.PoisonDuration, "poison-duration", 10*time.Second, "length of the poison scenario's trickle")
 	f.BoolVar(&cfg.NoBaselines, "no-baselines", false, "skip every baseline (same as --baselines none)")
 	f.BoolVar(&notify, "notify", false, "PostgreSQL: writers NOTIFY on commit and relays LISTEN (relay --notify)")
-	f.StringVar(&mode, "mode", "", "poll or cdc: the relay's --mode; with cdc (a PostgreSQL with wal_level=logical in --db-url) the baselines default to poll (the polling relay on the same database) and raw, and each fresh table gets its replication slot before it is seeded, so the backlog reaches the relay through the log")
+	f.StringVar(&mode, "mode", "", "poll or cdc: the relay's --mode; with cdc (a PostgreSQL with wal_level=logical in --db-url) the baselines default to poll (the polling relay on the same database) and raw, and each fresh table gets its replication slot before it is seeded, its backlog marked read as if a relay had streamed from the slot before, so the backlog reaches the relay through the log (a relay restarted after downtime), not from the table (a slot's first stream)")
 	f.StringArrayVar(&relayFlags, "relay-flag", nil, "extra flag for every relay process, e.g. --relay-flag=--concurrency=4 (repeatable)")
 	f.BoolVar(&matrix, "matrix", false, "run postgres × nats and mysql × nats on the local services")
 	f.BoolVar(&asJSON, "json", false, "print the report as JSON")
@@ -292,15 +292,21 @@ func (a *app) benchOpen(ctx context.Context, dbURL, table string) (*bench.Target
 }
 
 // benchPrepareCDC creates the replication slot of a fresh bench table
-// (bench --mode cdc) before it is seeded, so that the CDC relay reads the
-// backlog from the log rather than from the table; the cleanup drops the
-// slot, the publication and the state table.
+// (bench --mode cdc) before it is seeded, and records that the slot's
+// backlog was read, as a relay that streamed from it before would have: the
+// CDC relay then reads the backlog from the log, as one restarted after
+// downtime does. (A slot's first stream reads every pending event from the
+// table instead, and drops what its log replays of them.) The cleanup
+// drops the slot, the publication and the state table.
 func benchPrepareCDC(ctx context.Context, t *bench.Target) (func(), error) {
 	c, ok := t.Driver.(*postgres.CDC)
 	if !ok {
 		return nil, fmt.Errorf("--mode cdc: driver %T is not PostgreSQL's CDC driver", t.Driver)
 	}
 	if _, err := c.SlotCreate(ctx); err != nil {
+		return nil, err
+	}
+	if _, err := c.DB().ExecContext(ctx, "UPDATE "+strings.TrimSuffix(c.Table(), `"`)+`_cdc_state" SET backlog_done = true WHERE slot = $1`, c.Slot()); err != nil {
 		return nil, err
 	}
 	return func() {

@@ -193,11 +193,6 @@ func (c *CDC) createSlot(ctx context.Context, conn *pgconn.PgConn) (bool, error)
 		"ON CONFLICT (slot) DO UPDATE SET backlog_done = false", c.cdc.Slot); err != nil {
 		return false, interpretError(err)
 	}
-	// A state row of an earlier slot of that name keeps its backlog_seq
-	// until the new one is recorded below: clear it.
-	if err := c.setBacklogSeq(ctx, false); err != nil {
-		return false, err
-	}
 	_, err = pglogrepl.CreateReplicationSlot(ctx, conn, c.cdc.Slot, "pgoutput",
 		pglogrepl.CreateReplicationSlotOptions{Mode: pglogrepl.LogicalReplication, SnapshotAction: "NOEXPORT_SNAPSHOT"})
 	if err != nil {
@@ -207,34 +202,7 @@ func (c *CDC) createSlot(ctx context.Context, conn *pgconn.PgConn) (bool, error)
 		}
 		return false, fmt.Errorf("postgres: create replication slot %q: %w", c.cdc.Slot, err)
 	}
-	if err := c.setBacklogSeq(ctx, true); err != nil {
-		return false, err
-	}
 	return true, nil
-}
-
-// setBacklogSeq records in the slot's state row the last seq the table's
-// sequence handed out (0 when it handed out none) once the slot exists
-// (created true), or clears it (created false). An event inserted later
-// takes a higher seq and commits after the slot's consistent point, so the
-// slot's stream carries it and the first stream need not read it from the
-// table (startStream). Where it cannot be written (a schema older than
-// version 6, no privilege on the sequence) it stays NULL, and the first
-// stream reads every pending event from the table, as before.
-func (c *CDC) setBacklogSeq(ctx context.Context, created bool) error {
-	var err error
-	if created {
-		_, err = c.db.ExecContext(ctx, "UPDATE "+c.stateTable()+" SET backlog_seq = "+
-			"coalesce(pg_sequence_last_value(pg_get_serial_sequence($2, 'seq')::regclass), 0) WHERE slot = $1",
-			c.cdc.Slot, c.table)
-	} else {
-		_, err = c.db.ExecContext(ctx, "UPDATE "+c.stateTable()+" SET backlog_seq = NULL WHERE slot = $1", c.cdc.Slot)
-	}
-	var st interface{ SQLState() string }                                              // lib/pq's and pgx's errors
-	if errors.As(err, &st) && (st.SQLState() == "42703" || st.SQLState() == "42501") { // undefined_column, insufficient_privilege
-		return nil
-	}
-	return interpretError(err)
 }
 
 // ErrSlotNotFound is returned by SlotDrop and SlotStatus when the slot
@@ -528,17 +496,12 @@ func (c *CDC) startStream(ctx context.Context, conn *pgconn.PgConn, created bool
 		conn.Close(context.WithoutCancel(ctx))
 		return nil, err
 	}
-	// backlogSeq bounds the events read from the table on a new slot (see
-	// setBacklogSeq); NULL reads them all. to_jsonb reads the column also
-	// where schema version 6 did not add it yet (NULL then).
-	backlogDone, backlogSeq := false, sql.NullInt64{}
-	err := c.db.QueryRowContext(ctx, "SELECT s.backlog_done, (to_jsonb(s) ->> 'backlog_seq')::bigint FROM "+
-		c.stateTable()+" s WHERE s.slot = $1", c.cdc.Slot).Scan(&backlogDone, &backlogSeq)
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return fail(interpretError(err))
-	}
-	if created {
-		backlogDone = false
+	backlogDone := false
+	if !created {
+		err := c.db.QueryRowContext(ctx, "SELECT backlog_done FROM "+c.stateTable()+" WHERE slot = $1", c.cdc.Slot).Scan(&backlogDone)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return fail(interpretError(err))
+		}
 	}
 	// The events the table holds for the stream are read in one snapshot
 	// (a read-only repeatable-read transaction): their seqs at once, the
@@ -552,7 +515,7 @@ func (c *CDC) startStream(ctx context.Context, conn *pgconn.PgConn, created bool
 		_ = tx.Rollback()
 		return fail(err)
 	}
-	rows, err := tx.QueryContext(ctx, c.queries.streamInplaySeqs, !backlogDone, backlogSeq)
+	rows, err := tx.QueryContext(ctx, c.queries.streamInplaySeqs, !backlogDone)
 	if err != nil {
 		return failTx(interpretError(err))
 	}
@@ -575,7 +538,7 @@ func (c *CDC) startStream(ctx context.Context, conn *pgconn.PgConn, created bool
 	if len(initial) == 0 {
 		_ = tx.Rollback()
 		tx = nil
-	} else if _, err := tx.ExecContext(ctx, "DECLARE outboxkit_initial NO SCROLL CURSOR FOR "+c.queries.streamInplay, !backlogDone, backlogSeq); err != nil {
+	} else if _, err := tx.ExecContext(ctx, "DECLARE outboxkit_initial NO SCROLL CURSOR FOR "+c.queries.streamInplay, !backlogDone); err != nil {
 		return failTx(interpretError(err))
 	}
 	s := &stream{c: c, conn: conn, batch: max(p.BatchSize, 1), initialTx: tx, initial: initial, scanEnd: uint64(scanEnd),
@@ -705,13 +668,22 @@ func (s *stream) Next(ctx context.Context) (*outboxdriver.StreamBatch, error) {
 		s.mu.Lock()
 		if len(s.queue) > 0 {
 			b := &outboxdriver.StreamBatch{}
-			n := 0
-			for n < len(s.queue) && (n == 0 || len(b.Rows)+len(s.queue[n].rows) <= s.batch) {
-				b.Rows = append(b.Rows, s.queue[n].rows...)
-				b.End = s.queue[n].end
-				n++
+			if first := &s.queue[0]; len(first.rows) > s.batch {
+				// A transaction larger than a batch goes out a batch at a
+				// time, so that the relay's window (and what a crash may
+				// publish again) stays BatchSize x Concurrency; only its
+				// last part carries the position to confirm.
+				b.Rows = first.rows[:s.batch:s.batch]
+				first.rows = first.rows[s.batch:]
+			} else {
+				n := 0
+				for n < len(s.queue) && len(b.Rows)+len(s.queue[n].rows) <= s.batch {
+					b.Rows = append(b.Rows, s.queue[n].rows...)
+					b.End = s.queue[n].end
+					n++
+				}
+				s.queue = s.queue[n:]
 			}
-			s.queue = s.queue[n:]
 			s.queued -= len(b.Rows)
 			s.mu.Unlock()
 			signal(s.wake)
@@ -805,8 +777,8 @@ func signal(ch chan struct{}) {
 // queueFull reports whether the reader has queued as many rows as the
 // relay may take in maxQueuedBatches batches: it then stops reading the
 // log until Next takes some, so that a backlog streamed from the log (a
-// relay that was down, or a slot created before the backlog built up) is
-// held in memory a few batches at a time, not whole.
+// relay that was down) is held in memory a few batches at a time, not
+// whole. One transaction is still decoded whole, however large.
 func (s *stream) queueFull() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -492,13 +492,17 @@ func TestCDCReplayedRetries(t *testing.T) {
 }
 
 // TestCDCBacklogFromTable: a new slot's first stream reads the pending
-// backlog committed before the slot from the table, a batch at a time in
-// seq order: each event is handed out once, then the next committed event.
+// backlog from the table, a batch at a time in seq order, and drops what
+// its log replays of those events: each is handed out once, then the next
+// committed event.
 func TestCDCBacklogFromTable(t *testing.T) {
 	t.Parallel()
 	b := setupCDC(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
+	if _, err := b.cdc.SlotCreate(ctx); err != nil {
+		t.Fatal(err)
+	}
 	const n, batch = 250, 100
 	for i := 0; i < n; i += 50 {
 		var evs []*outbox.Event
@@ -506,9 +510,6 @@ func TestCDCBacklogFromTable(t *testing.T) {
 			evs = append(evs, ev(fmt.Sprint("k", j%7), j))
 		}
 		b.insert(t, evs...)
-	}
-	if _, err := b.cdc.SlotCreate(ctx); err != nil {
-		t.Fatal(err)
 	}
 	st, err := b.cdc.EventStreamOpen(ctx, &outboxdriver.EventStreamOpenParams{BatchSize: batch})
 	if err != nil {
@@ -544,67 +545,6 @@ func TestCDCBacklogFromTable(t *testing.T) {
 	}
 }
 
-// TestCDCBacklogSplitAtSlot: a new slot's first stream reads from the table
-// only the pending events that may have committed before the slot (seqs up
-// to the table's last one at its creation), and takes the events inserted
-// after it from the log, once each, in seq order: a backlog that built up
-// after the slot was created is not read twice (from the table, then again
-// from the log only to be dropped).
-func TestCDCBacklogSplitAtSlot(t *testing.T) {
-	t.Parallel()
-	b := setupCDC(t)
-	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
-	defer cancel()
-	insert := func(from, to int) {
-		var evs []*outbox.Event
-		for j := from; j < to; j++ {
-			evs = append(evs, ev(fmt.Sprint("k", j%7), j))
-		}
-		b.insert(t, evs...)
-	}
-	const before, after = 30, 120
-	insert(0, before)
-	if _, err := b.cdc.SlotCreate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	var recorded sql.NullInt64
-	if err := b.db.QueryRow(`SELECT backlog_seq FROM "` + b.table + `_cdc_state"`).Scan(&recorded); err != nil {
-		t.Fatal(err)
-	}
-	insert(before, before+after)
-	st, err := b.cdc.EventStreamOpen(ctx, &outboxdriver.EventStreamOpenParams{BatchSize: 100})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	var fromTable, fromLog []int64
-	for len(fromTable)+len(fromLog) < before+after {
-		sb, err := st.Next(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, r := range sb.Rows {
-			if sb.End == 0 {
-				fromTable = append(fromTable, r.Seq)
-			} else {
-				fromLog = append(fromLog, r.Seq)
-			}
-		}
-	}
-	if !recorded.Valid || recorded.Int64 != before {
-		t.Fatalf("backlog_seq recorded at the slot's creation = %v, want %d (the last seq then)", recorded, before)
-	}
-	if len(fromTable) != before || len(fromLog) != after {
-		t.Fatalf("handed out %d events from the table and %d from the log, want %d and %d", len(fromTable), len(fromLog), before, after)
-	}
-	all := append(fromTable, fromLog...)
-	for i, seq := range all {
-		if seq != int64(i+1) {
-			t.Fatalf("event %d handed out with seq %d, want %d (in seq order, once each): %v", i, seq, i+1, all)
-		}
-	}
-}
-
 // TestCDCQueueBounded: a backlog streamed from the log is held in memory a
 // few batches at a time: the reader stops reading the log while it holds
 // maxQueuedBatches (8) batches for Next, and goes on as Next takes them;
@@ -617,6 +557,7 @@ func TestCDCQueueBounded(t *testing.T) {
 	if _, err := b.cdc.SlotCreate(ctx); err != nil {
 		t.Fatal(err)
 	}
+	markBacklogDone(t, b)
 	const txns, perTxn, batch = 40, 50, 10
 	for i := 0; i < txns; i++ {
 		var evs []*outbox.Event
@@ -647,5 +588,63 @@ func TestCDCQueueBounded(t *testing.T) {
 	}
 	if len(rows) != txns*perTxn {
 		t.Fatalf("handed out %d rows, want %d", len(rows), txns*perTxn)
+	}
+}
+
+// markBacklogDone records that the slot's first stream read the backlog
+// from the table, as a relay that ran before would have: the next stream
+// takes every event from the log.
+func markBacklogDone(t testing.TB, b *cdcBundle) {
+	t.Helper()
+	if _, err := b.db.Exec(`UPDATE "` + b.table + `_cdc_state" SET backlog_done = true`); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestCDCLargeTransactionInBatches: a transaction with more events than a
+// batch is handed out a batch at a time, in seq order, and only its last
+// part carries the position to confirm, so that the relay's window (what a
+// crash may publish again) stays BatchSize x Concurrency.
+func TestCDCLargeTransactionInBatches(t *testing.T) {
+	t.Parallel()
+	b := setupCDC(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	if _, err := b.cdc.SlotCreate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	markBacklogDone(t, b)
+	const n, batch = 250, 100
+	var evs []*outbox.Event
+	for j := range n {
+		evs = append(evs, ev(fmt.Sprint("k", j%7), j))
+	}
+	b.insert(t, evs...)
+	b.insert(t, ev("k0", n))
+	st, err := b.cdc.EventStreamOpen(ctx, &outboxdriver.EventStreamOpenParams{BatchSize: batch})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	var sizes []int
+	var ends []uint64
+	var seqs []int64
+	for len(seqs) < n+1 {
+		sb, err := st.Next(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sizes, ends = append(sizes, len(sb.Rows)), append(ends, sb.End)
+		for _, r := range sb.Rows {
+			seqs = append(seqs, r.Seq)
+		}
+	}
+	if !slices.Equal(sizes, []int{100, 100, 50, 1}) || ends[0] != 0 || ends[1] != 0 || ends[2] == 0 || ends[3] <= ends[2] {
+		t.Fatalf("batches of %v rows with ends %v, want 100, 100, 50 (the transaction, its end on the last part) and 1", sizes, ends)
+	}
+	for i, seq := range seqs {
+		if seq != int64(i+1) {
+			t.Fatalf("row %d handed out with seq %d, want %d", i, seq, i+1)
+		}
 	}
 }

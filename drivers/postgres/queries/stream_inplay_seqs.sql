@@ -2,6 +2,5 @@
 -- stream_inplay.sql returns (same condition, same snapshot), in order. The
 -- stream keeps only these in memory, to drop what its log replays of them.
 SELECT seq FROM {{.Table}}
-WHERE status = 'pending'
-  AND (($1 AND seq <= coalesce($2::bigint, 9223372036854775807)) OR attempts > 0 OR locked_by IS NOT NULL)
+WHERE status = 'pending' AND ($1 OR attempts > 0 OR locked_by IS NOT NULL)
 ORDER BY seq
