@@ -648,3 +648,78 @@ func TestCDCLargeTransactionInBatches(t *testing.T) {
 		}
 	}
 }
+
+// TestCDCHostileRowsFromLog: rows written behind the driver's back with
+// hostile values (raw INSERTs, so the log carries them as they are) never
+// stall the stream: an unreadable one (headers not a JSON object of
+// strings, an empty topic) is dead with "unreadable row: ..." after one
+// attempt and does not hold back the next event of its key; the others
+// (terminal escapes, HTML, a TOASTed 200 KiB header, binary payload) are
+// published intact.
+func TestCDCHostileRowsFromLog(t *testing.T) {
+	t.Parallel()
+	b := setupCDC(t)
+	pub := newRecorder()
+	b.relay(t, "r", pub)
+	eventually(t, "the stream open", func() bool {
+		st, err := b.cdc.SlotStatus(t.Context())
+		return err == nil && st.Active
+	})
+	type row struct{ name, typ, topic, key, headers string }
+	rows := []row{
+		{"headers_not_strings", "t", "topic", "bad", `{"retries": 3, "ok": true}`},
+		{"topic_empty", "t", "", "bad2", `{}`},
+		{"key_terminal_escape", "t", "topic", "\x1b[2J\x1b]0;pwned\x07", `{}`},
+		{"type_html", `<script>alert("x")</script>`, "topic", "h", `{}`},
+		{"headers_huge", "t", "topic", "h2", `{"h":"` + strings.Repeat("v", 200<<10) + `"}`},
+	}
+	ids := map[string]string{}
+	tx, err := b.db.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rows {
+		id := uuid.NewString()
+		ids[r.name] = id
+		if _, err := tx.Exec(`INSERT INTO "`+b.table+`" (id, type, topic, key, payload, headers) VALUES ($1, $2, $3, $4, $5, $6::jsonb)`,
+			id, r.typ, r.topic, r.key, []byte("\x00\xff\xfe binary \x1b[0m"), r.headers); err != nil {
+			t.Fatalf("%s: %v", r.name, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	follower := ev("bad", 1) // same key as the unreadable row
+	b.insert(t, follower)
+	eventually(t, "nothing pending", func() bool { return b.stats(t).Pending == 0 })
+	for _, name := range []string{"headers_not_strings", "topic_empty"} {
+		s, err := b.ob.Get(t.Context(), ids[name])
+		if err != nil || s.Status != outbox.StatusDead || s.Attempts != 1 || !strings.HasPrefix(s.LastError, "unreadable row") {
+			t.Fatalf("%s: %+v, %v; want dead after 1 attempt with an \"unreadable row\" error", name, s, err)
+		}
+		if pub.byIDCount(ids[name]) != 0 {
+			t.Fatalf("%s: published", name)
+		}
+	}
+	if s, err := b.ob.Get(t.Context(), follower.ID); err != nil || s.Status != outbox.StatusDelivered {
+		t.Fatalf("the follower of the unreadable row: %+v, %v; want delivered", s, err)
+	}
+	for _, r := range rows[2:] {
+		var got *message.Message
+		for _, m := range pub.snapshot() {
+			if m.UUID == ids[r.name] {
+				got = m
+			}
+		}
+		if got == nil {
+			t.Fatalf("%s: not published", r.name)
+		}
+		if got.Metadata.Get(outbox.MetadataKey) != r.key || got.Metadata.Get(outbox.MetadataEventType) != r.typ ||
+			string(got.Payload) != "\x00\xff\xfe binary \x1b[0m" {
+			t.Fatalf("%s: published with key %q, type %q, payload %q", r.name, got.Metadata.Get(outbox.MetadataKey), got.Metadata.Get(outbox.MetadataEventType), got.Payload)
+		}
+		if r.name == "headers_huge" && len(got.Metadata.Get("h")) != 200<<10 {
+			t.Fatalf("headers_huge: header h published with %d bytes, want %d", len(got.Metadata.Get("h")), 200<<10)
+		}
+	}
+}
