@@ -554,23 +554,8 @@ func TestCDCQueueBounded(t *testing.T) {
 	b := setupCDC(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
-	if _, err := b.cdc.SlotCreate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	markBacklogDone(t, b)
 	const txns, perTxn, batch = 40, 50, 10
-	for i := 0; i < txns; i++ {
-		var evs []*outbox.Event
-		for j := i * perTxn; j < (i+1)*perTxn; j++ {
-			evs = append(evs, ev(fmt.Sprint("k", j%7), j))
-		}
-		b.insert(t, evs...)
-	}
-	st, err := b.cdc.EventStreamOpen(ctx, &outboxdriver.EventStreamOpenParams{BatchSize: batch})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := streamFromLog(ctx, t, b, batch, slices.Repeat([]int{perTxn}, txns)...)
 	// The reader may go past the bound by the transaction that reached it.
 	const bound = 8*batch + perTxn
 	most := 0
@@ -601,6 +586,32 @@ func markBacklogDone(t testing.TB, b *cdcBundle) {
 	}
 }
 
+// streamFromLog creates the slot, marks its backlog read, commits one
+// transaction per txnSizes entry (events with seqs 1, 2, ... over 7 keys)
+// and opens a stream of batch rows, which takes them all from the log.
+func streamFromLog(ctx context.Context, t *testing.T, b *cdcBundle, batch int, txnSizes ...int) outboxdriver.EventStream {
+	t.Helper()
+	if _, err := b.cdc.SlotCreate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	markBacklogDone(t, b)
+	n := 0
+	for _, size := range txnSizes {
+		var evs []*outbox.Event
+		for range size {
+			evs = append(evs, ev(fmt.Sprint("k", n%7), n))
+			n++
+		}
+		b.insert(t, evs...)
+	}
+	st, err := b.cdc.EventStreamOpen(ctx, &outboxdriver.EventStreamOpenParams{BatchSize: batch})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
 // TestCDCLargeTransactionInBatches: a transaction with more events than a
 // batch is handed out a batch at a time, in seq order, and only its last
 // part carries the position to confirm, so that the relay's window (what a
@@ -610,22 +621,8 @@ func TestCDCLargeTransactionInBatches(t *testing.T) {
 	b := setupCDC(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
-	if _, err := b.cdc.SlotCreate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	markBacklogDone(t, b)
 	const n, batch = 250, 100
-	var evs []*outbox.Event
-	for j := range n {
-		evs = append(evs, ev(fmt.Sprint("k", j%7), j))
-	}
-	b.insert(t, evs...)
-	b.insert(t, ev("k0", n))
-	st, err := b.cdc.EventStreamOpen(ctx, &outboxdriver.EventStreamOpenParams{BatchSize: batch})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := streamFromLog(ctx, t, b, batch, n, 1)
 	var sizes []int
 	var ends []uint64
 	var seqs []int64
