@@ -5,7 +5,9 @@ MODULES := $(shell go list -m -f '{{.Dir}}' 2>/dev/null)
 SKIPLOG := $(CURDIR)/.test-skips.log
 SUMMARY := $(CURDIR)/.conformance-summary.md
 # -count=1: a cached result would not re-log its skips nor rewrite the conformance summary.
-GO_TEST_FLAGS ?= -count=1
+# -timeout 20m: the conformance package runs every cell in one test binary (7.6 min on a quiet
+# 2-core machine); go test's default of 10 min killed it once when the machine was busy.
+GO_TEST_FLAGS ?= -count=1 -timeout 20m
 
 .PHONY: help test test-race test-race-cells fuzz lint verify generate bench bench-backlog demo build matrix modproxy tidy deps install-check
 
