@@ -640,7 +640,7 @@ type stream struct {
 
 	mu     sync.Mutex
 	queue  []txn
-	queued int           // rows in queue
+	queued atomic.Int64  // rows in queue (changed under mu, read by queueFull without it)
 	ready  chan struct{} // signalled when queue grows
 	wake   chan struct{} // signalled when Next takes from queue, and by wakeReader
 	err    error         // why the reader stopped
@@ -684,7 +684,7 @@ func (s *stream) Next(ctx context.Context) (*outboxdriver.StreamBatch, error) {
 				}
 				s.queue = s.queue[n:]
 			}
-			s.queued -= len(b.Rows)
+			s.queued.Add(-int64(len(b.Rows)))
 			s.mu.Unlock()
 			signal(s.wake)
 			return b, nil
@@ -780,9 +780,7 @@ func signal(ch chan struct{}) {
 // relay that was down) is held in memory a few batches at a time, not
 // whole. One transaction is still decoded whole, however large.
 func (s *stream) queueFull() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.queued >= maxQueuedBatches*s.batch
+	return s.queued.Load() >= int64(maxQueuedBatches*s.batch)
 }
 
 // maxQueuedBatches is how many batches of decoded events the reader keeps
@@ -967,7 +965,7 @@ func (s *stream) decode(wal []byte) error {
 		s.pushedEnd = end
 		s.mu.Lock()
 		s.queue = append(s.queue, txn{rows: rows, end: end})
-		s.queued += len(rows)
+		s.queued.Add(int64(len(rows)))
 		s.mu.Unlock()
 		signal(s.ready)
 	}

@@ -15,8 +15,5 @@ func (d *Driver) ClaimGapsQuery() string { return d.queries.claimGaps }
 // QueuedRows returns how many decoded rows a CDC stream holds ready for
 // Next.
 func QueuedRows(st outboxdriver.EventStream) int {
-	s := st.(*stream)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.queued
+	return int(st.(*stream).queued.Load())
 }
