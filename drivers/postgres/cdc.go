@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"database/sql"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -63,6 +64,8 @@ type CDC struct {
 	*Driver
 	cdc  CDCConfig
 	conn *pgconn.Config
+	// streams holds the open streams (keys), for endStreams.
+	streams sync.Map
 }
 
 var _ outboxdriver.Streamer = (*CDC)(nil)
@@ -295,7 +298,51 @@ func (c *CDC) SlotStatus(ctx context.Context) (*SlotStatus, error) {
 // gone for good). A row found visible after the statement missed it gets
 // the statement once more (a later snapshot sees it); if that changes
 // nothing, the row is no longer pending (delivered or retried meanwhile).
+//
+// An error saying that the server is shutting down ends the open streams
+// (endStreams).
 func (c *CDC) EventStreamRecord(ctx context.Context, p *outboxdriver.EventStreamRecordParams) error {
+	err := c.record(ctx, p)
+	if shuttingDown(err) {
+		c.endStreams()
+	}
+	return err
+}
+
+// shuttingDown reports whether err is PostgreSQL's answer while it shuts
+// down: a session it terminated (57P01, 57P02) or a connection it refuses
+// (57P03).
+func shuttingDown(err error) bool {
+	var st interface{ SQLState() string }
+	if !errors.As(err, &st) {
+		return false
+	}
+	switch st.SQLState() {
+	case "57P01", "57P02", "57P03":
+		return true
+	}
+	return false
+}
+
+// endStreams closes the replication connections of the open streams: the
+// server is shutting down, and it waits for each of its walsenders to
+// report everything sent to its client (see sendReceived). A stream whose
+// reader waits for room in its queue reads nothing from the server, and
+// its queue does not drain while the relay's outcome writes are refused:
+// without this the shutdown would wait for as long as the relay runs. The
+// relay opens a new stream once the server is back.
+func (c *CDC) endStreams() {
+	c.streams.Range(func(k, _ any) bool {
+		s := k.(*stream)
+		s.stop(errors.New("postgres: the server is shutting down: replication connection closed"))
+		s.closing.Store(true)
+		s.wakeReader()
+		return true
+	})
+}
+
+// record is EventStreamRecord.
+func (c *CDC) record(ctx context.Context, p *outboxdriver.EventStreamRecordParams) error {
 	tx, err := c.db.BeginTx(ctx, nil)
 	if err != nil {
 		return interpretError(err)
@@ -548,6 +595,7 @@ func (c *CDC) startStream(ctx context.Context, conn *pgconn.PgConn, created bool
 	if p.Logger != nil {
 		p.Logger.Debug("change stream started", "slot", c.cdc.Slot, "created", created, "from_table", len(initial))
 	}
+	c.streams.Store(s, struct{}{})
 	go s.read()
 	return s, nil
 }
@@ -800,6 +848,7 @@ func (s *stream) stop(err error) {
 // every StatusInterval.
 func (s *stream) read() {
 	defer close(s.done)
+	defer s.c.streams.Delete(s)
 	defer s.conn.Close(context.Background())
 	s.lastStatus = time.Now()
 	for {
@@ -889,6 +938,38 @@ func (s *stream) sendStatus() error {
 	return nil
 }
 
+// sendReceived answers a keepalive that asks for a reply while the relay
+// cannot confirm everything the server sent (end): it reports end as
+// written and leaves the flushed position unset. PostgreSQL's shutdown
+// (pg_ctl stop, fast or smart) sends such a keepalive and waits until each
+// walsender's client reports everything sent, flushed or, when flushed is
+// unset, written. A relay holding unsettled events, whose outcome writes the
+// shutting-down server refuses, would otherwise hold the shutdown for as
+// long as the relay runs. An unset flushed position does not move the slot:
+// the unconfirmed events are streamed again after the restart. The next
+// regular status update reports the confirmed position again.
+func (s *stream) sendReceived(end uint64) error {
+	data := make([]byte, 0, 34)
+	data = append(data, pglogrepl.StandbyStatusUpdateByteID)
+	data = binary.BigEndian.AppendUint64(data, end) // written: all received
+	data = binary.BigEndian.AppendUint64(data, 0)   // flushed: unset
+	data = binary.BigEndian.AppendUint64(data, 0)   // applied: unset
+	data = binary.BigEndian.AppendUint64(data, uint64(time.Since(pgEpoch).Microseconds()))
+	data = append(data, 0) // no reply requested
+	buf, err := (&pgproto3.CopyData{Data: data}).Encode(nil)
+	if err != nil {
+		return err
+	}
+	if err := s.conn.Frontend().SendUnbufferedEncodedCopyData(buf); err != nil {
+		return fmt.Errorf("postgres: replication status update: %w", err)
+	}
+	return nil
+}
+
+// pgEpoch is the origin of PostgreSQL's timestamps in the replication
+// protocol.
+var pgEpoch = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+
 func (s *stream) handle(data []byte) error {
 	if len(data) == 0 {
 		return nil
@@ -901,6 +982,9 @@ func (s *stream) handle(data []byte) error {
 		}
 		s.serverEnd = max(s.serverEnd, uint64(pkm.ServerWALEnd))
 		if pkm.ReplyRequested {
+			if end := uint64(pkm.ServerWALEnd); s.position() < end {
+				return s.sendReceived(end)
+			}
 			return s.sendStatus()
 		}
 	case pglogrepl.XLogDataByteID:
