@@ -310,15 +310,16 @@ func (c *CDC) EventStreamRecord(ctx context.Context, p *outboxdriver.EventStream
 }
 
 // shuttingDown reports whether err is PostgreSQL's answer while it shuts
-// down: a session it terminated (57P01, 57P02) or a connection it refuses
-// (57P03).
+// down: a connection it refuses (57P03, "the database system is shutting
+// down") or a session it ended in a crash shutdown (57P02). Not 57P01,
+// which pg_terminate_backend also returns for one session.
 func shuttingDown(err error) bool {
 	var st interface{ SQLState() string }
 	if !errors.As(err, &st) {
 		return false
 	}
 	switch st.SQLState() {
-	case "57P01", "57P02", "57P03":
+	case "57P02", "57P03":
 		return true
 	}
 	return false
