@@ -320,18 +320,7 @@ func TestCDCDatabaseRestart(t *testing.T) {
 		t.Fatalf("cannot restart the test cluster: %v", err)
 	}
 	insert(60, 120)
-	eventually(t, "every event published after the restart", func() bool {
-		for _, id := range want {
-			if pub.byIDCount(id) == 0 {
-				return false
-			}
-		}
-		return true
-	})
-	eventually(t, "no pending event", func() bool {
-		s, err := b.ob.Stats(t.Context())
-		return err == nil && s.Pending == 0
-	})
+	b.waitSettled(t, pub, want)
 	// Per key, the first publishes follow commit order.
 	first := map[string]bool{}
 	last := map[string]int{}
@@ -352,6 +341,32 @@ func TestCDCDatabaseRestart(t *testing.T) {
 	}
 	total, distinct := pub.count()
 	t.Logf("database restart: %d events, %d publishes", distinct, total)
+}
+
+// waitSettled waits until every event of ids was published and none is
+// pending.
+func (b *cdcBundle) waitSettled(t *testing.T, pub *recorder, ids []string) {
+	t.Helper()
+	eventually(t, "every event published", func() bool {
+		for _, id := range ids {
+			if pub.byIDCount(id) == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	eventually(t, "no pending event", func() bool {
+		s, err := b.ob.Stats(t.Context())
+		return err == nil && s.Pending == 0
+	})
+}
+
+func ids(events []*outbox.Event) []string {
+	out := make([]string, len(events))
+	for i, e := range events {
+		out[i] = e.ID
+	}
+	return out
 }
 
 // TestCDCFastShutdown stops PostgreSQL (pg_ctl restart -m fast, which
@@ -396,18 +411,7 @@ func TestCDCFastShutdown(t *testing.T) {
 		t.Fatalf("PostgreSQL did not stop while the relay held unsettled events: %v", err)
 	}
 	free()
-	eventually(t, "every event published after the restart", func() bool {
-		for _, e := range events {
-			if pub.byIDCount(e.ID) == 0 {
-				return false
-			}
-		}
-		return true
-	})
-	eventually(t, "no pending event", func() bool {
-		s, err := b.ob.Stats(t.Context())
-		return err == nil && s.Pending == 0
-	})
+	b.waitSettled(t, pub, ids(events))
 }
 
 // TestCDCFastShutdownQueueFull stops PostgreSQL while a CDC relay drains a
@@ -439,18 +443,7 @@ func TestCDCFastShutdownQueueFull(t *testing.T) {
 	if err := pgtest.Restart(); err != nil {
 		t.Fatalf("PostgreSQL did not stop while the relay drained a backlog: %v", err)
 	}
-	eventually(t, "every event published after the restart", func() bool {
-		for _, e := range events {
-			if pub.byIDCount(e.ID) == 0 {
-				return false
-			}
-		}
-		return true
-	})
-	eventually(t, "no pending event", func() bool {
-		s, err := b.ob.Stats(t.Context())
-		return err == nil && s.Pending == 0
-	})
+	b.waitSettled(t, pub, ids(events))
 }
 
 // TestCDCBacklogBeforeSlot writes events before any relay created the
