@@ -942,7 +942,7 @@ func (s *stream) sendStatus() error {
 // sendReceived answers a keepalive that asks for a reply while the relay
 // cannot confirm everything the server sent (end): it reports end as
 // written and leaves the flushed position unset. PostgreSQL's shutdown
-// (pg_ctl stop, fast or smart) sends such a keepalive and waits until each
+// (pg_ctl stop or restart) sends such a keepalive and waits until each
 // walsender's client reports everything sent, flushed or, when flushed is
 // unset, written. A relay holding unsettled events, whose outcome writes the
 // shutting-down server refuses, would otherwise hold the shutdown for as
